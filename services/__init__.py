@@ -1,0 +1,1 @@
+"""The QIKI reference platform: the system under test. Never imports harness."""

@@ -1,0 +1,1 @@
+"""Suite-wide test configuration (shared fixtures live in harness.pytest_plugin)."""
