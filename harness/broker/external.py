@@ -1,0 +1,141 @@
+"""The ``external`` backend: a NATS server or cluster someone else runs.
+
+The harness only connects to it; nodes cannot be faulted (``nodes == []``). Credentials
+are kept as secrets: handed to clients through :meth:`ExternalBroker.nats_settings`, never
+shown by ``repr``, :meth:`ExternalBroker.describe` or error messages.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Self
+
+from harness.broker.errors import BrokerStartError
+
+if TYPE_CHECKING:
+    from harness.broker.process import NatsNode
+    from services.common.settings import NatsSettings
+
+__all__ = ["ExternalBroker"]
+
+
+class ExternalBroker:
+    """An existing NATS deployment at ``url`` (comma-separated list or a sequence of URLs).
+
+    ``async with ExternalBroker("nats://host:4222", token=...) as b:`` connects once to
+    check that it answers (and to learn its version), then disconnects; a failure raises
+    :class:`BrokerStartError` with the masked URL and a hint. ``verify=False`` skips that.
+    """
+
+    backend = "external"
+
+    def __init__(
+        self,
+        url: str | Sequence[str],
+        *,
+        token: str | None = None,
+        user: str | None = None,
+        password: str | None = None,
+        creds_file: str | Path | None = None,
+        verify: bool = True,
+        connect_timeout_s: float = 2.0,
+    ) -> None:
+        from services.common.settings import NatsSettings
+
+        servers = [u.strip() for u in url.split(",")] if isinstance(url, str) else list(url)
+        if token is not None and (user is not None or password is not None):
+            raise ValueError("ExternalBroker: give either token or user/password, not both")
+        if creds_file is not None and not Path(creds_file).expanduser().is_file():
+            raise BrokerStartError(
+                f"ExternalBroker: creds_file {str(creds_file)!r} does not exist or is not a "
+                "file; expected a NATS .creds file (JWT + seed)"
+            )
+        # NatsSettings validates the URLs (masking userinfo in its errors) and holds the
+        # secrets as SecretStr.
+        self._settings = NatsSettings(
+            servers=servers,
+            token=token,
+            user=user,
+            password=password,
+            creds_file=Path(creds_file).expanduser() if creds_file is not None else None,
+            connect_timeout_s=connect_timeout_s,
+        )
+        self.verify = verify
+        self._version: str | None = None
+
+    @property
+    def nodes(self) -> list[NatsNode]:
+        """Always empty: an external server cannot be killed or paused by the harness."""
+        return []
+
+    @property
+    def client_urls(self) -> list[str]:
+        """Server URLs as given (userinfo masked, so they are safe to log)."""
+        return list(self._settings.describe()["servers"])
+
+    @property
+    def version(self) -> str:
+        """Server version learned on connect (``"unknown"`` with ``verify=False``)."""
+        return self._version or "unknown"
+
+    def nats_settings(self, **overrides: Any) -> NatsSettings:
+        """Settings carrying the servers and the credentials, with ``overrides`` applied."""
+        return self._settings.with_overrides(**overrides) if overrides else self._settings
+
+    def describe(self) -> dict[str, Any]:
+        """Journal-safe description: which kind of credentials, never their values."""
+        info = self._settings.describe()
+        return {
+            "backend": self.backend,
+            "version": self._version,
+            "servers": info["servers"],
+            "auth": info["auth"],
+            "user": info["user"],
+            "creds_file": info["creds_file"],
+            "nodes": [],
+        }
+
+    def __repr__(self) -> str:
+        return f"<ExternalBroker {','.join(self.client_urls)} auth={self._settings.auth_kind}>"
+
+    async def check(self) -> str:
+        """Connect once, return the server version; raise :class:`BrokerStartError` if not."""
+        from services.common.settings import connect
+
+        settings = self._settings.with_overrides(max_reconnect_attempts=0)
+        try:
+            nc = await connect(
+                settings,
+                first_connect_timeout_s=self._settings.connect_timeout_s + 1.0,
+                allow_reconnect=False,
+            )
+        except ConnectionError as exc:
+            # settings.connect's message masks the URLs; the raw client exception is not
+            # chained (`from None`) so no traceback can carry what the client sent.
+            raise BrokerStartError(
+                f"external NATS does not answer: {exc} (auth: {self._settings.auth_kind}).\n"
+                "Hint: check the URL, that the server runs and that the credentials are right."
+            ) from None
+        try:
+            v = nc.connected_server_version
+            version = f"{v.major}.{v.minor}.{v.patch}"
+        finally:
+            with contextlib.suppress(Exception):
+                await nc.close()
+        return version
+
+    async def __aenter__(self) -> Self:
+        if self.verify:
+            self._version = await self.check()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        return None

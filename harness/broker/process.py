@@ -1,0 +1,681 @@
+"""The ``process`` backend: real nats-server processes with JetStream on 127.0.0.1.
+
+:class:`NatsServer` is one node, :class:`NatsCluster` N routed nodes. Both are async context
+managers; a failed start and every exit (also on an exception) stop the processes they
+spawned and remove the temp dirs they created.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Self
+
+from harness._process import ManagedProcess, ProcessError
+from harness.broker import _http
+from harness.broker._binary import find_nats_server
+from harness.broker._config import HOST, deep_merge, free_ports, render_config
+from harness.broker.errors import BrokerError, BrokerStartError
+
+if TYPE_CHECKING:
+    from services.common.settings import NatsSettings
+
+__all__ = ["NatsCluster", "NatsNode", "NatsServer", "RouteUrlFor"]
+
+RouteUrlFor = Callable[[int, int, int], str]
+"""``(from_idx, to_idx, peer_route_port) -> route URL`` used by node ``from_idx`` to reach
+``to_idx``; lets the chaos layer put a TCP proxy on every route (partitions)."""
+
+HEALTHZ_JS = "/healthz?js-enabled-only=true"
+_HINT = (
+    "check the log lines above; run the command by hand to reproduce; set NATS_SERVER_BIN to "
+    "another nats-server (v2.10+) if this one is broken"
+)
+_PORT_IN_USE = re.compile(r"address already in use", re.IGNORECASE)
+_VERSION_LINE = re.compile(r"Version:\s+(\S+)")
+_START_ATTEMPTS = 3  # fresh ports after a port race with another process
+
+
+async def _poll_healthz(node: NatsNode, path: str = HEALTHZ_JS) -> None:
+    """Poll the monitoring endpoint until it answers 200; short, growing interval, no sleep."""
+    delay = 0.002
+    while True:
+        try:
+            status, _ = await _http.get(HOST, node.monitor_port, path, timeout_s=1.0)
+            if status == 200:
+                return
+        except (OSError, TimeoutError):
+            pass  # not listening yet
+        await asyncio.sleep(delay)
+        delay = min(delay * 1.5, 0.025)
+
+
+class NatsNode:
+    """One nats-server process: ports, store, config file and the process handle.
+
+    Ports and store survive :meth:`restart`, so clients and peers find it again.
+    Implements :class:`harness.broker.Node`.
+    """
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        binary: Path,
+        workdir: Path,
+        store_dir: Path,
+        config: Callable[[NatsNode], dict[str, Any]],
+        cluster: bool,
+        ready_timeout_s: float = 10.0,
+        log_dir: Path | None = None,
+    ) -> None:
+        self._name = name
+        self.binary = binary
+        self.workdir = workdir
+        self.store_dir = store_dir
+        self.config_path = workdir / f"{name}.conf"
+        self._config = config
+        self._cluster = cluster
+        self.client_port = 0
+        self.monitor_port = 0
+        self.cluster_port: int | None = None
+        self.pick_ports()
+        self._version: str | None = None
+        self.process = ManagedProcess(
+            [str(binary), "-c", str(self.config_path)],
+            name=f"nats-server {name}",
+            ready=self._ready,
+            ready_timeout_s=ready_timeout_s,
+            log_path=(log_dir / f"{name}.log") if log_dir is not None else None,
+            hint=_HINT,
+        )
+
+    # -------------------------------------------------------------- identity
+
+    @property
+    def name(self) -> str:
+        """Server name, also ``server_name`` in the config."""
+        return self._name
+
+    @property
+    def client_url(self) -> str:
+        """``nats://127.0.0.1:PORT``."""
+        return f"nats://{HOST}:{self.client_port}"
+
+    @property
+    def monitor_url(self) -> str:
+        """``http://127.0.0.1:PORT`` (monitoring: /healthz, /varz, /jsz, /routez ...)."""
+        return f"http://{HOST}:{self.monitor_port}"
+
+    @property
+    def route_url(self) -> str | None:
+        """``nats-route://127.0.0.1:PORT`` for cluster nodes, else None."""
+        return f"nats-route://{HOST}:{self.cluster_port}" if self.cluster_port else None
+
+    @property
+    def version(self) -> str | None:
+        """Server version parsed from its startup log, None before the first start."""
+        if self._version is None:
+            for line in self.process.log_text(tail=200).splitlines():
+                m = _VERSION_LINE.search(line)
+                if m:
+                    self._version = m.group(1).lstrip("v")
+                    break
+        return self._version
+
+    def pick_ports(self) -> None:
+        """Choose fresh free ports (only before the first successful start)."""
+        ports = free_ports(3 if self._cluster else 2)
+        self.client_port, self.monitor_port = ports[0], ports[1]
+        self.cluster_port = ports[2] if self._cluster else None
+
+    def write_config(self) -> None:
+        """(Re)write the config file from the owner's config builder."""
+        self.config_path.write_text(render_config(self._config(self)), encoding="utf-8")
+
+    # ----------------------------------------------------------------- state
+
+    @property
+    def pid(self) -> int | None:
+        """PID of the current server process."""
+        return self.process.pid
+
+    @property
+    def running(self) -> bool:
+        """True while the server process lives (paused counts as running)."""
+        return self.process.running
+
+    @property
+    def paused(self) -> bool:
+        """True while frozen by :meth:`pause`."""
+        return self.process.paused
+
+    @property
+    def restarts(self) -> int:
+        """How many times :meth:`restart` brought the node back."""
+        return self.process.restarts
+
+    @property
+    def exit_code(self) -> int | None:
+        """Exit status of the last run (negative: killed by that signal)."""
+        return self.process.exit_code
+
+    def __repr__(self) -> str:
+        return f"<NatsNode {self.name} {self.client_url} pid={self.pid} running={self.running}>"
+
+    # ------------------------------------------------------------- lifecycle
+
+    async def _ready(self, _: ManagedProcess) -> None:
+        await _poll_healthz(self)
+
+    async def start(self) -> None:
+        """Write the config and start the server; returns when JetStream answers healthz."""
+        self.write_config()
+        await self.process.start()
+
+    async def stop(self, timeout_s: float = 5.0) -> None:
+        """Graceful stop: SIGTERM (lame-duck free shutdown), SIGKILL after ``timeout_s``."""
+        await self.process.stop(timeout_s)
+
+    async def terminate(self) -> None:
+        """Send SIGTERM and wait for the exit (a fault: no escalation)."""
+        await self._guard(self.process.terminate())
+
+    async def kill(self) -> None:
+        """SIGKILL the server (a crash; un-synced store writes may be lost)."""
+        await self._guard(self.process.kill())
+
+    async def pause(self) -> None:
+        """SIGSTOP: the server freezes, its sockets stay open (clients notice via PING)."""
+        await self._guard(self.process.pause())
+
+    async def resume(self) -> None:
+        """SIGCONT after :meth:`pause`."""
+        await self._guard(self.process.resume())
+
+    async def restart(self, timeout_s: float = 5.0) -> None:
+        """Stop if running, start on the same ports and store, wait for healthz."""
+        self.write_config()
+        try:
+            await self.process.restart(timeout_s)
+        except ProcessError as exc:
+            raise BrokerStartError(str(exc)) from exc
+
+    async def _guard(self, op: Any) -> None:
+        try:
+            await op
+        except ProcessError as exc:
+            raise BrokerError(str(exc)) from exc
+
+    def log_text(self) -> str:
+        """Captured server log (stdout and stderr), across restarts."""
+        return self.process.log_text()
+
+    # ----------------------------------------------------------- monitoring
+
+    async def monitor(self, path: str, *, timeout_s: float = 1.0) -> Any:
+        """GET a monitoring endpoint (e.g. ``/jsz?streams=true``) and return its JSON."""
+        return await _http.get_json(HOST, self.monitor_port, path, timeout_s=timeout_s)
+
+    async def healthy(self, path: str = HEALTHZ_JS, *, timeout_s: float = 1.0) -> bool:
+        """True if ``path`` (a /healthz variant) answers 200 right now."""
+        try:
+            status, _ = await _http.get(HOST, self.monitor_port, path, timeout_s=timeout_s)
+        except (OSError, TimeoutError):
+            return False
+        return status == 200
+
+
+def _as_path(value: str | Path | None) -> Path | None:
+    return Path(value).expanduser() if value is not None else None
+
+
+class _ProcessBroker:
+    """Shared lifecycle of :class:`NatsServer` and :class:`NatsCluster`."""
+
+    backend = "process"
+
+    def __init__(
+        self,
+        *,
+        names: list[str],
+        cluster: bool,
+        store_dir: str | Path | None,
+        jetstream: bool,
+        binary: str | Path | None,
+        sync_always: bool,
+        extra_config: Mapping[str, Any] | None,
+        log_dir: str | Path | None,
+        ready_timeout_s: float,
+    ) -> None:
+        if ready_timeout_s <= 0:
+            raise ValueError(f"ready_timeout_s must be > 0, got {ready_timeout_s!r}")
+        if extra_config is not None and not isinstance(extra_config, Mapping):
+            raise TypeError(
+                f"extra_config must be a mapping of nats-server options, got {extra_config!r}"
+            )
+        self._names = names
+        self._cluster = cluster
+        self.jetstream = jetstream
+        self.sync_always = sync_always
+        self.extra_config: dict[str, Any] = dict(extra_config or {})
+        self._binary_arg = _as_path(binary)
+        self._store_arg = _as_path(store_dir)
+        self._log_dir = _as_path(log_dir)
+        self._ready_timeout_s = ready_timeout_s
+        self._workdir: Path | None = None
+        self._own_store = self._store_arg is None
+        self._nodes: list[NatsNode] = []
+        self.startup_s: float | None = None
+
+    # --------------------------------------------------------------- protocol
+
+    @property
+    def nodes(self) -> list[NatsNode]:
+        """The server nodes (one for :class:`NatsServer`)."""
+        return list(self._nodes)
+
+    @property
+    def client_urls(self) -> list[str]:
+        """Client URL of every node."""
+        return [n.client_url for n in self._nodes]
+
+    @property
+    def version(self) -> str:
+        """nats-server version (``2.15.1``), read from the startup log."""
+        for node in self._nodes:
+            if node.version:
+                return node.version
+        raise BrokerError("nats-server version unknown: the broker has not been started")
+
+    @property
+    def store_dir(self) -> Path:
+        """JetStream store root (a node's store is ``store_dir/<name>`` in a cluster)."""
+        if self._store_arg is not None:
+            return self._store_arg
+        if self._workdir is None:
+            raise BrokerError("store_dir unknown: the broker has not been started")
+        return self._workdir / "store"
+
+    @property
+    def workdir(self) -> Path | None:
+        """Temp dir with config files (and the store unless one was given); None when closed."""
+        return self._workdir
+
+    def get_node(self, name: str) -> NatsNode:
+        """Node by server name; raises KeyError naming the known names."""
+        for n in self._nodes:
+            if n.name == name:
+                return n
+        raise KeyError(f"no node named {name!r}; nodes are {[n.name for n in self._nodes]}")
+
+    def nats_settings(self, **overrides: Any) -> NatsSettings:
+        """:class:`NatsSettings` with every node's client URL (no credentials needed)."""
+        from services.common.settings import NatsSettings
+
+        fields: dict[str, Any] = {"servers": self.client_urls}
+        fields.update(overrides)
+        return NatsSettings(**fields)
+
+    def describe(self) -> dict[str, Any]:
+        """Journal-safe description of the deployment."""
+        return {
+            "backend": self.backend,
+            "version": self._nodes[0].version if self._nodes else None,
+            "cluster": self._cluster,
+            "jetstream": self.jetstream,
+            "sync_always": self.sync_always,
+            "store_dir": str(self._store_arg or (self._workdir or Path()) / "store"),
+            "nodes": [
+                {
+                    "name": n.name,
+                    "client_url": n.client_url,
+                    "monitor_url": n.monitor_url,
+                    "route_url": n.route_url,
+                    "pid": n.pid,
+                    "running": n.running,
+                }
+                for n in self._nodes
+            ],
+        }
+
+    # ---------------------------------------------------------------- config
+
+    def _base_config(self, node: NatsNode) -> dict[str, Any]:
+        config: dict[str, Any] = {
+            "server_name": node.name,
+            "listen": f"{HOST}:{node.client_port}",
+            "http": f"{HOST}:{node.monitor_port}",
+        }
+        if self.jetstream:
+            js: dict[str, Any] = {"store_dir": str(node.store_dir)}
+            if self.sync_always:
+                # fsync after every write: see the Jepsen NATS 2.12.1 report (issue 4).
+                js["sync_interval"] = "always"
+            config["jetstream"] = js
+        return config
+
+    def _node_config(self, node: NatsNode) -> dict[str, Any]:
+        return deep_merge(self._base_config(node), self.extra_config)
+
+    # ------------------------------------------------------------- lifecycle
+
+    def _make_nodes(self) -> None:
+        binary = self._binary_arg or find_nats_server()
+        self._workdir = Path(tempfile.mkdtemp(prefix="qiki-nats-"))
+        store_root = self.store_dir
+        for name in self._names:
+            node_store = store_root / name if self._cluster else store_root
+            node_store.mkdir(parents=True, exist_ok=True)
+            self._nodes.append(
+                NatsNode(
+                    name=name,
+                    binary=binary,
+                    workdir=self._workdir,
+                    store_dir=node_store,
+                    config=self._node_config,
+                    cluster=self._cluster,
+                    ready_timeout_s=self._ready_timeout_s,
+                    log_dir=self._log_dir,
+                )
+            )
+
+    async def _wait_formed(self) -> None:
+        """Extra readiness after every node answers healthz (the cluster's meta leader)."""
+
+    async def _start_all(self) -> None:
+        # Free ports are released before nats-server binds them; another process may win
+        # the race, so a bind failure on first start retries with fresh ports.
+        for attempt in range(1, _START_ATTEMPTS + 1):
+            results = await asyncio.gather(
+                *(n.start() for n in self._nodes), return_exceptions=True
+            )
+            errors = [r for r in results if isinstance(r, BaseException)]
+            if not errors:
+                await self._wait_formed()
+                return
+            await asyncio.gather(*(n.stop(1.0) for n in self._nodes))
+            port_race = all(_PORT_IN_USE.search(str(e)) for e in errors if isinstance(e, Exception))
+            if not port_race or attempt == _START_ATTEMPTS:
+                first = errors[0]
+                if isinstance(first, ProcessError):
+                    raise BrokerStartError(str(first)) from first
+                raise first
+            for n in self._nodes:
+                n.pick_ports()
+
+    async def start(self) -> None:
+        """Start every node and wait until the deployment is ready."""
+        if self._nodes:
+            raise BrokerError(f"{type(self).__name__} already started")
+        t0 = time.perf_counter()
+        try:
+            self._make_nodes()
+            await self._start_all()
+        except BaseException:
+            await self.close()
+            raise
+        self.startup_s = time.perf_counter() - t0
+
+    async def close(self) -> None:
+        """Stop every node and remove the temp dirs this broker created. Idempotent."""
+        try:
+            await asyncio.gather(*(n.process.close() for n in self._nodes))
+        finally:
+            if self._workdir is not None:
+                shutil.rmtree(self._workdir, ignore_errors=True)
+                self._workdir = None
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+
+class NatsServer(_ProcessBroker):
+    """A single nats-server with JetStream on free 127.0.0.1 ports.
+
+    ``store_dir``: JetStream file store; default a temp dir removed on close (a given dir is
+    kept). ``binary``: nats-server to run (default :func:`find_nats_server`).
+    ``sync_always``: ``sync_interval: always`` (fsync every write). ``extra_config``: merged
+    over the generated config (nested mappings merge). ``log_dir``: also write the server log
+    to ``log_dir/<name>.log`` (kept). Ready when ``/healthz?js-enabled-only=true`` answers ok.
+    """
+
+    def __init__(
+        self,
+        *,
+        name: str = "n1",
+        store_dir: str | Path | None = None,
+        jetstream: bool = True,
+        binary: str | Path | None = None,
+        sync_always: bool = False,
+        extra_config: Mapping[str, Any] | None = None,
+        log_dir: str | Path | None = None,
+        ready_timeout_s: float = 10.0,
+    ) -> None:
+        super().__init__(
+            names=[name],
+            cluster=False,
+            store_dir=store_dir,
+            jetstream=jetstream,
+            binary=binary,
+            sync_always=sync_always,
+            extra_config=extra_config,
+            log_dir=log_dir,
+            ready_timeout_s=ready_timeout_s,
+        )
+
+    @property
+    def node(self) -> NatsNode:
+        """The one node."""
+        if not self._nodes:
+            raise BrokerError("NatsServer has not been started")
+        return self._nodes[0]
+
+    @property
+    def client_url(self) -> str:
+        """``nats://127.0.0.1:PORT``."""
+        return self.node.client_url
+
+    @property
+    def monitor_url(self) -> str:
+        """``http://127.0.0.1:PORT``."""
+        return self.node.monitor_url
+
+    def __repr__(self) -> str:
+        url = self._nodes[0].client_url if self._nodes else "not started"
+        return f"<NatsServer {url}>"
+
+
+class NatsCluster(_ProcessBroker):
+    """``size`` nats-server nodes (n1..nN) routed on 127.0.0.1 with JetStream clustering.
+
+    Ready when every node answers healthz and all agree on an elected JetStream meta leader.
+    Clients get no ``connect_urls`` gossip (``cluster.no_advertise``), so a client pointed at
+    a proxy stays behind it.
+
+    ``route_url_for(from_idx, to_idx, peer_route_port) -> url`` replaces the route URL node
+    ``from_idx`` dials to reach ``to_idx`` (0-based), e.g. a TCP proxy per route for
+    partitions. Each node then also advertises a route address nobody can dial (see
+    :data:`UNREACHABLE_ROUTE`), so peers never learn a direct address through route gossip
+    and cannot bypass the proxies; all routes come from the explicit (proxied) config.
+    Proxies must be listening (or at least accepting soon) when the cluster starts: nodes
+    keep retrying explicit routes.
+    """
+
+    UNREACHABLE_ROUTE = "127.0.0.1:1"
+    """Advertised route address when ``route_url_for`` is set (port 1: connection refused)."""
+
+    def __init__(
+        self,
+        size: int = 3,
+        *,
+        name_prefix: str = "n",
+        cluster_name: str = "qiki",
+        store_dir: str | Path | None = None,
+        binary: str | Path | None = None,
+        sync_always: bool = False,
+        extra_config: Mapping[str, Any] | None = None,
+        route_url_for: RouteUrlFor | None = None,
+        log_dir: str | Path | None = None,
+        ready_timeout_s: float = 15.0,
+    ) -> None:
+        if not isinstance(size, int) or isinstance(size, bool) or size < 1:
+            raise ValueError(f"NatsCluster size must be an int >= 1, got {size!r}")
+        super().__init__(
+            names=[f"{name_prefix}{i + 1}" for i in range(size)],
+            cluster=True,
+            store_dir=store_dir,
+            jetstream=True,
+            binary=binary,
+            sync_always=sync_always,
+            extra_config=extra_config,
+            log_dir=log_dir,
+            ready_timeout_s=ready_timeout_s,
+        )
+        self.size = size
+        self.cluster_name = cluster_name
+        self.route_url_for = route_url_for
+
+    def __repr__(self) -> str:
+        return f"<NatsCluster {self.cluster_name} size={self.size} urls={self.client_urls}>"
+
+    def route_urls(self, index: int) -> list[str]:
+        """Route URLs node ``index`` dials (through ``route_url_for`` when set)."""
+        urls = []
+        for j, peer in enumerate(self._nodes):
+            if j == index:
+                continue
+            assert peer.cluster_port is not None
+            if self.route_url_for is not None:
+                urls.append(self.route_url_for(index, j, peer.cluster_port))
+            else:
+                urls.append(f"nats-route://{HOST}:{peer.cluster_port}")
+        return urls
+
+    def _base_config(self, node: NatsNode) -> dict[str, Any]:
+        config = super()._base_config(node)
+        index = self._nodes.index(node)
+        cluster: dict[str, Any] = {
+            "name": self.cluster_name,
+            "listen": f"{HOST}:{node.cluster_port}",
+            "routes": self.route_urls(index),
+            # Clients must not learn other nodes' addresses (they would bypass proxies).
+            "no_advertise": True,
+        }
+        if self.route_url_for is not None:
+            cluster["advertise"] = self.UNREACHABLE_ROUTE
+        config["cluster"] = cluster
+        return config
+
+    async def _meta_leaders(self) -> list[str | None]:
+        async def one(node: NatsNode) -> str | None:
+            if not node.running or node.paused:
+                return None
+            try:
+                jsz = await node.monitor("/jsz", timeout_s=0.5)
+            except (OSError, TimeoutError):
+                return None
+            meta = jsz.get("meta_cluster") or {}
+            leader = meta.get("leader")
+            return leader if isinstance(leader, str) and leader else None
+
+        return list(await asyncio.gather(*(one(n) for n in self._nodes)))
+
+    async def _wait_formed(self) -> None:
+        try:
+            await asyncio.wait_for(self._wait_meta_agreed(), timeout=self._ready_timeout_s)
+        except TimeoutError:
+            leaders = await self._meta_leaders()
+            tails = "\n".join(
+                f"  {n.name}: " + " | ".join(n.log_text().splitlines()[-3:]) for n in self._nodes
+            )
+            raise BrokerStartError(
+                f"NatsCluster: no JetStream meta leader agreed within "
+                f"{self._ready_timeout_s:g} s (each node sees {leaders}).\nLast log lines:\n"
+                f"{tails}\nHint: check that the routes are reachable (route_url_for/proxies) "
+                "and that every node runs the same nats-server version."
+            ) from None
+
+    async def _wait_meta_agreed(self) -> None:
+        delay = 0.005
+        while True:
+            leaders = await self._meta_leaders()
+            if leaders[0] is not None and all(ldr == leaders[0] for ldr in leaders):
+                return
+            await asyncio.sleep(delay)
+            delay = min(delay * 1.5, 0.05)
+
+    async def meta_leader(self, *, timeout_s: float = 10.0) -> str:
+        """Name of the JetStream meta leader as reported by the running nodes.
+
+        Waits (up to ``timeout_s``) for an election if there is no leader now, e.g. right
+        after the leader was killed.
+        """
+        deadline = time.monotonic() + timeout_s
+        delay = 0.01
+        while True:
+            leaders = [ldr for ldr in await self._meta_leaders() if ldr is not None]
+            live = {n.name for n in self._nodes if n.running and not n.paused}
+            if leaders and leaders[0] in live and all(ldr == leaders[0] for ldr in leaders):
+                return leaders[0]
+            if time.monotonic() >= deadline:
+                raise BrokerError(
+                    f"no JetStream meta leader among running nodes {sorted(live)} after "
+                    f"{timeout_s:g} s (nodes report {leaders})"
+                )
+            await asyncio.sleep(delay)
+            delay = min(delay * 1.5, 0.1)
+
+    async def stream_leader(
+        self, stream: str, *, account: str = "$G", timeout_s: float = 10.0
+    ) -> NatsNode:
+        """The node leading ``stream`` (asked of the running nodes via ``/jsz``).
+
+        Waits up to ``timeout_s`` for an elected leader that is running (after a leader kill
+        the stream elects a new one). Raises :class:`BrokerError` naming what was seen.
+        """
+        deadline = time.monotonic() + timeout_s
+        delay = 0.01
+        seen: dict[str, str | None] = {}
+        while True:
+            seen = {}
+            for node in self._nodes:
+                if not node.running or node.paused:
+                    continue
+                with contextlib.suppress(OSError, TimeoutError):
+                    jsz = await node.monitor(
+                        f"/jsz?accounts=true&streams=true&acc={account}", timeout_s=0.5
+                    )
+                    for acc in jsz.get("account_details") or []:
+                        for sd in acc.get("stream_detail") or []:
+                            if sd.get("name") == stream:
+                                seen[node.name] = (sd.get("cluster") or {}).get("leader")
+            live = {n.name for n in self._nodes if n.running and not n.paused}
+            votes = {ldr for ldr in seen.values() if ldr}
+            if len(votes) == 1:
+                (leader,) = votes
+                if leader in live:
+                    return self.get_node(leader)
+            if time.monotonic() >= deadline:
+                raise BrokerError(
+                    f"stream {stream!r}: no running leader after {timeout_s:g} s "
+                    f"(nodes report {seen or 'no such stream'}; running: {sorted(live)})"
+                )
+            await asyncio.sleep(delay)
+            delay = min(delay * 1.5, 0.1)
