@@ -1,0 +1,339 @@
+"""SQLite audit store of the registrar.
+
+One table, ``records``: every event the registrar accepted or rejected, and its own lifecycle
+events. Writes come from one thread (the service's writer); readers (the HTTP query endpoint,
+``qiki-harness registrar query``, checks) open their own connections and read while the
+service runs, which is what WAL mode is for.
+
+Idempotency (issue 2, section 4): ``UNIQUE(source, event_id)`` plus ``INSERT OR IGNORE``, so a
+redelivered message never produces a second record. Rejected messages have no trustworthy
+(source, id); they are keyed by where they came from instead (``source`` =
+``nats-stream:<STREAM>``, ``event_id`` = the stream sequence), see :func:`rejection_key`.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "Record",
+    "RegistrarStore",
+    "Row",
+    "StoreError",
+    "rejection_key",
+]
+
+SCHEMA_VERSION = 1
+
+#: Column order of a row handed to :meth:`RegistrarStore.write_batch`:
+#: (code, source, event_id, type, subject, nats_subject, event_time, stored_at, stream,
+#: stream_seq, reason, data, data_size).
+Row = tuple[
+    int,
+    str,
+    str,
+    str | None,
+    str | None,
+    str | None,
+    str | None,
+    float,
+    str | None,
+    int | None,
+    str | None,
+    bytes | None,
+    int,
+]
+
+_COLUMNS = (
+    "seq, code, source, event_id, type, subject, nats_subject, event_time, stored_at, "
+    "stream, stream_seq, reason, data, data_size"
+)
+
+_SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS records (
+    seq          INTEGER PRIMARY KEY,   -- store order (rowid); monotonic for one writer
+    code         INTEGER NOT NULL,      -- RegistrarCode
+    source       TEXT    NOT NULL,      -- CloudEvent source (or nats-stream:<STREAM> if rejected)
+    event_id     TEXT    NOT NULL,      -- CloudEvent id (or stream sequence if rejected)
+    type         TEXT,                  -- CloudEvent type (as claimed, for rejects)
+    subject      TEXT,                  -- CloudEvent subject attribute
+    nats_subject TEXT,                  -- NATS subject the message arrived on
+    event_time   TEXT,                  -- CloudEvent time (ISO 8601) if present
+    stored_at    REAL    NOT NULL,      -- unix seconds when the registrar stored it
+    stream       TEXT,                  -- JetStream stream it came from
+    stream_seq   INTEGER,               -- its stream sequence
+    reason       TEXT,                  -- why it was rejected (rule: message), else NULL
+    data         BLOB,                  -- payload, truncated to the store's max_data_bytes
+    data_size    INTEGER NOT NULL,      -- original payload size in bytes
+    UNIQUE (source, event_id)
+);
+CREATE INDEX IF NOT EXISTS records_code ON records (code);
+PRAGMA user_version = {SCHEMA_VERSION};
+"""
+
+_INSERT = (
+    "INSERT OR IGNORE INTO records (code, source, event_id, type, subject, nats_subject, "
+    "event_time, stored_at, stream, stream_seq, reason, data, data_size) "
+    "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)"
+)
+
+
+class StoreError(ValueError):
+    """The store file cannot be used (missing when opened read-only, wrong schema, bad query)."""
+
+
+def rejection_key(stream: str | None, stream_seq: int | None, fallback: str) -> tuple[str, str]:
+    """The (source, event_id) key of a rejected message.
+
+    A malformed message's own ``ce-source``/``ce-id`` cannot be trusted (they may be missing,
+    or collide with a valid event's), so rejects are keyed by their stream position: a
+    redelivery of the same stream message maps to the same key and is stored once.
+    ``fallback`` (e.g. the reply subject) is used when the stream position is unknown.
+    """
+    if stream is not None and stream_seq is not None:
+        return f"nats-stream:{stream}", str(stream_seq)
+    return "nats-stream:unknown", fallback
+
+
+@dataclass(frozen=True)
+class Record:
+    """One stored audit record (a row of ``records``)."""
+
+    seq: int
+    code: int
+    source: str
+    event_id: str
+    type: str | None
+    subject: str | None
+    nats_subject: str | None
+    event_time: str | None
+    stored_at: float
+    stream: str | None
+    stream_seq: int | None
+    reason: str | None
+    data: bytes | None
+    data_size: int
+
+    @property
+    def truncated(self) -> bool:
+        """True when ``data`` holds only the first bytes of the payload."""
+        return self.data is not None and len(self.data) < self.data_size
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict; ``data`` is decoded as UTF-8 text (with replacement)."""
+        out = asdict(self)
+        out["data"] = None if self.data is None else self.data.decode("utf-8", "replace")
+        out["truncated"] = self.truncated
+        return out
+
+
+def _since_to_epoch(since: float | datetime | str | None) -> float | None:
+    if since is None:
+        return None
+    if isinstance(since, datetime):
+        return since.timestamp()
+    if isinstance(since, (int, float)):
+        return float(since)
+    try:
+        return float(since)
+    except ValueError:
+        pass
+    try:
+        return datetime.fromisoformat(since.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        raise StoreError(
+            f"since={since!r}: expected unix seconds (e.g. 1700000000.5) "
+            "or an ISO 8601 time (e.g. 2026-01-01T00:00:00Z)"
+        ) from None
+
+
+class RegistrarStore:
+    """The registrar's SQLite store.
+
+    ``RegistrarStore(path)`` opens (creating if needed) a writable store;
+    ``RegistrarStore(path, readonly=True)`` opens an existing one for queries only and can be
+    used while the registrar writes (WAL). The object is also a context manager.
+
+    ``synchronous`` is the SQLite ``PRAGMA synchronous`` level; the registrar uses ``FULL`` so
+    that every batch commit is fsynced before the batch is acknowledged.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        readonly: bool = False,
+        synchronous: Literal["OFF", "NORMAL", "FULL", "EXTRA"] = "FULL",
+        max_data_bytes: int = 65536,
+    ) -> None:
+        self.path = Path(path)
+        self.readonly = readonly
+        self.max_data_bytes = max_data_bytes
+        if readonly:
+            if not self.path.exists():
+                raise StoreError(
+                    f"registrar store {self.path} does not exist: pass the --db the registrar "
+                    "was started with"
+                )
+            uri = f"file:{self.path.resolve()}?mode=ro"
+            self._conn = sqlite3.connect(uri, uri=True, check_same_thread=False)
+        else:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            # The writer runs in the service's single DB thread; readers use their own
+            # connections, so sharing across threads is safe here.
+            self._conn = sqlite3.connect(
+                self.path, isolation_level=None, check_same_thread=False
+            )
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute(f"PRAGMA synchronous={synchronous}")
+            self._conn.executescript(_SCHEMA)
+        self._conn.execute("PRAGMA busy_timeout=5000")
+        self._check_schema()
+        self._last_seq = self._max_seq()
+
+    # -- lifecycle ----------------------------------------------------------------------
+    def close(self) -> None:
+        """Close the connection (idempotent)."""
+        try:
+            self._conn.close()
+        except sqlite3.Error:
+            pass
+
+    def __enter__(self) -> RegistrarStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _check_schema(self) -> None:
+        try:
+            (version,) = self._conn.execute("PRAGMA user_version").fetchone()
+            self._conn.execute("SELECT seq FROM records LIMIT 0")
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"{self.path} is not a registrar store: {exc}") from None
+        if version != SCHEMA_VERSION:
+            raise StoreError(
+                f"{self.path} has registrar schema version {version}, expected {SCHEMA_VERSION}"
+            )
+
+    def _max_seq(self) -> int:
+        (seq,) = self._conn.execute("SELECT coalesce(max(seq), 0) FROM records").fetchone()
+        return int(seq)
+
+    # -- writing ------------------------------------------------------------------------
+    def write_batch(self, rows: Sequence[Row]) -> dict[int, int]:
+        """Insert ``rows`` in ONE transaction; return {code: number of rows newly stored}.
+
+        Rows whose (source, event_id) is already stored are ignored (redeliveries). When the
+        call returns, the transaction is committed (and fsynced with ``synchronous=FULL``).
+        """
+        if self.readonly:
+            raise StoreError(f"{self.path} was opened read-only")
+        if not rows:
+            return {}
+        conn = self._conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            cur = conn.executemany(_INSERT, rows)
+            inserted = cur.rowcount
+            if inserted == len(rows):
+                counts: dict[int, int] = {}
+                for row in rows:
+                    counts[row[0]] = counts.get(row[0], 0) + 1
+            else:
+                # Some were duplicates: rowids are allocated max+1 by this single writer, so
+                # the new rows are exactly those above the previous maximum.
+                counts = {
+                    int(code): int(n)
+                    for code, n in conn.execute(
+                        "SELECT code, count(*) FROM records WHERE seq > ? GROUP BY code",
+                        (self._last_seq,),
+                    )
+                }
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        self._last_seq += max(inserted, 0)
+        return counts
+
+    # -- reading ------------------------------------------------------------------------
+    def query(
+        self,
+        *,
+        code: int | Iterable[int] | None = None,
+        source: str | None = None,
+        event_id: str | None = None,
+        type: str | None = None,
+        since: float | datetime | str | None = None,
+        after_seq: int | None = None,
+        limit: int | None = 1000,
+    ) -> list[Record]:
+        """Records matching every given filter, in store order.
+
+        ``code`` is one code or several; ``since`` is unix seconds, a datetime or an ISO 8601
+        string compared with ``stored_at``; ``after_seq`` pages (pass the last ``seq`` seen);
+        ``limit=None`` returns everything.
+        """
+        where: list[str] = []
+        args: list[Any] = []
+        if code is not None:
+            codes = [code] if isinstance(code, int) else list(code)
+            where.append(f"code IN ({','.join('?' * len(codes))})")
+            args.extend(int(c) for c in codes)
+        if source is not None:
+            where.append("source = ?")
+            args.append(source)
+        if event_id is not None:
+            where.append("event_id = ?")
+            args.append(event_id)
+        if type is not None:
+            where.append("type = ?")
+            args.append(type)
+        epoch = _since_to_epoch(since)
+        if epoch is not None:
+            where.append("stored_at >= ?")
+            args.append(epoch)
+        if after_seq is not None:
+            where.append("seq > ?")
+            args.append(int(after_seq))
+        sql = f"SELECT {_COLUMNS} FROM records"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY seq"
+        if limit is not None:
+            if limit < 0:
+                raise StoreError(f"limit={limit}: expected a number >= 0")
+            sql += " LIMIT ?"
+            args.append(int(limit))
+        return [Record(*row) for row in self._conn.execute(sql, args)]
+
+    def iter_all(self, *, chunk: int = 10000) -> Iterator[Record]:
+        """Every record in store order, read in chunks (for large stores)."""
+        after = 0
+        while True:
+            page = self.query(after_seq=after, limit=chunk)
+            if not page:
+                return
+            yield from page
+            after = page[-1].seq
+
+    def counts_by_code(self) -> dict[int, int]:
+        """{code: number of records}, codes ascending."""
+        rows = self._conn.execute("SELECT code, count(*) FROM records GROUP BY code ORDER BY code")
+        return {int(c): int(n) for c, n in rows}
+
+    def count(self) -> int:
+        """Total number of records."""
+        (n,) = self._conn.execute("SELECT count(*) FROM records").fetchone()
+        return int(n)
+
+    def keys(self) -> set[tuple[str, str]]:
+        """Every stored (source, event_id) pair (for delivery accounting)."""
+        return {(s, i) for s, i in self._conn.execute("SELECT source, event_id FROM records")}
