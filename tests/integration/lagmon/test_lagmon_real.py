@@ -1,0 +1,246 @@
+"""Lag monitor against a real nats-server: a consumer really falls behind and catches up."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.js import api
+
+from services.common.botspec import RuntimeConfig
+from services.common.cloudevents import from_message
+from services.lagmon.events import SOURCE, THRESHOLD_CLEARED, THRESHOLD_CROSSED
+from services.lagmon.service import LagMonitor
+from services.lagmon.thresholds import Thresholds, ThresholdSpec
+
+STREAM = "LAGT"
+
+
+async def _stream_with_consumer(nc: Client, durable: str = "worker", **cfg: Any) -> None:
+    js = nc.jetstream()
+    await js.add_stream(
+        api.StreamConfig(name=STREAM, subjects=["lagt.>"], storage=api.StorageType.MEMORY)
+    )
+    await js.add_consumer(
+        STREAM,
+        api.ConsumerConfig(durable_name=durable, ack_policy=api.AckPolicy.EXPLICIT, **cfg),
+    )
+
+
+async def _publish(nc: Client, n: int) -> None:
+    js = nc.jetstream()
+    for i in range(n):
+        await js.publish(f"lagt.m.{i % 3}", f"m{i}".encode())
+
+
+class _Tap:
+    """Collects the health events (core subscription on the health subject)."""
+
+    def __init__(self) -> None:
+        self.events: list[Msg] = []
+
+    async def cb(self, msg: Msg) -> None:
+        self.events.append(msg)
+
+    def decoded(self) -> list[tuple[str, dict[str, Any]]]:
+        out = []
+        for m in self.events:
+            ev = from_message(m.headers, m.data)
+            assert ev.source == SOURCE
+            assert m.headers is not None and m.headers.get("Nats-Msg-Id") == ev.id
+            out.append((ev.type, ev.json()))
+        return out
+
+
+async def test_consumer_falls_behind_and_catches_up(
+    nc: Client, provisioned: RuntimeConfig
+) -> None:
+    await _stream_with_consumer(nc, ack_wait=30)
+    tap = _Tap()
+    health = provisioned.subjects.health_events
+    await nc.subscribe(health, cb=tap.cb)
+    monitor = LagMonitor(
+        nc,
+        streams=[STREAM],
+        watch=[(STREAM, "worker")],
+        thresholds=Thresholds([ThresholdSpec("worker", 5, STREAM)]),
+        health_subject=health,
+    )
+
+    snap = await monitor.poll_once()
+    assert snap.consumers[(STREAM, "worker")].lag == 0
+    await nc.flush()
+    assert tap.events == []
+
+    await _publish(nc, 12)
+    snap = await monitor.poll_once()
+    c = snap.consumers[(STREAM, "worker")]
+    assert (c.num_pending, c.num_ack_pending, c.lag) == (12, 0, 12)
+    metrics = monitor.metrics.render().decode()
+    assert 'qiki_jetstream_consumer_lag{consumer="worker",stream="LAGT"} 12.0' in metrics
+    assert 'qiki_jetstream_consumer_num_pending{consumer="worker",stream="LAGT"} 12.0' in metrics
+    assert 'qiki_jetstream_consumer_over_threshold{consumer="worker",stream="LAGT"} 1.0' in metrics
+    # The event is on JetStream (PubAck) and reached the tap.
+    stream_info = await nc.jetstream().stream_info("QIKI_EVENTS_V1")
+    assert stream_info.state.messages == 1
+
+    # Still over on the next polls: no second event.
+    await monitor.poll_once()
+    await monitor.poll_once()
+    await nc.flush()
+    assert tap.decoded() == [
+        (
+            THRESHOLD_CROSSED,
+            {
+                "stream": STREAM,
+                "consumer": "worker",
+                "lag": 12,
+                "threshold": 5,
+                "num_pending": 12,
+                "num_ack_pending": 0,
+                "num_redelivered": 0,
+            },
+        )
+    ]
+
+    # Deliver 4 without acking: pending moves to ack-pending, lag unchanged; nak one so it is
+    # redelivered.
+    sub = await nc.jetstream().pull_subscribe_bind("worker", STREAM)
+    got = await sub.fetch(4, timeout=2)
+    await got[0].nak()
+    await asyncio.sleep(0)  # let the nak go out
+    await nc.flush()
+    redelivered = await sub.fetch(1, timeout=2)
+    assert redelivered[0].metadata.num_delivered == 2
+    snap = await monitor.poll_once()
+    c = snap.consumers[(STREAM, "worker")]
+    # The redelivered message is one of the four: still 4 ack-pending, 8 not delivered.
+    assert (c.num_pending, c.num_ack_pending, c.lag) == (8, 4, 12)
+    assert c.num_redelivered == 1
+    assert c.oldest_unacked_age_s >= 0.0 and c.age_exact
+    metrics = monitor.metrics.render().decode()
+    assert 'qiki_jetstream_consumer_num_ack_pending{consumer="worker",stream="LAGT"} 4.0' in metrics
+    assert 'qiki_jetstream_consumer_num_redelivered{consumer="worker",stream="LAGT"} 1.0' in metrics
+
+    # Catch up: ack everything delivered, then fetch and ack the rest.
+    for m in [*got[1:], *redelivered]:
+        await m.ack_sync()
+    rest = await sub.fetch(8, timeout=2)
+    assert len(rest) == 8
+    for m in rest:
+        await m.ack_sync()
+    snap = await monitor.poll_once()
+    c = snap.consumers[(STREAM, "worker")]
+    assert (c.num_pending, c.num_ack_pending, c.lag, c.oldest_unacked_age_s) == (0, 0, 0, 0.0)
+    await monitor.poll_once()
+    await nc.flush()
+    decoded = tap.decoded()
+    assert [t for t, _ in decoded] == [THRESHOLD_CROSSED, THRESHOLD_CLEARED]
+    assert decoded[1][1]["lag"] == 0 and decoded[1][1]["threshold"] == 5
+    metrics = monitor.metrics.render().decode()
+    assert 'qiki_jetstream_consumer_lag{consumer="worker",stream="LAGT"} 0.0' in metrics
+    assert 'qiki_jetstream_consumer_over_threshold{consumer="worker",stream="LAGT"} 0.0' in metrics
+    assert (
+        'qiki_lagmon_threshold_events_total{type="qiki.lagmon.v1.ThresholdCrossed"} 1.0'
+        in metrics
+    )
+    assert (
+        'qiki_lagmon_threshold_events_total{type="qiki.lagmon.v1.ThresholdCleared"} 1.0'
+        in metrics
+    )
+    body = json.loads(monitor.lag_view().body)
+    assert body["snapshot"]["consumers"][0]["lag"] == 0
+    assert body["over_threshold"] == []
+
+
+async def test_exact_age_reads_the_oldest_unacked_publish_time(
+    nc: Client, provisioned: RuntimeConfig
+) -> None:
+    await _stream_with_consumer(nc)
+    await _publish(nc, 1)
+    await asyncio.sleep(0.3)  # the message is at least this old when polled
+    await _publish(nc, 1)
+    exact = LagMonitor(nc, streams=[STREAM], age_mode="exact")
+    approx = LagMonitor(nc, streams=[STREAM], age_mode="approx")
+    e = (await exact.poll_once()).consumers[(STREAM, "worker")]
+    a = (await approx.poll_once()).consumers[(STREAM, "worker")]
+    assert e.age_exact and e.oldest_unacked_age_s >= 0.3
+    assert not a.age_exact and a.oldest_unacked_age_s > 0.0
+    # Once the first is acked the oldest unacked is the second, younger message.
+    sub = await nc.jetstream().pull_subscribe_bind("worker", STREAM)
+    (first,) = await sub.fetch(1, timeout=2)
+    await first.ack_sync()
+    e2 = (await exact.poll_once()).consumers[(STREAM, "worker")]
+    assert e2.lag == 1 and e2.age_exact
+    assert e2.oldest_unacked_age_s < e.oldest_unacked_age_s + 10  # sane, not since epoch
+
+
+async def test_failed_event_publish_is_retried_not_lost(
+    nc: Client, provisioned: RuntimeConfig
+) -> None:
+    await _stream_with_consumer(nc)
+    await _publish(nc, 3)
+    # No stream captures this subject: JetStream publish fails (no responders).
+    monitor = LagMonitor(
+        nc,
+        streams=[STREAM],
+        thresholds=Thresholds(default=1),
+        health_subject="nowhere.health",
+        timeout_s=0.5,
+    )
+    await monitor.poll_once()
+    assert not monitor.tracker.is_over(STREAM, "worker")
+    await monitor.poll_once()
+    metrics = monitor.metrics.render().decode()
+    assert "qiki_lagmon_event_publish_errors_total 2.0" in metrics
+    # The subject becomes captured: the same event (same id) goes out on the next poll.
+    pending_id = monitor._pending[(STREAM, "worker")][1].id
+    await nc.jetstream().add_stream(
+        api.StreamConfig(name="NOWHERE", subjects=["nowhere.>"], storage=api.StorageType.MEMORY)
+    )
+    await monitor.poll_once()
+    assert monitor.tracker.is_over(STREAM, "worker")
+    msg = await nc.jetstream().get_msg("NOWHERE", 1)
+    assert msg.headers is not None and msg.headers["Nats-Msg-Id"] == pending_id
+
+
+async def test_pages_beyond_one_list_response_and_missing_watch(nc: Client) -> None:
+    js = nc.jetstream()
+    await js.add_stream(
+        api.StreamConfig(name=STREAM, subjects=["lagt.>"], storage=api.StorageType.MEMORY)
+    )
+    n = 300  # > 256, the server's page size
+    for i in range(n):
+        await js.add_consumer(
+            STREAM,
+            api.ConsumerConfig(
+                durable_name=f"c{i:03d}",
+                ack_policy=api.AckPolicy.EXPLICIT,
+                mem_storage=True,
+            ),
+        )
+    await _publish(nc, 2)
+    everything = LagMonitor(nc, streams=[STREAM])
+    snap = await everything.poll_once()
+    assert len(snap.consumers) == n
+    assert {c.lag for c in snap.consumers.values()} == {2}
+
+    watched = LagMonitor(nc, streams=[STREAM], watch=[(STREAM, "c007"), (STREAM, "ghost")])
+    snap = await watched.poll_once()
+    assert list(snap.consumers) == [(STREAM, "c007")]
+    assert watched.missing_consumers() == [(STREAM, "ghost")]
+    assert "qiki_lagmon_consumers_missing 1.0" in watched.metrics.render().decode()
+
+
+async def test_unknown_stream_is_reported_not_fatal(nc: Client) -> None:
+    await _stream_with_consumer(nc)
+    monitor = LagMonitor(nc, streams=[STREAM, "NO_SUCH_STREAM"])
+    snap = await monitor.poll_once()
+    assert (STREAM, "worker") in snap.consumers
+    assert "NO_SUCH_STREAM" in snap.stream_errors
+    assert "stream not found" in snap.stream_errors["NO_SUCH_STREAM"]
+    ok, reason = monitor.healthy()
+    assert not ok and "NO_SUCH_STREAM" in reason
