@@ -70,10 +70,10 @@ def test_bad_values_are_refused_with_the_field_and_value(make, words) -> None:  
 @pytest.mark.parametrize(
     "make",
     [
-        lambda: Latency("100"),
+        lambda: Latency("100"),  # type: ignore[arg-type]
         lambda: Latency(True),
-        lambda: LimitData(1.5),
-        lambda: Slicer(10.0),
+        lambda: LimitData(1.5),  # type: ignore[arg-type]
+        lambda: Slicer(10.0),  # type: ignore[arg-type]
         lambda: Toxic(),
     ],
 )
