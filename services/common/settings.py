@@ -1,0 +1,242 @@
+"""NATS connection settings shared by the reference services (and reused by the harness).
+
+Secrets (token, password) are ``SecretStr``: they never appear in ``repr``/``str``, in
+:meth:`NatsSettings.describe` or in error messages; only :meth:`NatsSettings.connect_kwargs`
+reveals them, to hand them to ``nats.connect``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from collections.abc import Awaitable, Callable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+
+if TYPE_CHECKING:
+    from nats.aio.client import Client
+
+__all__ = ["DEFAULT_NATS_URL", "NatsSettings", "connect", "mask_url"]
+
+DEFAULT_NATS_URL = "nats://127.0.0.1:4222"
+
+_MASK = "**********"
+_log = logging.getLogger(__name__)
+
+
+def mask_url(url: str) -> str:
+    """``url`` with any ``user:password@`` / ``token@`` userinfo replaced by a mask."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    userinfo, at, hostpart = rest.rpartition("@")
+    if not at:
+        return url
+    user, colon, _ = userinfo.partition(":")
+    masked = f"{user}:{_MASK}" if colon else _MASK
+    return f"{scheme}://{masked}@{hostpart}"
+
+
+class NatsSettings(BaseModel):
+    """How to reach NATS: servers, credentials and client timing.
+
+    Build it directly, from the environment with :meth:`from_env`, or from a broker
+    (``broker.nats_settings()``). Unknown fields are errors, so a typo is caught at once.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    servers: list[str] = Field(default_factory=lambda: [DEFAULT_NATS_URL], min_length=1)
+    name: str | None = None
+    token: SecretStr | None = None
+    user: str | None = None
+    password: SecretStr | None = None
+    creds_file: Path | None = None
+    ping_interval_s: float = Field(default=2.0, gt=0)
+    max_outstanding_pings: int = Field(default=2, ge=1)
+    reconnect_time_wait_s: float = Field(default=0.25, ge=0)
+    max_reconnect_attempts: int = Field(default=-1, ge=-1)
+    connect_timeout_s: float = Field(default=2.0, gt=0)
+
+    @field_validator("servers")
+    @classmethod
+    def _check_servers(cls, servers: list[str]) -> list[str]:
+        cleaned = [s.strip() for s in servers if s.strip()]
+        if not cleaned:
+            raise ValueError("servers: expected at least one URL such as nats://127.0.0.1:4222")
+        for url in cleaned:
+            scheme, sep, rest = url.partition("://")
+            if not sep or scheme not in ("nats", "tls", "ws", "wss") or not rest:
+                # Mask: a URL may carry user:password@.
+                raise ValueError(
+                    f"servers: {mask_url(url)!r} is not a NATS URL; expected "
+                    "nats://HOST:PORT (or tls://, ws://, wss://)"
+                )
+        return cleaned
+
+    @classmethod
+    def from_env(
+        cls, prefix: str = "QIKI_NATS_", environ: Mapping[str, str] | None = None, **overrides: Any
+    ) -> NatsSettings:
+        """Settings from environment variables, then ``overrides`` on top.
+
+        Reads ``{prefix}URL`` (comma-separated server URLs), ``{prefix}TOKEN``, ``{prefix}USER``,
+        ``{prefix}PASSWORD``, ``{prefix}CREDS`` (creds file path), ``{prefix}NAME`` and
+        ``{prefix}PING_INTERVAL_S``. Unset or empty variables keep the defaults.
+        """
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+
+        def get(key: str) -> str | None:
+            raw = env.get(prefix + key)
+            return raw if raw else None
+
+        if (url := get("URL")) is not None:
+            values["servers"] = [u.strip() for u in url.split(",") if u.strip()]
+        for key, field in (
+            ("TOKEN", "token"),
+            ("USER", "user"),
+            ("PASSWORD", "password"),
+            ("CREDS", "creds_file"),
+            ("NAME", "name"),
+        ):
+            if (raw := get(key)) is not None:
+                values[field] = raw
+        if (ping := get("PING_INTERVAL_S")) is not None:
+            try:
+                values["ping_interval_s"] = float(ping)
+            except ValueError:
+                raise ValueError(
+                    f"{prefix}PING_INTERVAL_S={ping!r} is not a number; expected seconds, e.g. 2.0"
+                ) from None
+        values.update(overrides)
+        return cls(**values)
+
+    def with_overrides(self, **changes: Any) -> NatsSettings:
+        """A validated copy with ``changes`` applied."""
+        return type(self).model_validate({**self.model_dump(), **changes})
+
+    def connect_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for ``nats.connect(**kwargs)``; the only place secrets are revealed."""
+        kwargs: dict[str, Any] = {
+            "servers": list(self.servers),
+            "ping_interval": self.ping_interval_s,
+            "max_outstanding_pings": self.max_outstanding_pings,
+            "reconnect_time_wait": self.reconnect_time_wait_s,
+            "max_reconnect_attempts": self.max_reconnect_attempts,
+            "connect_timeout": self.connect_timeout_s,
+            # Without this, nats-py gives up at once if the first connect fails, even though
+            # the services are meant to wait for a broker that is still starting.
+            "allow_reconnect": True,
+        }
+        if self.name is not None:
+            kwargs["name"] = self.name
+        if self.token is not None:
+            kwargs["token"] = self.token.get_secret_value()
+        if self.user is not None:
+            kwargs["user"] = self.user
+        if self.password is not None:
+            kwargs["password"] = self.password.get_secret_value()
+        if self.creds_file is not None:
+            kwargs["user_credentials"] = str(self.creds_file)
+        return kwargs
+
+    def describe(self) -> dict[str, Any]:
+        """A journal-safe summary: servers (userinfo masked) and which credentials are set."""
+        return {
+            "servers": [mask_url(s) for s in self.servers],
+            "name": self.name,
+            "auth": self.auth_kind,
+            "user": self.user,
+            "creds_file": str(self.creds_file) if self.creds_file else None,
+        }
+
+    @property
+    def auth_kind(self) -> str:
+        """``"token"``, ``"user/password"``, ``"creds"`` or ``"none"``."""
+        if self.creds_file is not None:
+            return "creds"
+        if self.token is not None:
+            return "token"
+        if self.user is not None or self.password is not None:
+            return "user/password"
+        return "none"
+
+    def __repr_args__(self) -> Any:
+        # pydantic already renders SecretStr as '**********'; URLs may still carry userinfo.
+        for key, value in super().__repr_args__():
+            if key == "servers":
+                yield key, [mask_url(s) for s in value]
+            else:
+                yield key, value
+
+
+ErrorCallback = Callable[[Exception], Awaitable[None]]
+EventCallback = Callable[[], Awaitable[None]]
+
+
+async def connect(
+    settings: NatsSettings | None = None,
+    *,
+    disconnected_cb: EventCallback | None = None,
+    reconnected_cb: EventCallback | None = None,
+    error_cb: ErrorCallback | None = None,
+    closed_cb: EventCallback | None = None,
+    first_connect_timeout_s: float | None = 30.0,
+    **extra: Any,
+) -> Client:
+    """Connect to NATS with ``settings`` (default: :meth:`NatsSettings.from_env`).
+
+    The callbacks are passed through to ``nats.connect``; ``extra`` keyword arguments too
+    (they win over the settings). With ``max_reconnect_attempts=-1`` nats-py retries the first
+    connection forever; ``first_connect_timeout_s`` bounds that wait (``None``: no bound).
+    Failure raises ``ConnectionError`` naming the (masked) servers.
+    """
+    from nats.aio.client import Client as NatsClient  # deferred: nothing at import time
+
+    settings = settings if settings is not None else NatsSettings.from_env()
+    kwargs = settings.connect_kwargs()
+    for key, cb in (
+        ("disconnected_cb", disconnected_cb),
+        ("reconnected_cb", reconnected_cb),
+        ("error_cb", error_cb),
+        ("closed_cb", closed_cb),
+    ):
+        if cb is not None:
+            kwargs[key] = cb
+    if error_cb is None:
+        # nats-py logs every failed reconnect attempt at ERROR level with a traceback by
+        # default; debug level keeps service logs readable while a broker restarts.
+        kwargs["error_cb"] = _debug_error_cb
+    kwargs.update(extra)
+    nc = NatsClient()
+    try:
+        if first_connect_timeout_s is None:
+            await nc.connect(**kwargs)
+        else:
+            await asyncio.wait_for(nc.connect(**kwargs), first_connect_timeout_s)
+    except BaseException as exc:
+        with contextlib.suppress(Exception):
+            await nc.close()
+        if not isinstance(exc, Exception):
+            raise
+        servers = ", ".join(mask_url(s) for s in settings.servers)
+        reason = (
+            f"no connection within {first_connect_timeout_s} s"
+            if isinstance(exc, TimeoutError)
+            else f"{type(exc).__name__}: {exc}"
+        )
+        raise ConnectionError(
+            f"cannot connect to NATS at {servers} ({reason}); "
+            "is the server running and are the QIKI_NATS_* credentials right?"
+        ) from exc
+    return nc
+
+
+async def _debug_error_cb(exc: Exception) -> None:
+    """Log connection errors at debug level (reconnects are reported by the other callbacks)."""
+    _log.debug("nats client error: %s: %s", type(exc).__name__, exc)
