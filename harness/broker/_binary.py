@@ -34,7 +34,7 @@ def find_nats_server() -> Path:
     if env_value:
         candidate = Path(env_value).expanduser()
         if _executable(candidate):
-            return candidate.resolve()
+            return candidate.absolute()
         why = "does not exist" if not candidate.exists() else "is not an executable file"
         raise NatsServerNotFound(
             f"{NATS_SERVER_ENV}={env_value!r} {why}.\n"
