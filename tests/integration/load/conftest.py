@@ -1,0 +1,48 @@
+"""Real nats-server (``harness.broker.NatsServer``) and platform streams for the load tests."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import AsyncIterator
+
+import nats
+import pytest
+from nats.aio.client import Client
+from nats.js.api import StorageType, StreamConfig
+
+from harness.broker import NatsServer
+
+#: The platform streams the locustfile publishes to (names as in services.common.botspec).
+PLATFORM_STREAMS = {"QIKI_RADAR_V1": ["qiki.radar.v1.>"], "QIKI_EVENTS_V1": ["qiki.events.v1.>"]}
+
+
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+async def nats_url() -> AsyncIterator[str]:
+    """A fresh JetStream nats-server (file storage in a temp dir, removed) on 127.0.0.1."""
+    async with NatsServer(name="load") as srv:
+        yield srv.client_url
+
+
+@pytest.fixture
+async def nc(nats_url: str) -> AsyncIterator[Client]:
+    """A connected client; closed afterwards."""
+    client = await nats.connect(nats_url, connect_timeout=2, max_reconnect_attempts=2)
+    try:
+        yield client
+    finally:
+        await client.close()
+
+
+async def ensure_platform_streams(client: Client, storage: StorageType = StorageType.FILE) -> None:
+    """Create the radar and events streams. ``services.common.botspec.provision`` is the
+    production path; these tests keep just the two streams they need."""
+    js = client.jetstream()
+    for name, subjects in PLATFORM_STREAMS.items():
+        await js.add_stream(StreamConfig(name=name, subjects=subjects, storage=storage))
