@@ -216,6 +216,15 @@ def _to_python(loader: _MarkedLoader, node: yaml.Node, path: PathT, walk: _Walk,
     return loader.construct_object(node)
 
 
+def _codepoint(char: object) -> int:
+    """PyYAML's ReaderError.character is an int for text and bytes; be safe about str."""
+    if isinstance(char, str) and char:
+        return ord(char[0])
+    if isinstance(char, bytes) and char:
+        return char[0]
+    return char if isinstance(char, int) else 0
+
+
 class _TooLarge(Exception):
     def __init__(self, node: yaml.Node) -> None:
         self.node = node
@@ -229,8 +238,10 @@ class _Recursive(Exception):
 
 def _load_yaml(text: str, file: str) -> tuple[Any, _Walk]:
     walk = _Walk(file)
-    loader = _MarkedLoader(text)
+    loader: _MarkedLoader | None = None
     try:
+        # The reader checks the whole text for unprintable characters in its constructor.
+        loader = _MarkedLoader(text)
         node = loader.get_single_node()
         if node is None:
             raise BotSpecError([Problem(
@@ -245,6 +256,12 @@ def _load_yaml(text: str, file: str) -> tuple[Any, _Walk]:
         what = " ".join(s for s in (exc.context, exc.problem) if s)
         raise BotSpecError([Problem(file, "<document>", line, f"YAML syntax error: {what}")]) \
             from None
+    except yaml.reader.ReaderError as exc:
+        line = text[: exc.position].count("\n") + 1
+        raise BotSpecError([Problem(
+            file, "<document>", line,
+            f"character #x{_codepoint(exc.character):04x} is not allowed in YAML: "
+            f"{exc.reason}")]) from None
     except yaml.YAMLError as exc:
         raise BotSpecError([Problem(file, "<document>", None, f"YAML error: {exc}")]) from None
     except _TooLarge as exc:
@@ -259,7 +276,8 @@ def _load_yaml(text: str, file: str) -> tuple[Any, _Walk]:
         raise BotSpecError([Problem(file, "<document>", None, "document nested too deeply")]) \
             from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     return data, walk
 
 
