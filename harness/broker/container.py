@@ -688,3 +688,16 @@ class ContainerBroker:
                 )
             await asyncio.sleep(delay)
             delay = min(delay * 1.5, 0.1)
+
+
+def create_broker(*, nodes: int = 1, url: str | None = None, **options: Any) -> ContainerBroker:
+    """Factory behind ``open_broker("container", nodes=N, **options)`` (not started yet).
+
+    ``options`` go to :class:`ContainerBroker` (``image=``, ``sync_always=``,
+    ``extra_config=``, ``cluster_name=``, ``ready_timeout_s=``, ``run_id=``).
+    """
+    if url is not None:
+        raise ValueError("backend 'container' starts its own servers; url= is for 'external'")
+    if isinstance(nodes, bool) or not isinstance(nodes, int) or nodes < 1:
+        raise ValueError(f"nodes must be an int >= 1, got {nodes!r}")
+    return ContainerBroker(nodes, **options)

