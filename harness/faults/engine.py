@@ -1,0 +1,263 @@
+"""Fault steps on a running platform: resolve the target, apply, heal, and keep the record.
+
+Every applied fault knows how to heal itself; :meth:`FaultEngine.heal_all` runs those for
+rollbacks, so a run never leaves a paused broker or a cut link behind. New fault kinds
+(partitions on cluster routes, container network faults) plug in with
+:func:`register_fault` without touching the runner.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+from harness.checks.observations import FaultRecord
+from harness.errors import ConfigError, HarnessError
+from harness.faults.toxics import (
+    Bandwidth,
+    Blackhole,
+    Down,
+    Latency,
+    LimitData,
+    ResetPeer,
+    Slicer,
+    Toxic,
+)
+
+if TYPE_CHECKING:
+    from harness.platform import Platform
+    from harness.scenario.model import FaultStep
+
+Heal = Callable[[], Awaitable[None]]
+"""Undo a fault (restart, resume, remove a toxic); None when nothing is left to undo."""
+
+FaultHandler = Callable[["Platform", "FaultStep", str], Awaitable[tuple[Heal | None, str]]]
+"""(platform, step, target argument) -> (heal, detail for the journal)."""
+
+_HANDLERS: dict[tuple[str, str], FaultHandler] = {}
+
+
+def register_fault(target_kind: str, action: str) -> Callable[[FaultHandler], FaultHandler]:
+    """Decorator: handle ``action`` on targets of kind ``target_kind`` (broker, service...)."""
+
+    def deco(fn: FaultHandler) -> FaultHandler:
+        _HANDLERS[(target_kind, action)] = fn
+        return fn
+
+    return deco
+
+
+class Killable(Protocol):
+    """What process faults need: a broker node or a service process."""
+
+    async def kill(self) -> None: ...
+    async def terminate(self) -> None: ...
+    async def pause(self) -> None: ...
+    async def resume(self) -> None: ...
+    async def restart(self) -> None: ...
+
+
+class FaultTargetError(HarnessError):
+    """A fault's target does not exist in this topology."""
+
+
+async def resolve_process(platform: Platform, target: str) -> tuple[Killable, str]:
+    """``broker``/``broker:n2``/``broker:meta-leader``/``broker:stream-leader:S`` or
+    ``service:NAME`` -> the object to signal and its name."""
+    kind, _, arg = target.partition(":")
+    if kind == "service":
+        svc = platform.services.get(arg)
+        if svc is None:
+            raise FaultTargetError(f"fault target {target!r}: service {arg} is not running")
+        return svc, arg
+    broker = platform.broker
+    if broker is None or not broker.nodes:
+        raise FaultTargetError(f"fault target {target!r}: the broker has no controllable nodes")
+    nodes = {n.name: n for n in broker.nodes}
+    if not arg:
+        node = broker.nodes[0]
+        return node, node.name
+    if arg == "meta-leader":
+        name = await broker.meta_leader()  # type: ignore[attr-defined]
+        return nodes[name], name
+    if arg.startswith("stream-leader:"):
+        stream = arg.partition(":")[2]
+        node = await broker.stream_leader(stream)  # type: ignore[attr-defined]
+        return node, node.name
+    if arg not in nodes:
+        raise FaultTargetError(f"fault target {target!r}: nodes are {sorted(nodes)}")
+    return nodes[arg], arg
+
+
+def _process_fault(action: str) -> FaultHandler:
+    async def handler(platform: Platform, step: FaultStep, target: str) -> tuple[Heal | None, str]:
+        obj, name = await resolve_process(platform, target)
+        if action == "kill":
+            await obj.kill()
+            return obj.restart, f"SIGKILL {name}"
+        if action == "terminate":
+            await obj.terminate()
+            return obj.restart, f"SIGTERM {name}"
+        if action == "pause":
+            await obj.pause()
+            return obj.resume, f"SIGSTOP {name}"
+        if action == "restart":
+            await obj.restart()
+            return None, f"restarted {name}"
+        if action == "pause-kill":
+            # Jepsen's composite: frozen first (timeouts fire everywhere), then it dies
+            # instead of waking up, and comes back from its store.
+            await obj.pause()
+
+            async def kill_then_restart() -> None:
+                await obj.kill()
+                await obj.restart()
+
+            return kill_then_restart, f"SIGSTOP {name}, SIGKILL at heal"
+        raise AssertionError(action)
+
+    return handler
+
+
+for _kind in ("broker", "service"):
+    for _action in ("kill", "terminate", "pause", "restart", "pause-kill"):
+        register_fault(_kind, _action)(_process_fault(_action))
+
+
+def toxic_for(step: FaultStep) -> Toxic:
+    """The proxy toxic a link fault step stands for."""
+    match step.action:
+        case "latency":
+            return Latency(latency_ms=step.latency_ms or 0.0, jitter_ms=step.jitter_ms)
+        case "bandwidth":
+            return Bandwidth(rate_bytes_per_s=float(step.rate_bytes_per_s or 1))
+        case "blackhole":
+            return Blackhole()
+        case "reset_peer":
+            return ResetPeer()
+        case "down":
+            return Down()
+        case "slicer":
+            return Slicer(average_size=64, size_variation=32, delay_us=100)
+        case "limit_data":
+            return LimitData(bytes=step.bytes or 0)
+    raise ConfigError(f"action {step.action!r} is not a link fault")
+
+
+def _link_fault(
+    platform: Platform, step: FaultStep, target: str
+) -> Awaitable[tuple[Heal | None, str]]:
+    async def run() -> tuple[Heal | None, str]:
+        proxy = platform.proxies.get(target)
+        if proxy is None:
+            raise FaultTargetError(f"fault target link:{target}: no fault proxy on that link")
+        toxic = toxic_for(step)
+        name = await proxy.add(toxic, direction=step.direction)
+
+        async def heal() -> None:
+            await proxy.remove(name)
+
+        return heal, f"{toxic!r} {step.direction} on {proxy.url}"
+
+    return run()
+
+
+for _action in ("latency", "bandwidth", "blackhole", "reset_peer", "down", "slicer", "limit_data"):
+    register_fault("link", _action)(_link_fault)
+
+
+@dataclass
+class ActiveFault:
+    """A fault that was applied; ``heal`` undoes it (None once healed or nothing to undo)."""
+
+    step: FaultStep
+    applied_s: float
+    detail: str
+    heal: Heal | None
+    removed_s: float | None = None
+    heal_error: str | None = None
+
+
+class FaultEngine:
+    """Applies fault steps to a platform and remembers how to heal each one."""
+
+    def __init__(self, platform: Platform, *, t0: float | None = None) -> None:
+        self.platform = platform
+        self.t0 = time.monotonic() if t0 is None else t0
+        self.active: list[ActiveFault] = []
+
+    def _now(self) -> float:
+        return time.monotonic() - self.t0
+
+    async def apply(self, step: FaultStep) -> ActiveFault:
+        """Apply ``step`` now; raises ConfigError for a combination nobody handles."""
+        kind, _, arg = step.target.partition(":")
+        handler = _HANDLERS.get((kind, step.action))
+        if handler is None:
+            supported = sorted(a for k, a in _HANDLERS if k == kind)
+            raise ConfigError(
+                f"fault action {step.action!r} is not supported on {kind} targets "
+                f"({step.target!r}); supported: {supported}"
+            )
+        # Process handlers resolve the whole target (broker:stream-leader:S); links the name.
+        target = arg if kind == "link" else step.target
+        applied = self._now()
+        heal, detail = await handler(self.platform, step, target)
+        fault = ActiveFault(step=step, applied_s=applied, detail=detail, heal=heal)
+        if heal is None:
+            fault.removed_s = applied
+        self.active.append(fault)
+        self.platform.event("fault.applied", action=step.action, target=step.target,
+                            detail=detail)
+        return fault
+
+    async def remove(self, fault: ActiveFault) -> None:
+        """Heal one fault (idempotent); the failure, if any, is kept, not raised."""
+        heal, fault.heal = fault.heal, None
+        if heal is None:
+            return
+        try:
+            await heal()
+        except Exception as exc:
+            fault.heal_error = f"{type(exc).__name__}: {exc}"
+            self.platform.event("fault.heal_failed", target=fault.step.target,
+                                error=fault.heal_error)
+        fault.removed_s = self._now()
+        self.platform.event("fault.removed", action=fault.step.action, target=fault.step.target)
+
+    async def heal_all(self) -> list[str]:
+        """Heal every fault still in force, newest first; returns what was healed."""
+        healed = []
+        for fault in reversed(self.active):
+            if fault.heal is not None:
+                await self.remove(fault)
+                healed.append(f"{fault.step.action} {fault.step.target}")
+        return healed
+
+    def records(self) -> list[FaultRecord]:
+        """Faults as observations for the checks and the journal."""
+        return [
+            FaultRecord(
+                kind=f.step.action,
+                target=f.step.target,
+                applied_at=f.applied_s,
+                removed_at=f.removed_s,
+                detail=f.detail + (f"; heal failed: {f.heal_error}" if f.heal_error else ""),
+            )
+            for f in self.active
+        ]
+
+    def last_heal_s(self) -> float | None:
+        """When the last fault was healed (for lag recovery); None if none was."""
+        ends = [f.removed_s for f in self.active if f.removed_s is not None]
+        return max(ends) if ends else None
+
+
+def describe_handlers() -> dict[str, Any]:
+    """Supported (target kind -> actions), for ``qiki-harness doctor`` and error messages."""
+    out: dict[str, list[str]] = {}
+    for kind, action in sorted(_HANDLERS):
+        out.setdefault(kind, []).append(action)
+    return out

@@ -1,0 +1,406 @@
+"""The platform under test, brought up as one async context manager.
+
+Broker (any backend) -> JetStream layout provisioned from the BotSpec -> optional fault
+proxies in front of service links -> the reference services as child processes -> a harness
+client for the tap, lag sampling and publishing. Teardown always runs, in reverse order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import socket
+import sys
+import time
+import urllib.request
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+import nats
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+
+from harness._process import ManagedProcess
+from harness.broker.base import Broker
+from harness.checks.observations import LagSample, RegistrarRecord, TappedMessage
+from harness.faults.proxy import FaultProxy
+from harness.scenario.model import Topology
+from services.common.botspec import RuntimeConfig, default_botspec_path, load_runtime_config
+from services.common.botspec import provision as provision_layout
+from services.common.settings import NatsSettings
+
+#: Subjects the tap listens to: the platform's event spaces (not the dead-letter space,
+#: which holds malformed messages by design).
+TAP_SUBJECTS = ("qiki.radar.v1.>", "qiki.events.v1.>")
+
+#: Header the harness puts on messages it breaks on purpose, so the contract check can tell
+#: an injected malformed event from a platform bug.
+INJECTED_HEADER = "Qiki-Harness-Injected"
+
+
+def free_port() -> int:
+    """A currently free TCP port on 127.0.0.1 (kept by the service across restarts)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def http_get_json(url: str, timeout_s: float = 2.0) -> Any:
+    """GET a JSON document from one of our services on 127.0.0.1 (blocking; run in a thread)."""
+    with urllib.request.urlopen(url, timeout=timeout_s) as resp:
+        return json.loads(resp.read().decode("utf-8"))
+
+
+async def _healthz(url: str) -> None:
+    """Ready probe: poll ``url`` until it answers 200 (the service bound its consumers)."""
+    while True:
+        try:
+            await asyncio.to_thread(http_get_json_or_ok, url)
+            return
+        except OSError:
+            await asyncio.sleep(0.05)
+
+
+def http_get_json_or_ok(url: str) -> None:
+    """Raise OSError unless ``url`` answers 2xx."""
+    with urllib.request.urlopen(url, timeout=1.0) as resp:
+        if resp.status >= 300:
+            raise OSError(f"{url}: HTTP {resp.status}")
+
+
+@dataclass
+class ServiceProcess:
+    """A reference service running as a child process, with its HTTP endpoint and link."""
+
+    name: str
+    proc: ManagedProcess
+    http_url: str
+    proxy: FaultProxy | None = None
+
+    @property
+    def running(self) -> bool:
+        """True while the process lives (paused counts)."""
+        return self.proc.running
+
+    async def kill(self) -> None:
+        """SIGKILL."""
+        await self.proc.kill()
+
+    async def terminate(self) -> None:
+        """SIGTERM and wait."""
+        await self.proc.terminate()
+
+    async def pause(self) -> None:
+        """SIGSTOP."""
+        await self.proc.pause()
+
+    async def resume(self) -> None:
+        """SIGCONT."""
+        await self.proc.resume()
+
+    async def restart(self) -> None:
+        """Stop if running, start again on the same HTTP port, wait for /healthz."""
+        await self.proc.restart()
+
+
+@dataclass
+class Tap:
+    """Core-NATS subscription recording every message on the platform's subjects."""
+
+    messages: list[TappedMessage] = field(default_factory=list)
+    t0: float = field(default_factory=time.monotonic)
+
+    async def on_msg(self, msg: Msg) -> None:
+        """Record one message (headers copied: the Msg object is reused by nats-py)."""
+        self.messages.append(
+            TappedMessage(
+                subject=msg.subject,
+                headers=dict(msg.headers) if msg.headers else None,
+                payload=bytes(msg.data),
+                received_at=time.monotonic() - self.t0,
+            )
+        )
+
+
+class Platform:
+    """Broker + layout + services + harness client; ``async with Platform(...) as p``.
+
+    ``broker`` may be given (already entered by the caller) or is opened from
+    ``topology.broker`` with ``backend`` (the resolved backend, never ``auto``).
+    """
+
+    def __init__(
+        self,
+        topology: Topology,
+        *,
+        run_dir: Path,
+        backend: str = "process",
+        nats_url: str | None = None,
+        broker: Broker | None = None,
+        botspec: Path | None = None,
+        tap: bool = True,
+    ) -> None:
+        self.topology = topology
+        self.run_dir = run_dir
+        self.backend = backend
+        self.nats_url = nats_url or topology.broker.url
+        self.botspec = botspec or default_botspec_path()
+        self._given_broker = broker
+        self.broker: Broker | None = broker
+        self.config: RuntimeConfig = load_runtime_config(self.botspec).with_overrides(
+            storage=topology.broker.storage, replicas=topology.broker.nodes
+        )
+        self.services: dict[str, ServiceProcess] = {}
+        self.proxies: dict[str, FaultProxy] = {}
+        self.nc: Client | None = None
+        self.js: JetStreamContext | None = None
+        self.tap = Tap() if tap else None
+        self.events: list[dict[str, Any]] = []
+        self._stack = AsyncExitStack()
+        self.t0 = time.monotonic()
+
+    # ------------------------------------------------------------------ helpers
+
+    def now(self) -> float:
+        """Seconds since the platform started coming up."""
+        return time.monotonic() - self.t0
+
+    def event(self, kind: str, **data: Any) -> None:
+        """Record a platform event (reconnects, restarts) for the journal."""
+        self.events.append({"t": round(self.now(), 3), "kind": kind, **data})
+
+    def settings(self, **overrides: Any) -> NatsSettings:
+        """Connection settings for a client of this platform (secrets included, never logged)."""
+        assert self.broker is not None
+        base: dict[str, Any] = {"ping_interval_s": self.topology.ping_interval_s}
+        base.update(overrides)
+        return self.broker.nats_settings(**base)
+
+    def service_env(self, settings: NatsSettings) -> dict[str, str]:
+        """Environment for a service process: credentials travel here, never on argv."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith("QIKI_NATS_")}
+        kw = settings.connect_kwargs()
+        env["QIKI_NATS_URL"] = ",".join(settings.servers)
+        env["QIKI_NATS_PING_INTERVAL_S"] = str(settings.ping_interval_s)
+        if kw.get("token"):
+            env["QIKI_NATS_TOKEN"] = str(kw["token"])
+        if kw.get("user"):
+            env["QIKI_NATS_USER"] = str(kw["user"])
+        if kw.get("password"):
+            env["QIKI_NATS_PASSWORD"] = str(kw["password"])
+        if settings.creds_file:
+            env["QIKI_NATS_CREDS"] = str(settings.creds_file)
+        env["QIKI_BOTSPEC"] = str(self.botspec)
+        env["PYTHONUNBUFFERED"] = "1"
+        return env
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def _open_broker(self) -> Broker:
+        from harness.broker import open_broker
+
+        b = self.topology.broker
+        options: dict[str, Any] = {}
+        if self.backend == "external":
+            options["url"] = self.nats_url
+        else:
+            options.update(nodes=b.nodes, sync_always=b.sync_always,
+                           log_dir=self.run_dir / "logs")
+        broker: Broker = await self._stack.enter_async_context(
+            open_broker(self.backend, **options)
+        )
+        return broker
+
+    async def _start_service(self, name: str) -> ServiceProcess:
+        spec = self.topology.services[name]  # type: ignore[index]
+        port = free_port()
+        proxy: FaultProxy | None = None
+        settings = self.settings(name=f"qiki-{name}")
+        if spec.proxied:
+            proxy = await self._proxy_for(name)
+            settings = self.settings(name=f"qiki-{name}", servers=[proxy.url])
+        argv = [sys.executable, "-m", f"services.{name}", "--http-port", str(port)]
+        if name == "registrar":
+            argv += ["--db", str(self.run_dir / "registrar.db")]
+            if spec.batch:
+                argv += ["--batch", str(spec.batch)]
+        elif name == "lagmon":
+            if spec.interval_s:
+                argv += ["--interval-s", str(spec.interval_s)]
+            for consumer, limit in spec.thresholds.items():
+                argv += ["--threshold", f"{consumer}={limit}"]
+        elif name == "radar_sim" and spec.rate_hz:
+            argv += ["--rate-hz", str(spec.rate_hz)]
+        url = f"http://127.0.0.1:{port}"
+        proc = ManagedProcess(
+            argv,
+            name=name,
+            env=self.service_env(settings),
+            ready=lambda _p: _healthz(url + "/healthz"),
+            ready_timeout_s=20.0,
+            log_path=self.run_dir / "logs" / f"{name}.log",
+            hint=f"run `python -m services.{name} --help`; the log above says why it stopped",
+        )
+        # Registered before the start, so a sibling's failure still stops this one.
+        self._stack.push_async_callback(proc.close)
+        await proc.start()
+        self.event("service.started", service=name, pid=proc.pid)
+        return ServiceProcess(name=name, proc=proc, http_url=url, proxy=proxy)
+
+    async def _proxy_for(self, name: str) -> FaultProxy:
+        assert self.broker is not None
+        host, _, port = self.broker.client_urls[0].removeprefix("nats://").rpartition(":")
+        proxy = FaultProxy(host, int(port), name=f"link:{name}")
+        await self._stack.enter_async_context(proxy)
+        self.proxies[name] = proxy
+        return proxy
+
+    async def start(self) -> None:
+        """Bring everything up; on failure tear down what was started, then raise."""
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            if self.broker is None:
+                self.broker = await self._open_broker()
+            self.event("broker.ready", backend=self.backend, urls=self.broker.client_urls)
+            settings = self.settings(name="qiki-harness")
+            self.nc = await nats.connect(
+                **settings.connect_kwargs(),
+                disconnected_cb=self._on_disconnect,
+                reconnected_cb=self._on_reconnect,
+                error_cb=self._on_error,
+            )
+            self._stack.push_async_callback(self._close_client)
+            self.js = self.nc.jetstream()
+            await provision_layout(self.js, self.config)
+            if self.tap is not None:
+                self.tap.t0 = self.t0
+                for subject in TAP_SUBJECTS:
+                    await self.nc.subscribe(subject, cb=self.tap.on_msg, pending_msgs_limit=-1,
+                                            pending_bytes_limit=-1)
+            if self.topology.proxied_load:
+                await self._proxy_for("load")
+            # Services start side by side: each spends most of its start-up importing.
+            names = [n for n, spec in self.topology.services.items() if spec.enabled]
+            started = await asyncio.gather(
+                *(self._start_service(n) for n in names), return_exceptions=True
+            )
+            for name, svc in zip(names, started, strict=True):
+                if isinstance(svc, BaseException):
+                    raise svc
+                self.services[name] = svc
+        except BaseException:
+            await self.close()
+            raise
+
+    async def _close_client(self) -> None:
+        if self.nc is not None and not self.nc.is_closed:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.nc.close(), timeout=2.0)
+
+    async def close(self) -> None:
+        """Stop services, proxies, client and broker (reverse order)."""
+        await self._stack.aclose()
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def _on_disconnect(self) -> None:
+        self.event("harness.disconnected")
+
+    async def _on_reconnect(self) -> None:
+        self.event("harness.reconnected")
+
+    async def _on_error(self, exc: Exception) -> None:
+        # Expected while brokers die; kept for the journal, never raised.
+        self.event("harness.client_error", error=type(exc).__name__)
+
+    # ------------------------------------------------------------------ observations
+
+    def load_settings(self) -> NatsSettings:
+        """Settings for the load's connection (through ``link:load`` when proxied)."""
+        if "load" in self.proxies:
+            return self.settings(name="qiki-load", servers=[self.proxies["load"].url])
+        return self.settings(name="qiki-load")
+
+    async def sample_lag(self, t: float) -> list[LagSample]:
+        """One lag sample per durable consumer of the layout (answered by its leader)."""
+        if self.js is None or self.nc is None or not self.nc.is_connected:
+            return []
+        out: list[LagSample] = []
+        for c in self.config.consumers:
+            try:
+                info = await self.js.consumer_info(c.stream, c.durable, timeout=1.0)
+            except Exception:
+                continue
+            pending = int(info.num_pending or 0)
+            ack_pending = int(info.num_ack_pending or 0)
+            out.append(
+                LagSample(
+                    t=t,
+                    stream=c.stream,
+                    consumer=c.durable,
+                    lag=pending + ack_pending,
+                    num_pending=pending,
+                    num_ack_pending=ack_pending,
+                    num_redelivered=int(info.num_redelivered or 0),
+                )
+            )
+        return out
+
+    async def registrar_records(self) -> list[RegistrarRecord]:
+        """Every record the registrar stored, paged through its ``/records`` endpoint."""
+        svc = self.services.get("registrar")
+        if svc is None:
+            return []
+        out: list[RegistrarRecord] = []
+        after = 0
+        page = 10_000  # the endpoint's maximum page
+        while True:
+            data = await asyncio.to_thread(
+                http_get_json, f"{svc.http_url}/records?after_seq={after}&limit={page}", 30.0
+            )
+            rows = data["records"]
+            out.extend(record_from_json(r) for r in rows)
+            if len(rows) < page:
+                return out
+            after = int(rows[-1]["seq"])
+
+
+def _epoch(value: Any) -> float | None:
+    if not value:
+        return None
+    try:
+        return datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
+def record_from_json(r: dict[str, Any]) -> RegistrarRecord:
+    """One ``/records`` row as the checks' :class:`RegistrarRecord`."""
+    return RegistrarRecord(
+        code=int(r["code"]),
+        source=str(r.get("source") or ""),
+        event_id=str(r.get("event_id") or ""),
+        type=str(r.get("type") or ""),
+        subject=str(r.get("nats_subject") or r.get("subject") or ""),
+        stored_at=float(r.get("stored_at") or 0.0),
+        reason=r.get("reason"),
+        seq=int(r.get("seq") or 0),
+        event_time=_epoch(r.get("event_time")),
+    )

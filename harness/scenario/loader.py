@@ -1,0 +1,131 @@
+"""Load scenario files: YAML -> typed Scenario, with errors that name file, key path and line."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from harness.errors import ConfigError
+from harness.scenario.model import Scenario
+
+
+class ScenarioError(ConfigError):
+    """A scenario file is unreadable or invalid. ``problems`` lists each one on its own."""
+
+    def __init__(self, path: Path, problems: Sequence[str]) -> None:
+        self.path = path
+        self.problems = list(problems)
+        lines = "\n".join(f"  - {p}" for p in self.problems)
+        super().__init__(f"{path}: invalid scenario ({len(self.problems)} problem(s)):\n{lines}")
+
+
+def _key_path(loc: Sequence[int | str]) -> list[int | str]:
+    """Pydantic puts a tagged union's tag in ``loc`` (``checks.0.lag.lag.max``); our tags are
+    the YAML keys themselves, so drop the repeat to get the file's path back."""
+    out: list[int | str] = []
+    for i, part in enumerate(loc):
+        if i >= 2 and isinstance(loc[i - 2], int) and part == loc[i - 1] and isinstance(part, str):
+            continue
+        out.append(part)
+    return out
+
+
+def format_path(path: Sequence[int | str]) -> str:
+    """``['checks', 0, 'lag', 'max']`` -> ``checks[0].lag.max``."""
+    text = ""
+    for part in path:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text or "(top level)"
+
+
+def _line_of(root: yaml.Node | None, path: Sequence[int | str]) -> int | None:
+    """1-based line of the deepest node along ``path`` in the composed YAML tree."""
+    node = root
+    line = None if node is None else node.start_mark.line + 1
+    for part in path:
+        nxt: yaml.Node | None = None
+        if isinstance(node, yaml.MappingNode):
+            for k, v in node.value:
+                if k.value == str(part):
+                    # a missing or extra key is best shown at the key itself
+                    line = k.start_mark.line + 1
+                    nxt = v
+                    break
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
+            if 0 <= part < len(node.value):
+                nxt = node.value[part]
+        if nxt is None:
+            break
+        node = nxt
+        line = node.start_mark.line + 1
+    return line
+
+
+def _duplicate_keys(node: yaml.Node | None, path: list[int | str], out: list[str]) -> None:
+    if isinstance(node, yaml.MappingNode):
+        seen: set[str] = set()
+        for k, v in node.value:
+            if k.value in seen:
+                where = format_path([*path, k.value])
+                out.append(f"{where} (line {k.start_mark.line + 1}): duplicate key")
+            seen.add(k.value)
+            _duplicate_keys(v, [*path, k.value], out)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, v in enumerate(node.value):
+            _duplicate_keys(v, [*path, i], out)
+
+
+def _describe(err: dict[str, Any]) -> str:
+    msg = str(err["msg"])
+    if err["type"] == "extra_forbidden":
+        return "unknown key (check the spelling; see the scenario reference in the README)"
+    if err["type"] == "missing":
+        return "required key is missing"
+    if "input" in err and err["type"] not in {"step_kind", "check_kind"}:
+        return f"{msg} (got {err['input']!r})"
+    return msg
+
+
+def parse_scenario(text: str, path: Path | str = "<string>") -> Scenario:
+    """Parse scenario YAML text; every problem is reported at once."""
+    p = Path(path)
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        raise ScenarioError(p, [f"{where}not valid YAML: {getattr(exc, 'problem', exc)}"]) from exc
+    problems: list[str] = []
+    _duplicate_keys(root, [], problems)
+    if not isinstance(data, dict):
+        problems.append(f"expected a mapping with at least 'name', got {type(data).__name__}")
+        raise ScenarioError(p, problems)
+    try:
+        scenario = Scenario.model_validate(data)
+    except ValidationError as exc:
+        for err in exc.errors():
+            kp = _key_path(err["loc"])
+            line = _line_of(root, kp)
+            at = f" (line {line})" if line else ""
+            problems.append(f"{format_path(kp)}{at}: {_describe(dict(err))}")
+        raise ScenarioError(p, problems) from None
+    if problems:
+        raise ScenarioError(p, problems)
+    return scenario
+
+
+def load_scenario(path: Path | str) -> Scenario:
+    """Read and validate one scenario file."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ScenarioError(p, [f"cannot read file: {exc.strerror or exc}"]) from exc
+    except UnicodeDecodeError as exc:
+        raise ScenarioError(p, [f"not UTF-8 text: {exc}"]) from exc
+    return parse_scenario(text, p)

@@ -1,0 +1,482 @@
+"""The typed scenario model: what a ``scenarios/*.yaml`` file may say.
+
+Modelled on Chaos Toolkit's experiment (steady-state hypothesis, method, rollbacks) but typed:
+every key is known (``extra="forbid"``), so a typo is caught before anything starts.
+Steps, checks and rollbacks are written keyed by their kind (``- load: {...}``), which keeps
+the YAML short and makes every validation error's key path match the file.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    field_validator,
+    model_validator,
+)
+
+MarkerName = Literal["smoke", "chaos", "load", "contract"]
+ServiceName = Literal["registrar", "lagmon", "radar_sim"]
+
+#: Fault targets: ``broker`` (first node), ``broker:n2``, ``broker:stream-leader:STREAM``,
+#: ``broker:meta-leader``, ``service:NAME``, ``link:NAME`` (the fault proxy in front of a
+#: service's or the load's NATS connection), ``route:NODE`` (that node's cluster routes).
+TARGET_RE = re.compile(
+    r"^(broker(:(n\d+|meta-leader|stream-leader:[A-Za-z0-9_-]+))?"
+    r"|service:(registrar|lagmon|radar_sim)"
+    r"|link:(registrar|lagmon|radar_sim|load|tap)"
+    r"|route:n\d+)$"
+)
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --------------------------------------------------------------------------- topology
+
+
+class BrokerTopology(_Model):
+    """Which NATS to use and how."""
+
+    backend: Literal["auto", "process", "container", "external"] = "process"
+    nodes: Literal[1, 3] = 1
+    storage: Literal["file", "memory"] = "file"
+    #: fsync every write (``sync_interval: always``); the default lazy fsync can lose acked
+    #: writes on power loss (Jepsen, NATS 2.12.1).
+    sync_always: bool = False
+    url: str | None = None
+
+    @model_validator(mode="after")
+    def _external_needs_url(self) -> BrokerTopology:
+        if self.backend == "external" and not self.url:
+            raise ValueError("backend 'external' needs 'url' (or --nats-url on the command line)")
+        return self
+
+
+class ServiceTopology(_Model):
+    """One reference service: whether it runs and its knobs."""
+
+    enabled: bool = True
+    #: connect through a fault proxy, so ``link:NAME`` faults can reach it
+    proxied: bool = False
+    rate_hz: float | None = Field(default=None, gt=0, le=10_000)
+    interval_s: float | None = Field(default=None, gt=0, le=60)
+    #: lag monitor thresholds, consumer durable -> max lag
+    thresholds: dict[str, int] = Field(default_factory=dict)
+    #: registrar fetch batch size
+    batch: int | None = Field(default=None, gt=0, le=10_000)
+
+
+def _default_services() -> dict[ServiceName, ServiceTopology]:
+    return {
+        "registrar": ServiceTopology(),
+        "lagmon": ServiceTopology(),
+        "radar_sim": ServiceTopology(rate_hz=20),
+    }
+
+
+class Topology(_Model):
+    """Broker plus the reference services that run during the scenario."""
+
+    broker: BrokerTopology = BrokerTopology()
+    services: dict[ServiceName, ServiceTopology] = Field(default_factory=_default_services)
+    #: the load's connection goes through a fault proxy (``link:load``)
+    proxied_load: bool = False
+    #: seconds between lag samples
+    lag_interval_s: float = Field(default=0.2, gt=0, le=10)
+    #: NATS client ping interval for services and load: a blackhole is only noticed by
+    #: PING/PONG, so chaos runs want this short.
+    ping_interval_s: float = Field(default=1.0, gt=0, le=120)
+
+
+# --------------------------------------------------------------------------- rates and steps
+
+
+class _Step(_Model):
+    at_s: float = Field(default=0.0, ge=0, description="offset from the method's start")
+
+
+class LoadStep(_Step):
+    """Publish CloudEvents at a controlled rate with pipelined PubAcks."""
+
+    duration_s: float = Field(gt=0, le=3600)
+    rate_per_s: float = Field(gt=0, le=1_000_000)
+    #: ramp from rate_per_s to this rate over the duration
+    ramp_to_per_s: float | None = Field(default=None, gt=0, le=1_000_000)
+    subject: str = "qiki.events.v1.sensor"
+    window: int = Field(default=1000, gt=0, le=100_000)
+    message_bytes: int = Field(default=256, ge=64, le=1_000_000)
+
+    def end_s(self) -> float:
+        """When the step is over, from the method's start."""
+        return self.at_s + self.duration_s
+
+
+FaultAction = Literal[
+    "kill", "terminate", "pause", "restart", "pause-kill",
+    "latency", "bandwidth", "blackhole", "reset_peer", "down", "slicer", "limit_data",
+    "partition", "disconnect",
+]
+
+
+class FaultStep(_Step):
+    """Break something at ``at_s``; with ``duration_s`` it is healed at ``at_s + duration_s``."""
+
+    action: FaultAction
+    target: str = "broker"
+    duration_s: float | None = Field(default=None, gt=0, le=3600)
+    direction: Literal["upstream", "downstream", "both"] = "both"
+    latency_ms: float | None = Field(default=None, ge=0)
+    jitter_ms: float = Field(default=0.0, ge=0)
+    rate_bytes_per_s: int | None = Field(default=None, gt=0)
+    bytes: int | None = Field(default=None, gt=0)
+
+    @field_validator("target")
+    @classmethod
+    def _known_target(cls, v: str) -> str:
+        if not TARGET_RE.match(v):
+            raise ValueError(
+                f"unknown target {v!r}; expected broker, broker:nN, broker:meta-leader, "
+                "broker:stream-leader:STREAM, service:NAME, link:NAME or route:nN"
+            )
+        return v
+
+    @model_validator(mode="after")
+    def _params(self) -> FaultStep:
+        if self.action == "latency" and self.latency_ms is None:
+            raise ValueError("action 'latency' needs latency_ms")
+        if self.action == "bandwidth" and self.rate_bytes_per_s is None:
+            raise ValueError("action 'bandwidth' needs rate_bytes_per_s")
+        if self.action == "limit_data" and self.bytes is None:
+            raise ValueError("action 'limit_data' needs bytes")
+        link_only = {"latency", "bandwidth", "blackhole", "reset_peer", "down", "slicer",
+                     "limit_data"}
+        if self.action in link_only and not self.target.startswith("link:"):
+            raise ValueError(f"action {self.action!r} applies to link:NAME targets only")
+        if self.action in {"pause", "partition", "disconnect", *link_only} and (
+            self.duration_s is None
+        ):
+            # A pause or a cut link with no end would just hang the run until rollback.
+            raise ValueError(f"action {self.action!r} needs duration_s")
+        return self
+
+    def end_s(self) -> float:
+        """When the fault is healed, from the method's start."""
+        return self.at_s + (self.duration_s or 0.0)
+
+
+MalformedKind = Literal[
+    "not-cloudevent", "specversion", "missing-attribute", "bad-data", "oversized",
+    "header-encoding", "legacy-underscore-headers",
+]
+
+
+class PublishStep(_Step):
+    """Publish ``count`` events once; ``malformed`` ones are deliberately broken."""
+
+    count: int = Field(default=1, gt=0, le=1_000_000)
+    subject: str = "qiki.events.v1.sensor"
+    malformed: list[MalformedKind] = Field(default_factory=list)
+    #: valid events published alongside the malformed ones (interleaved)
+    valid: int = Field(default=0, ge=0, le=1_000_000)
+
+    def end_s(self) -> float:
+        """A publish is instantaneous on the timeline."""
+        return self.at_s
+
+
+class WaitStep(_Step):
+    """Wait ``duration_s``, or until the lag of every consumer is under ``until_lag_below``."""
+
+    duration_s: float | None = Field(default=None, gt=0, le=3600)
+    until_lag_below: int | None = Field(default=None, ge=0)
+    timeout_s: float = Field(default=30.0, gt=0, le=3600)
+
+    @model_validator(mode="after")
+    def _something_to_wait_for(self) -> WaitStep:
+        if self.duration_s is None and self.until_lag_below is None:
+            raise ValueError("wait needs duration_s or until_lag_below")
+        return self
+
+    def end_s(self) -> float:
+        """The earliest end on the timeline."""
+        return self.at_s + (self.duration_s or 0.0)
+
+
+def _keyed(v: Any) -> str | None:
+    """Discriminator for keyed entries: ``{load: {...}}`` -> ``load``."""
+    if isinstance(v, dict) and len(v) == 1:
+        return str(next(iter(v)))
+    if isinstance(v, BaseModel):
+        return next(iter(type(v).model_fields))
+    return None
+
+
+class LoadEntry(_Model):
+    """``- load: {...}``"""
+
+    load: LoadStep
+
+
+class FaultEntry(_Model):
+    """``- fault: {...}``"""
+
+    fault: FaultStep
+
+
+class PublishEntry(_Model):
+    """``- publish: {...}``"""
+
+    publish: PublishStep
+
+
+class WaitEntry(_Model):
+    """``- wait: {...}``"""
+
+    wait: WaitStep
+
+
+Step = Annotated[
+    Annotated[LoadEntry, Tag("load")]
+    | Annotated[FaultEntry, Tag("fault")]
+    | Annotated[PublishEntry, Tag("publish")]
+    | Annotated[WaitEntry, Tag("wait")],
+    Discriminator(
+        _keyed,
+        custom_error_type="step_kind",
+        custom_error_message="a step is one of load, fault, publish, wait, written as "
+        "'- load: {...}'",
+    ),
+]
+
+
+def step_body(entry: LoadEntry | FaultEntry | PublishEntry | WaitEntry) -> _Step:
+    """The step inside a keyed entry."""
+    return getattr(entry, next(iter(type(entry).model_fields)))  # type: ignore[no-any-return]
+
+
+# --------------------------------------------------------------------------- checks
+
+
+class ContractCheck(_Model):
+    """Every tapped message is a valid CloudEvent (harness-injected malformed ones excepted)."""
+
+    legacy_ok: bool = False
+    min_messages: int = Field(default=1, ge=0)
+
+
+class LagCheck(_Model):
+    """Max lag per consumer over the run."""
+
+    max: int = Field(ge=0)
+    consumer: str | None = None
+    stream: str | None = None
+
+
+class LagRecoveryCheck(_Model):
+    """Lag back under ``threshold`` within ``within_s`` after the last fault was healed."""
+
+    threshold: int = Field(ge=0)
+    within_s: float = Field(gt=0)
+    consumer: str | None = None
+    stream: str | None = None
+
+
+class CountRange(_Model):
+    """Bounds on how often a code occurs."""
+
+    min: int | None = Field(default=None, ge=0)
+    max: int | None = Field(default=None, ge=0)
+
+
+class RegistrarCodesCheck(_Model):
+    """Codes the registrar stored: includes, excludes, counts, order."""
+
+    includes: list[int] = Field(default_factory=list)
+    excludes: list[int] = Field(default_factory=list)
+    counts: dict[int, CountRange] = Field(default_factory=dict)
+    order: list[int] = Field(default_factory=list)
+
+    @field_validator("includes", "excludes", "order")
+    @classmethod
+    def _codes_in_range(cls, v: list[int]) -> list[int]:
+        for code in v:
+            if not 100 <= code <= 999:
+                raise ValueError(f"registrar code {code} out of range 100..999")
+        return v
+
+
+class DeliveryCheck(_Model):
+    """Jepsen-style accounting of the load's messages against the registrar's store."""
+
+    max_lost: int = Field(default=0, ge=0)
+    max_duplicated: int = Field(default=0, ge=0)
+    max_unexpected: int = Field(default=0, ge=0)
+    min_acked: int = Field(default=1, ge=0)
+
+
+class LoadGatesCheck(_Model):
+    """Latency, rate and error gates on the load steps; ``null`` switches a gate off."""
+
+    puback_p50_ms: float | None = Field(default=None, gt=0)
+    puback_p95_ms: float | None = Field(default=None, gt=0)
+    puback_p99_ms: float | None = Field(default=None, gt=0)
+    #: achieved / target rate over each load step
+    min_rate_ratio: float | None = Field(default=0.95, gt=0, le=1)
+    max_error_ratio: float | None = Field(default=0.0, ge=0, le=1)
+    #: CloudEvent time -> stored by the registrar; defaults are the QIKI radar SLA
+    e2e_p50_ms: float | None = Field(default=500.0, gt=0)
+    e2e_p95_ms: float | None = Field(default=1500.0, gt=0)
+
+
+class ContractEntry(_Model):
+    """``- contract: {...}``"""
+
+    contract: ContractCheck
+
+
+class LagEntry(_Model):
+    """``- lag: {...}``"""
+
+    lag: LagCheck
+
+
+class LagRecoveryEntry(_Model):
+    """``- lag_recovery: {...}``"""
+
+    lag_recovery: LagRecoveryCheck
+
+
+class RegistrarCodesEntry(_Model):
+    """``- registrar_codes: {...}``"""
+
+    registrar_codes: RegistrarCodesCheck
+
+
+class DeliveryEntry(_Model):
+    """``- delivery: {...}``"""
+
+    delivery: DeliveryCheck
+
+
+class LoadGatesEntry(_Model):
+    """``- load_gates: {...}``"""
+
+    load_gates: LoadGatesCheck
+
+
+CheckSpec = Annotated[
+    Annotated[ContractEntry, Tag("contract")]
+    | Annotated[LagEntry, Tag("lag")]
+    | Annotated[LagRecoveryEntry, Tag("lag_recovery")]
+    | Annotated[RegistrarCodesEntry, Tag("registrar_codes")]
+    | Annotated[DeliveryEntry, Tag("delivery")]
+    | Annotated[LoadGatesEntry, Tag("load_gates")],
+    Discriminator(
+        _keyed,
+        custom_error_type="check_kind",
+        custom_error_message="a check is one of contract, lag, lag_recovery, registrar_codes, "
+        "delivery, load_gates, written as '- lag: {...}'",
+    ),
+]
+
+CheckEntry = (
+    ContractEntry | LagEntry | LagRecoveryEntry | RegistrarCodesEntry | DeliveryEntry
+    | LoadGatesEntry
+)
+
+
+def check_kind(entry: CheckEntry) -> str:
+    """The kind of a keyed check entry (``lag``, ``delivery``...)."""
+    return next(iter(type(entry).model_fields))
+
+
+# ------------------------------------------------------------- steady state, rollbacks
+
+
+class SteadyState(_Model):
+    """Checks that must hold before the method and again after it (with a tolerance window)."""
+
+    checks: list[CheckSpec] = Field(default_factory=list)
+    #: poll the checks until they pass, at most this long (services need a moment to boot)
+    timeout_s: float = Field(default=10.0, gt=0, le=600)
+
+
+class RollbackStep(_Model):
+    """A rollback: ``heal`` everything, or ``restart``/``resume`` one target."""
+
+    heal: Literal["all"] | None = None
+    restart: str | None = None
+    resume: str | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> RollbackStep:
+        given = [k for k in ("heal", "restart", "resume") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError("a rollback is exactly one of heal, restart, resume")
+        for key in ("restart", "resume"):
+            val = getattr(self, key)
+            if val is not None and not TARGET_RE.match(val):
+                raise ValueError(f"unknown target {val!r} for {key}")
+        return self
+
+
+# --------------------------------------------------------------------------- scenario
+
+
+class Scenario(_Model):
+    """A whole scenario file."""
+
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    description: str = ""
+    markers: list[MarkerName] = Field(default_factory=list)
+    topology: Topology = Topology()
+    steady_state: SteadyState = SteadyState()
+    method: list[Step] = Field(default_factory=list)
+    checks: list[CheckSpec] = Field(default_factory=list)
+    rollbacks: list[RollbackStep] = Field(default_factory=list)
+    #: after the method, wait until every consumer's lag is 0 (the registrar caught up),
+    #: at most this long, before the checks read the store
+    drain_timeout_s: float = Field(default=15.0, ge=0, le=600)
+
+    @model_validator(mode="after")
+    def _coherent(self) -> Scenario:
+        services = {n for n, s in self.topology.services.items() if s.enabled}
+        for entry in self.method:
+            step = step_body(entry)
+            if isinstance(step, FaultStep):
+                kind, _, name = step.target.partition(":")
+                if kind == "service" and name not in services:
+                    raise ValueError(f"fault target {step.target!r}: service {name} is not enabled")
+                if kind == "link":
+                    proxied = name == "load" and self.topology.proxied_load
+                    svc = self.topology.services.get(name)  # type: ignore[call-overload]
+                    if not proxied and not (svc and svc.enabled and svc.proxied):
+                        raise ValueError(
+                            f"fault target {step.target!r} needs a proxied link: set "
+                            f"topology.services.{name}.proxied: true"
+                            if name != "load"
+                            else "fault target 'link:load' needs topology.proxied_load: true"
+                        )
+                if kind in {"broker", "route"} and self.topology.broker.backend == "external":
+                    raise ValueError("broker faults need a broker the harness started")
+                if kind == "route" and self.topology.broker.nodes < 3:
+                    raise ValueError("route faults (partitions) need topology.broker.nodes: 3")
+        kinds = {check_kind(c) for c in self.checks}
+        if "delivery" in kinds and not any(isinstance(e, LoadEntry) for e in self.method):
+            raise ValueError("a delivery check needs at least one load step in method")
+        if "registrar_codes" in kinds and "registrar" not in services:
+            raise ValueError("a registrar_codes check needs the registrar service enabled")
+        return self
+
+    def duration_s(self) -> float:
+        """The method's length: the latest step end on the timeline."""
+        ends = [step_body(e).end_s() for e in self.method]  # type: ignore[attr-defined]
+        return max(ends, default=0.0)

@@ -1,0 +1,586 @@
+"""Run one scenario: topology up, steady state, method timeline, checks, rollbacks, journal.
+
+The runner only gathers observations and sequences the phases; judging is left to the
+pure functions in :mod:`harness.checks`. Rollbacks and teardown always run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sys
+import time
+import traceback
+import uuid
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from harness.checks import (
+    CheckResult,
+    DeliveryLog,
+    LagSample,
+    RegistrarRecord,
+    account_delivery,
+    check_contract,
+    check_delivery,
+    check_lag_recovery,
+    check_max_lag,
+    check_registrar_codes,
+    recovery_time_s,
+)
+from harness.errors import ConfigError, HarnessError
+from harness.faults.engine import ActiveFault, FaultEngine
+from harness.platform import INJECTED_HEADER, Platform
+from harness.report.journal import FaultEntry, Journal, LagPoint, TimelineEntry
+from harness.scenario.malformed import malformed_message
+from harness.scenario.model import (
+    CheckEntry,
+    ContractEntry,
+    DeliveryEntry,
+    FaultStep,
+    LagEntry,
+    LagRecoveryEntry,
+    LoadGatesEntry,
+    LoadStep,
+    PublishStep,
+    RegistrarCodesEntry,
+    Scenario,
+    WaitStep,
+    step_body,
+)
+from services.common.cloudevents import new_event, to_binary
+
+#: CloudEvent source of the load's messages: the delivery check counts these in the store.
+LOAD_SOURCE = "urn:qiki:harness:load"
+#: A sensor I/O status: the registrar files it under 201 SENSOR_IO_OK like the platform's own.
+LOAD_TYPE = "qiki.sensor.v1.IoStatus"
+PUBLISH_SOURCE = "urn:qiki:harness:publish"
+
+
+@dataclass
+class RunOptions:
+    """How to run: backend override, where reports go, progress display."""
+
+    backend: str | None = None
+    nats_url: str | None = None
+    report_dir: Path = Path("reports")
+    run_id: str | None = None
+    #: None: show progress when stderr is a terminal
+    progress: bool | None = None
+
+
+def new_run_id(name: str) -> str:
+    """Sortable, unique run id: ``20261126-221500-smoke-1a2b3c``."""
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    return f"{stamp}-{name}-{uuid.uuid4().hex[:6]}"
+
+
+def choose_backend(requested: str) -> tuple[str, str]:
+    """Resolve ``auto``; returns (backend, why) for the journal."""
+    if requested != "auto":
+        return requested, "requested"
+    try:
+        from harness.containers.backend import choose_backend as choose_container
+    except ImportError:
+        return "process", "auto: container backend not installed in this build"
+    return choose_container(requested)
+
+
+def _load_data(size: int) -> Callable[[int], dict[str, Any]]:
+    """Sensor-status data padded to about ``size`` bytes of payload."""
+    pad = "x" * max(0, size - 64)
+
+    def make(seq: int) -> dict[str, Any]:
+        return {"sensor_id": "harness-load", "status": "ok", "seq": seq, "pad": pad}
+
+    return make
+
+
+class _Progress:
+    """One line per phase on a terminal (rich); silent when not a TTY."""
+
+    def __init__(self, enabled: bool | None) -> None:
+        self.enabled = sys.stderr.isatty() if enabled is None else enabled
+        self._console: Any = None
+        if self.enabled:
+            from rich.console import Console
+
+            self._console = Console(stderr=True, highlight=False)
+
+    def say(self, text: str, style: str = "") -> None:
+        if self._console is not None:
+            self._console.print(f"[dim]qiki-harness[/dim] {text}", style=style or None)
+
+
+@dataclass
+class _Run:
+    """Mutable state of one run, filled as the phases go."""
+
+    journal: Journal
+    lag: list[LagSample] = field(default_factory=list)
+    delivery: DeliveryLog = field(default_factory=DeliveryLog)
+    load_results: list[Any] = field(default_factory=list)
+    method_t0: float = 0.0
+    method_end: float = 0.0
+
+
+class ScenarioRunner:
+    """Runs one :class:`Scenario`; ``await runner.run()`` returns the journal (also written)."""
+
+    def __init__(
+        self,
+        scenario: Scenario,
+        *,
+        options: RunOptions | None = None,
+        scenario_file: Path | None = None,
+    ) -> None:
+        self.scenario = scenario
+        self.options = options or RunOptions()
+        self.scenario_file = scenario_file
+        self.run_id = self.options.run_id or new_run_id(scenario.name)
+        self.run_dir = self.options.report_dir / self.run_id
+        self.progress = _Progress(self.options.progress)
+
+    # ------------------------------------------------------------------ entry
+
+    async def run(self) -> Journal:
+        """Run every phase; the journal's verdict is passed, failed or error."""
+        s = self.scenario
+        j = Journal(
+            run_id=self.run_id,
+            scenario=s.name,
+            scenario_file=str(self.scenario_file) if self.scenario_file else None,
+            description=s.description,
+            started_at=datetime.now(UTC).isoformat(timespec="milliseconds"),
+        )
+        state = _Run(journal=j)
+        t_start = time.monotonic()
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            requested = self.options.backend or s.topology.broker.backend
+            if self.options.nats_url and not self.options.backend:
+                requested = "external"
+            backend, why = choose_backend(requested)
+            j.backend, j.backend_reason = backend, why
+            self.progress.say(f"{s.name}: bringing up {backend} broker ({why})")
+            await self._run_on_platform(state, backend)
+        except HarnessError as exc:
+            j.verdict = "error"
+            j.error = str(exc)
+        except Exception as exc:
+            j.verdict = "error"
+            j.error = f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=8)}"
+        finally:
+            j.duration_s = round(time.monotonic() - t_start, 3)
+            self._write_outputs(j)
+        colour = {"passed": "green", "failed": "red", "error": "yellow"}[j.verdict]
+        self.progress.say(f"{s.name}: [bold {colour}]{j.verdict.upper()}[/] in {j.duration_s}s "
+                          f"-> {self.run_dir}")
+        return j
+
+    def _write_outputs(self, j: Journal) -> None:
+        from harness.report.html import write_html
+        from harness.report.junit import write_junit
+
+        j.write(self.run_dir / "journal.json")
+        write_html(j, self.run_dir / "report.html")
+        write_junit([j], self.run_dir / "junit.xml")
+
+    # ------------------------------------------------------------------ phases
+
+    async def _run_on_platform(self, state: _Run, backend: str) -> None:
+        s, j = self.scenario, state.journal
+        platform = Platform(
+            s.topology, run_dir=self.run_dir, backend=backend, nats_url=self.options.nats_url
+        )
+        async with platform as p:
+            assert p.broker is not None
+            j.broker = p.broker.describe()
+            j.nats_server_version = p.broker.version
+            j.services = {
+                n: {"pid": svc.proc.pid, "http": svc.http_url,
+                    "proxied": svc.proxy is not None}
+                for n, svc in p.services.items()
+            }
+            engine = FaultEngine(p, t0=p.t0)
+            sampler = asyncio.create_task(self._sample_lag(p, state))
+            try:
+                self.progress.say("steady state (before)")
+                j.steady_state_before = await self._steady_state(p, state, "before")
+                if all(c.passed for c in j.steady_state_before):
+                    await self._method(p, engine, state)
+                else:
+                    self._timeline(j, "phase", "method skipped", p.now(), ok=False,
+                                   detail="steady state did not hold before the method")
+                await self._rollbacks(p, engine, state)
+                await self._drain(p, state)
+                self.progress.say("checks")
+                j.checks = await self._checks(p, engine, state)
+                if j.steady_state_before and all(c.passed for c in j.steady_state_before):
+                    j.steady_state_after = await self._steady_state(p, state, "after")
+            finally:
+                # Rollbacks run even when a phase crashed; a second heal is a no-op.
+                await engine.heal_all()
+                sampler.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await sampler
+                self._fill_journal(p, engine, state)
+        failed = j.failed_checks()
+        j.verdict = "failed" if failed else "passed"
+
+    async def _sample_lag(self, p: Platform, state: _Run) -> None:
+        interval = self.scenario.topology.lag_interval_s
+        while True:
+            t = p.now()
+            state.lag.extend(await p.sample_lag(t))
+            await asyncio.sleep(max(0.0, interval - (p.now() - t)))
+
+    async def _steady_state(self, p: Platform, state: _Run, phase: str) -> list[CheckResult]:
+        spec = self.scenario.steady_state
+        if not spec.checks:
+            return []
+        start = p.now()
+        deadline = time.monotonic() + spec.timeout_s
+        while True:
+            results = await self._evaluate(p, None, state, spec.checks, steady=True)
+            if all(r.passed for r in results) or time.monotonic() >= deadline:
+                break
+            await asyncio.sleep(0.2)
+        for r in results:
+            r.phase = f"steady_state.{phase}"
+        self._timeline(state.journal, "steady_state", phase, start, p.now(),
+                       ok=all(r.passed for r in results))
+        return results
+
+    async def _method(self, p: Platform, engine: FaultEngine, state: _Run) -> None:
+        state.method_t0 = p.now()
+        steps = [step_body(e) for e in self.scenario.method]
+        self.progress.say(f"method: {len(steps)} step(s) over {self.scenario.duration_s():g}s")
+        tasks = [asyncio.create_task(self._step_at(p, engine, state, st)) for st in steps]
+        try:
+            results = await asyncio.gather(*tasks, return_exceptions=True)
+        finally:
+            for t in tasks:
+                t.cancel()
+        state.method_end = p.now()
+        errors = [r for r in results if isinstance(r, BaseException)]
+        for err in errors:
+            if isinstance(err, ConfigError):
+                raise err
+        if errors:
+            raise errors[0]
+
+    async def _step_at(self, p: Platform, engine: FaultEngine, state: _Run, step: Any) -> None:
+        delay = state.method_t0 + step.at_s - p.now()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        if isinstance(step, LoadStep):
+            await self._load(p, state, step)
+        elif isinstance(step, FaultStep):
+            await self._fault(p, engine, state, step)
+        elif isinstance(step, PublishStep):
+            await self._publish(p, state, step)
+        elif isinstance(step, WaitStep):
+            await self._wait(p, state, step)
+
+    async def _load(self, p: Platform, state: _Run, step: LoadStep) -> None:
+        from harness.load.injector import cloudevent_factory, run_load
+        from harness.load.rates import Constant, Ramp
+
+        rate = (
+            Ramp(step.rate_per_s, step.ramp_to_per_s, step.duration_s)
+            if step.ramp_to_per_s
+            else Constant(step.rate_per_s)
+        )
+        settings = p.load_settings()
+        kwargs = settings.connect_kwargs()
+        servers = kwargs.pop("servers")
+        start = p.now()
+        name = f"{rate!r} on {step.subject} for {step.duration_s:g}s"
+        self.progress.say(f"t={start:.1f}s load {name}")
+        result = await run_load(
+            servers,
+            step.subject,
+            rate=rate,
+            duration_s=step.duration_s,
+            window=step.window,
+            factory=cloudevent_factory(event_type=LOAD_TYPE, source=LOAD_SOURCE,
+                                       data=_load_data(step.message_bytes)),
+            connect_kwargs=kwargs,
+        )
+        attempted, acked, failed = result.delivery_sets()
+        state.delivery.attempted |= attempted
+        state.delivery.acked |= acked
+        state.delivery.failed |= failed - acked
+        state.load_results.append(result)
+        self._timeline(state.journal, "load", name, start, p.now(), planned=step.at_s,
+                       detail=f"attempted {len(attempted)}, acked {len(acked)}, "
+                              f"failed {len(failed)}")
+
+    async def _fault(
+        self, p: Platform, engine: FaultEngine, state: _Run, step: FaultStep
+    ) -> None:
+        start = p.now()
+        self.progress.say(f"t={start:.1f}s fault {step.action} {step.target}")
+        fault: ActiveFault = await engine.apply(step)
+        if step.duration_s is not None:
+            await asyncio.sleep(max(0.0, state.method_t0 + step.end_s() - p.now()))
+            await engine.remove(fault)
+            self.progress.say(f"t={p.now():.1f}s healed {step.action} {step.target}")
+        self._timeline(state.journal, "fault", f"{step.action} {step.target}", start, p.now(),
+                       planned=step.at_s, detail=fault.detail,
+                       ok=fault.heal_error is None)
+
+    async def _publish(self, p: Platform, state: _Run, step: PublishStep) -> None:
+        assert p.js is not None
+        start = p.now()
+        sent = ok = 0
+        kinds = list(step.malformed)
+        total_bad = step.count if kinds else 0
+        total_good = step.valid if kinds else step.count
+        plan: list[tuple[str, int]] = []
+        # Interleave: valid and malformed alternate so the registrar sees them mixed.
+        for i in range(max(total_bad, total_good)):
+            if i < total_bad:
+                plan.append(("bad", i))
+            if i < total_good:
+                plan.append(("good", i))
+        acks: list[Awaitable[Any]] = []
+        for what, i in plan:
+            if what == "bad":
+                headers, payload = malformed_message(kinds[i % len(kinds)], i)
+                headers[INJECTED_HEADER] = kinds[i % len(kinds)]
+            else:
+                ev = new_event(LOAD_TYPE, PUBLISH_SOURCE,
+                               {"sensor_id": "harness", "status": "ok", "seq": i})
+                headers, payload = to_binary(ev)
+            acks.append(p.js.publish(step.subject, payload, headers=headers, timeout=5.0))
+            sent += 1
+        for res in await asyncio.gather(*acks, return_exceptions=True):
+            ok += not isinstance(res, BaseException)
+        self._timeline(state.journal, "publish", f"{sent} on {step.subject}", start, p.now(),
+                       planned=step.at_s, ok=ok == sent,
+                       detail=f"{total_good} valid, {total_bad} malformed {kinds}; acked {ok}")
+
+    async def _wait(self, p: Platform, state: _Run, step: WaitStep) -> None:
+        start = p.now()
+        if step.duration_s:
+            await asyncio.sleep(step.duration_s)
+        ok = True
+        if step.until_lag_below is not None:
+            ok = await self._until(
+                lambda: self._lag_below(p, step.until_lag_below or 0), step.timeout_s
+            )
+        self._timeline(state.journal, "wait", "wait", start, p.now(), planned=step.at_s, ok=ok)
+
+    async def _lag_below(self, p: Platform, limit: int) -> bool:
+        samples = await p.sample_lag(p.now())
+        return bool(samples) and all(s.lag < limit for s in samples)
+
+    @staticmethod
+    async def _until(pred: Callable[[], Awaitable[bool]], timeout_s: float) -> bool:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if await pred():
+                return True
+            await asyncio.sleep(0.1)
+        return False
+
+    async def _rollbacks(self, p: Platform, engine: FaultEngine, state: _Run) -> None:
+        from harness.faults.engine import resolve_process
+
+        start = p.now()
+        # heal: all is implied and always first: no fault outlives the method.
+        healed = await engine.heal_all()
+        for rb in self.scenario.rollbacks:
+            if rb.restart:
+                obj, name = await resolve_process(p, rb.restart)
+                await obj.restart()
+                healed.append(f"restart {name}")
+            elif rb.resume:
+                obj, name = await resolve_process(p, rb.resume)
+                await obj.resume()
+                healed.append(f"resume {name}")
+        self._timeline(state.journal, "rollback", "rollbacks", start, p.now(),
+                       detail=", ".join(healed) or "nothing to heal")
+
+    async def _drain(self, p: Platform, state: _Run) -> None:
+        """Wait until the registrar has caught up, so the store is complete for the checks."""
+        if "registrar" not in p.services or self.scenario.drain_timeout_s == 0:
+            return
+        start = p.now()
+        ok = await self._until(lambda: self._lag_below(p, 1), self.scenario.drain_timeout_s)
+        self._timeline(state.journal, "drain", "registrar caught up", start, p.now(), ok=ok,
+                       detail="" if ok else f"lag not 0 after {self.scenario.drain_timeout_s}s")
+
+    # ------------------------------------------------------------------ checks
+
+    async def _checks(self, p: Platform, engine: FaultEngine, state: _Run) -> list[CheckResult]:
+        return await self._evaluate(p, engine, state, self.scenario.checks, steady=False)
+
+    async def _evaluate(
+        self,
+        p: Platform,
+        engine: FaultEngine | None,
+        state: _Run,
+        checks: list[Any],
+        *,
+        steady: bool,
+    ) -> list[CheckResult]:
+        records: list[RegistrarRecord] | None = None
+        out: list[CheckResult] = []
+        for entry in checks:
+            entry_: CheckEntry = entry
+            if isinstance(entry_, RegistrarCodesEntry | DeliveryEntry | LoadGatesEntry) and (
+                records is None
+            ):
+                records = await p.registrar_records()
+            out.append(self._one_check(p, engine, state, entry_, records or [], steady=steady))
+        return out
+
+    def _one_check(
+        self,
+        p: Platform,
+        engine: FaultEngine | None,
+        state: _Run,
+        entry: CheckEntry,
+        records: list[RegistrarRecord],
+        *,
+        steady: bool,
+    ) -> CheckResult:
+        if isinstance(entry, ContractEntry):
+            c = entry.contract
+            tapped = [m for m in (p.tap.messages if p.tap else [])
+                      if not (m.headers and INJECTED_HEADER in m.headers)]
+            return check_contract(tapped, legacy_ok=c.legacy_ok, min_messages=c.min_messages)
+        if isinstance(entry, LagEntry):
+            lag = entry.lag
+            samples = state.lag
+            if steady:
+                # steady state judges the consumers as they are now, not the whole run
+                last_t = max((s.t for s in samples), default=0.0)
+                samples = [s for s in samples if s.t >= last_t - 0.001]
+            return check_max_lag(samples, lag.max, stream=lag.stream, consumer=lag.consumer)
+        if isinstance(entry, LagRecoveryEntry):
+            r = entry.lag_recovery
+            after = (engine.last_heal_s() if engine else None) or state.method_end
+            result = check_lag_recovery(state.lag, r.threshold, r.within_s, after,
+                                        stream=r.stream, consumer=r.consumer)
+            return result
+        if isinstance(entry, RegistrarCodesEntry):
+            rc = entry.registrar_codes
+            return check_registrar_codes(
+                records,
+                includes=rc.includes,
+                excludes=rc.excludes,
+                counts={k: (v.min, v.max) for k, v in rc.counts.items()},
+                order=rc.order,
+            )
+        if isinstance(entry, DeliveryEntry):
+            d = entry.delivery
+            stored = Counter(r.event_id for r in records if r.source == LOAD_SOURCE)
+            account = account_delivery(state.delivery, stored)
+            state.journal.delivery = account
+            return check_delivery(account, max_lost=d.max_lost, max_duplicated=d.max_duplicated,
+                                  max_unexpected=d.max_unexpected, min_acked=d.min_acked)
+        if isinstance(entry, LoadGatesEntry):
+            return self._load_gates(entry, state, records)
+        raise ConfigError(f"unknown check {entry!r}")
+
+    def _load_gates(
+        self, entry: LoadGatesEntry, state: _Run, records: list[RegistrarRecord]
+    ) -> CheckResult:
+        from harness.load.gates import LoadGates
+
+        spec = entry.load_gates
+        gates = LoadGates(**spec.model_dump())
+        details: list[str] = []
+        observed: dict[str, Any] = {}
+        stored_at = {r.event_id: r for r in records if r.source == LOAD_SOURCE}
+        passed = bool(state.load_results)
+        if not state.load_results:
+            details.append("no load step ran")
+        for i, res in enumerate(state.load_results):
+            if spec.e2e_p50_ms is not None or spec.e2e_p95_ms is not None:
+                res.e2e_latencies_ms = self._e2e_latencies(res, stored_at)
+            for g in gates.evaluate(res):
+                observed[f"load[{i}].{g.name}"] = g.observed
+                if not g.passed:
+                    passed = False
+                    details.append(f"load[{i}] {g}")
+        return CheckResult(name="load.gates", kind="load", passed=passed,
+                           expected=spec.model_dump(exclude_none=True), observed=observed,
+                           details=details)
+
+    @staticmethod
+    def _e2e_latencies(res: Any, stored: dict[str, RegistrarRecord]) -> list[float]:
+        """CloudEvent time (the intended send) -> registrar store time, per acked id."""
+        out = []
+        for mid in res.acked:
+            rec = stored.get(mid)
+            if rec is not None and rec.event_time is not None:
+                out.append(max(0.0, (rec.stored_at - rec.event_time) * 1000.0))
+        return out
+
+    # ------------------------------------------------------------------ journal
+
+    def _timeline(
+        self,
+        j: Journal,
+        kind: str,
+        name: str,
+        start: float,
+        end: float | None = None,
+        *,
+        planned: float | None = None,
+        ok: bool = True,
+        detail: str = "",
+    ) -> None:
+        j.timeline.append(
+            TimelineEntry(kind=kind, name=name, planned_at_s=planned,
+                          started_s=round(start, 3),
+                          ended_s=None if end is None else round(end, 3), ok=ok, detail=detail)
+        )
+
+    def _fill_journal(self, p: Platform, engine: FaultEngine, state: _Run) -> None:
+        j = state.journal
+        j.faults = [
+            FaultEntry(action=f.kind, target=f.target, applied_s=round(f.applied_at, 3),
+                       removed_s=None if f.removed_at is None else round(f.removed_at, 3),
+                       detail=f.detail)
+            for f in engine.records()
+        ]
+        j.lag_samples = [
+            LagPoint(t=round(s.t, 3), stream=s.stream, consumer=s.consumer, lag=s.lag,
+                     pending=s.num_pending, ack_pending=s.num_ack_pending,
+                     redelivered=s.num_redelivered)
+            for s in state.lag
+        ]
+        j.load = [r.summary() for r in state.load_results]
+        j.events = p.events
+        last_heal = engine.last_heal_s()
+        if last_heal is not None and state.lag:
+            threshold = min(
+                (t for svc in self.scenario.topology.services.values()
+                 for t in svc.thresholds.values()),
+                default=0,
+            )
+            took = recovery_time_s(state.lag, threshold, last_heal)
+            j.recovery_s = None if took is None else round(took, 3)
+        j.timeline.sort(key=lambda e: e.started_s)
+
+
+def run_scenario(
+    scenario: Scenario, *, options: RunOptions | None = None, scenario_file: Path | None = None
+) -> Journal:
+    """Synchronous wrapper: run one scenario in a fresh event loop."""
+    runner = ScenarioRunner(scenario, options=options, scenario_file=scenario_file)
+    return asyncio.run(runner.run())
+
+
+__all__ = ["LOAD_SOURCE", "RunOptions", "ScenarioRunner", "choose_backend", "new_run_id",
+           "run_scenario"]
