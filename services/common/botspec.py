@@ -21,7 +21,7 @@ import json
 import math
 import os
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -964,8 +964,9 @@ class ProvisionResult:
         return bool(self.created_streams or self.updated_streams or self.created_consumers
                     or self.updated_consumers)
 
-    def __iter__(self) -> Iterator[tuple[str, list[str]]]:
-        yield from vars(self).items()
+    def to_dict(self) -> dict[str, list[str]]:
+        """Plain data for logs and journals."""
+        return {k: list(v) for k, v in vars(self).items()}
 
 
 def _close(a: float | None, b: float | None) -> bool:
@@ -974,17 +975,20 @@ def _close(a: float | None, b: float | None) -> bool:
     return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-6)
 
 
-async def provision(js: JetStreamContext, config: RuntimeConfig) -> ProvisionResult:
+async def provision(js: JetStreamContext, config: RuntimeConfig, *, streams: bool = True,
+                    consumers: bool = True) -> ProvisionResult:
     """Create or update the streams and durable pull consumers of ``config``; idempotent.
 
     A stream whose storage type differs on the server cannot be changed in place: that raises
     :class:`ProvisionError` (delete the stream, or use ``with_overrides(storage=...)``).
+    ``streams=False`` touches consumers only: a service that just needs its durables must not
+    fight the harness over stream settings (e.g. memory storage set by an override).
     """
     from nats.js import api
     from nats.js.errors import NotFoundError
 
     result = ProvisionResult()
-    for s in config.streams:
+    for s in config.streams if streams else []:
         want = api.StreamConfig(
             name=s.name,
             description=s.description or None,
@@ -1021,7 +1025,7 @@ async def provision(js: JetStreamContext, config: RuntimeConfig) -> ProvisionRes
             await js.update_stream(want)
             result.updated_streams.append(s.name)
 
-    for c in config.consumers:
+    for c in config.consumers if consumers else []:
         want_c = api.ConsumerConfig(
             durable_name=c.durable,
             description=c.description or None,

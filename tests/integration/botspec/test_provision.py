@@ -105,3 +105,16 @@ async def test_a_star_bound_stream_really_loses_lr_frames(js: JetStreamContext) 
     assert ok.stream == "OLD_RADAR"
     with pytest.raises(NoStreamResponseError):
         await js.publish("qiki.radar.v1.frames.lr", b"x", timeout=1)
+
+
+
+async def test_consumers_only_leaves_streams_alone(
+        js: JetStreamContext, config: RuntimeConfig) -> None:
+    first = await provision(js, config.with_overrides(storage="memory"), consumers=False)
+    assert first.created_consumers == []
+    assert await js.consumers_info("QIKI_EVENTS_V1") == []
+    # A file-storage config would conflict on the streams; consumers only does not touch them.
+    result = await provision(js, config, streams=False)
+    assert result.created_consumers == ["registrar-events", "registrar-radar"]
+    assert result.created_streams == result.updated_streams == result.unchanged_streams == []
+    assert (await js.stream_info("QIKI_EVENTS_V1")).config.storage == api.StorageType.MEMORY
