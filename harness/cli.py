@@ -1,11 +1,353 @@
-"""The ``qiki-harness`` command line."""
+"""The ``qiki-harness`` command line.
+
+Exit codes (a CI gate relies on them): 0 every check passed, 1 a check failed,
+2 bad input (scenario file, flag, spec) or a set-up error.
+"""
 
 from __future__ import annotations
 
+import argparse
+import asyncio
+import json
+import os
 import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from harness.errors import ConfigError, HarnessError
+
+EXIT_OK, EXIT_FAILED, EXIT_ERROR = 0, 1, 2
+BACKENDS = ("auto", "process", "container", "external")
 
 
-def main(argv: list[str] | None = None) -> int:
+def _err(msg: str) -> None:
+    print(f"qiki-harness: {msg}", file=sys.stderr)
+
+
+# --------------------------------------------------------------------------- run / validate
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Run scenarios one after the other; the worst verdict decides the exit code."""
+    from harness.report.junit import write_junit
+    from harness.scenario.loader import ScenarioError, load_scenario
+    from harness.scenario.runner import RunOptions, run_scenario
+
+    # Validate every file first: a typo in the third file must not cost two full runs.
+    loaded = []
+    bad = False
+    for f in args.scenarios:
+        try:
+            loaded.append((Path(f), load_scenario(f)))
+        except ScenarioError as exc:
+            _err(str(exc))
+            bad = True
+    if bad:
+        return EXIT_ERROR
+    if args.backend == "external" and not args.nats_url:
+        _err("--backend external needs --nats-url nats://HOST:PORT")
+        return EXIT_ERROR
+    journals = []
+    for path, scenario in loaded:
+        opts = RunOptions(
+            backend=args.backend,
+            nats_url=args.nats_url,
+            report_dir=Path(args.report_dir),
+            progress=False if args.quiet else None,
+        )
+        j = run_scenario(scenario, options=opts, scenario_file=path)
+        journals.append(j)
+        run_dir = Path(args.report_dir) / j.run_id
+        print(f"{j.verdict.upper():7} {scenario.name}  ({j.duration_s:.1f}s, {j.backend})  "
+              f"report: {run_dir / 'report.html'}")
+        for c in j.failed_checks():
+            print(f"        {c.summary()}")
+        if j.error:
+            print(f"        error: {j.error.splitlines()[0]}")
+    if len(journals) > 1:
+        write_junit(journals, Path(args.report_dir) / "junit.xml")
+    return max(j.exit_code for j in journals)
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    """Check scenario files without running them."""
+    from harness.scenario.loader import ScenarioError, load_scenario
+
+    code = EXIT_OK
+    for f in args.scenarios:
+        try:
+            s = load_scenario(f)
+            print(f"ok      {f} ({s.name}: {len(s.method)} step(s), {len(s.checks)} check(s))")
+        except ScenarioError as exc:
+            _err(str(exc))
+            code = EXIT_ERROR
+    return code
+
+
+# --------------------------------------------------------------------------- up / down
+
+
+async def _up(args: argparse.Namespace) -> int:
+    from harness.platform import Platform
+    from harness.scenario.model import ServiceTopology, Topology
+    from harness.scenario.runner import choose_backend, new_run_id
+
+    backend, why = choose_backend("external" if args.nats_url else args.backend)
+    services = {n: ServiceTopology(enabled=n in args.services)
+                for n in ("registrar", "lagmon", "radar_sim")}
+    topo = Topology.model_validate(
+        {"broker": {"backend": backend, "nodes": args.nodes, "url": args.nats_url},
+         "services": {k: v.model_dump() for k, v in services.items()}}
+    )
+    run_dir = Path(args.report_dir) / new_run_id("up")
+    async with Platform(topo, run_dir=run_dir, backend=backend, nats_url=args.nats_url,
+                        tap=False) as p:
+        assert p.broker is not None
+        print(f"backend: {backend} ({why})")
+        for node in p.broker.nodes:
+            print(f"nats     {node.name}: {node.client_url}  monitor {node.monitor_url}")
+        if not p.broker.nodes:
+            print(f"nats     {', '.join(p.broker.client_urls)}")
+        for name, svc in p.services.items():
+            print(f"service  {name}: {svc.http_url}  (pid {svc.proc.pid})")
+        print(f"logs     {run_dir / 'logs'}")
+        print("Ctrl-C to tear everything down.", flush=True)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        import signal
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+    print("torn down.")
+    return EXIT_OK
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    """Bring the stack up for manual work; tear it down on Ctrl-C."""
+    return asyncio.run(_up(args))
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    """Remove every container and network the harness labelled (also after a crash)."""
+    from harness.containers.engine import ROOT_SELECTOR, cleanup, docker_available
+
+    ok, why = docker_available()
+    if not ok:
+        print(f"no Docker engine ({why}): nothing to clean up")
+        return EXIT_OK
+    report = cleanup(ROOT_SELECTOR)
+    print(f"removed {len(report.containers)} container(s), {len(report.networks)} network(s)")
+    for name, error in report.errors.items():
+        _err(f"could not remove {name}: {error}")
+    return EXIT_ERROR if report.errors else EXIT_OK
+
+
+# --------------------------------------------------------------------------- botspec / doctor
+
+
+def cmd_botspec(args: argparse.Namespace) -> int:
+    """Validate a BotSpec or print the runtime configuration it generates."""
+    from services.common.botspec import (
+        BotSpecError,
+        default_botspec_path,
+        dump_runtime_config,
+        generate,
+        load_botspec,
+    )
+
+    paths = args.files or [default_botspec_path()]
+    code = EXIT_OK
+    for f in paths:
+        try:
+            spec = load_botspec(f)
+        except BotSpecError as exc:
+            _err(str(exc))
+            code = EXIT_ERROR
+            continue
+        if args.botspec_cmd == "validate":
+            print(f"ok      {f}")
+        else:
+            print(dump_runtime_config(generate(spec), args.format), end="")
+    return code
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    """Which backends work on this machine, and why."""
+    from harness.containers.backend import doctor_report
+
+    report = doctor_report()
+    if args.json:
+        print(json.dumps(report, indent=2, default=str))
+        return EXIT_OK
+    for key, value in report.items():
+        if isinstance(value, dict):
+            print(f"{key}:")
+            for k, v in value.items():
+                print(f"  {k}: {v}")
+        else:
+            print(f"{key}: {value}")
+    return EXIT_OK
+
+
+# --------------------------------------------------------------------------- load / registrar
+
+
+def cmd_load(args: argparse.Namespace) -> int:
+    """Publish at a controlled rate with pipelined acks; gates set the exit code."""
+    from harness.load.gates import LoadGates
+    from harness.load.injector import bytes_factory, cloudevent_factory, run_load
+    from harness.load.rates import Constant, Ramp
+    from services.common.settings import NatsSettings
+
+    settings = NatsSettings.from_env()
+    servers = args.nats_url.split(",") if args.nats_url else settings.servers
+    kwargs = settings.connect_kwargs()
+    kwargs.pop("servers", None)
+    rate = Ramp(args.rate, args.ramp_to, args.duration) if args.ramp_to else Constant(args.rate)
+    factory = (bytes_factory(args.size) if args.raw
+               else cloudevent_factory(event_type="qiki.sensor.v1.IoStatus",
+                                       source="urn:qiki:harness:load", size=args.size))
+    result = asyncio.run(run_load(servers, args.subject, rate=rate, duration_s=args.duration,
+                                  window=args.window, factory=factory, connect_kwargs=kwargs))
+    summary = result.summary()
+    gates = LoadGates(puback_p50_ms=args.p50_ms, puback_p95_ms=args.p95_ms,
+                      puback_p99_ms=args.p99_ms, min_rate_ratio=args.min_rate_ratio,
+                      max_error_ratio=args.max_error_ratio)
+    verdicts = gates.evaluate(result)
+    summary["gates"] = [str(g) for g in verdicts]
+    print(json.dumps(summary, indent=2))
+    return EXIT_OK if all(g.passed for g in verdicts) else EXIT_FAILED
+
+
+def cmd_registrar(args: argparse.Namespace) -> int:
+    """Query the registrar's audit store (read-only; safe while the registrar runs)."""
+    from services.registrar.store import RegistrarStore, StoreError
+
+    try:
+        store = RegistrarStore(args.db, readonly=True)
+    except StoreError as exc:
+        _err(f"--db {args.db}: {exc}")
+        return EXIT_ERROR
+    with store:
+        if args.counts:
+            counts = {str(k): v for k, v in sorted(store.counts_by_code().items())}
+            print(json.dumps(counts, indent=2))
+            return EXIT_OK
+        for r in store.query(code=args.code, source=args.source, event_id=args.id,
+                             limit=args.limit):
+            print(json.dumps(r.to_json(), default=str))
+    return EXIT_OK
+
+
+# --------------------------------------------------------------------------- parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (exposed for docs and tests)."""
+    p = argparse.ArgumentParser(
+        prog="qiki-harness",
+        description="Chaos and smoke testing for NATS JetStream microservices.",
+        epilog="Exit codes: 0 passed, 1 a check failed, 2 bad input or set-up error.",
+    )
+    sub = p.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
+
+    r = sub.add_parser("run", help="run scenario files and write their reports")
+    r.add_argument("scenarios", nargs="+", metavar="SCENARIO")
+    r.add_argument("--backend", choices=BACKENDS, default=None,
+                   help="override the scenario's broker backend")
+    r.add_argument("--nats-url", default=None,
+                   help="existing NATS server/cluster (implies --backend external); "
+                        "credentials via QIKI_NATS_TOKEN/USER/PASSWORD/CREDS")
+    r.add_argument("--report-dir", default=os.environ.get("QIKI_REPORT_DIR", "reports"))
+    r.add_argument("-q", "--quiet", action="store_true", help="no progress display")
+    r.set_defaults(func=cmd_run)
+
+    v = sub.add_parser("validate", help="check scenario files without running them")
+    v.add_argument("scenarios", nargs="+", metavar="SCENARIO")
+    v.set_defaults(func=cmd_validate)
+
+    u = sub.add_parser("up", help="bring the platform up for manual work (Ctrl-C tears down)")
+    u.add_argument("--backend", choices=BACKENDS, default="process")
+    u.add_argument("--nats-url", default=None)
+    u.add_argument("--nodes", type=int, choices=(1, 3), default=1)
+    u.add_argument("--services", nargs="*", default=["registrar", "lagmon", "radar_sim"],
+                   choices=["registrar", "lagmon", "radar_sim"])
+    u.add_argument("--report-dir", default="reports")
+    u.set_defaults(func=cmd_up)
+
+    d = sub.add_parser("down", help="remove containers and networks the harness labelled")
+    d.set_defaults(func=cmd_down)
+
+    b = sub.add_parser("botspec", help="validate a BotSpec or generate its runtime config")
+    bsub = b.add_subparsers(dest="botspec_cmd", required=True)
+    bv = bsub.add_parser("validate", help="validate BotSpec files")
+    bv.add_argument("files", nargs="*", metavar="FILE")
+    bg = bsub.add_parser("generate", help="print the runtime configuration")
+    bg.add_argument("files", nargs="*", metavar="FILE")
+    bg.add_argument("--format", choices=("yaml", "json"), default="yaml")
+    b.set_defaults(func=cmd_botspec, format="yaml")
+
+    dr = sub.add_parser("doctor", help="which backends work here, and why")
+    dr.add_argument("--json", action="store_true")
+    dr.set_defaults(func=cmd_doctor)
+
+    ld = sub.add_parser("load", help="fast JetStream injector with pipelined acks")
+    ld.add_argument("--nats-url", default=None)
+    ld.add_argument("--subject", default="qiki.events.v1.sensor")
+    ld.add_argument("--rate", type=_positive, default=1000.0, help="messages per second")
+    ld.add_argument("--ramp-to", type=_positive, default=None, help="ramp to this rate")
+    ld.add_argument("--duration", type=_positive, default=10.0, help="seconds")
+    ld.add_argument("--window", type=int, default=1000, help="PubAcks in flight at most")
+    ld.add_argument("--size", type=int, default=256, help="payload bytes (about)")
+    ld.add_argument("--raw", action="store_true", help="plain bytes instead of CloudEvents")
+    ld.add_argument("--p50-ms", type=_positive, default=None)
+    ld.add_argument("--p95-ms", type=_positive, default=None)
+    ld.add_argument("--p99-ms", type=_positive, default=None)
+    ld.add_argument("--min-rate-ratio", type=_positive, default=0.95)
+    ld.add_argument("--max-error-ratio", type=float, default=0.0)
+    ld.set_defaults(func=cmd_load)
+
+    rg = sub.add_parser("registrar", help="the registrar's audit store")
+    rsub = rg.add_subparsers(dest="registrar_cmd", required=True)
+    q = rsub.add_parser("query", help="records by code, source or id")
+    q.add_argument("--db", required=True, help="the registrar's SQLite file")
+    q.add_argument("--code", type=int, default=None)
+    q.add_argument("--source", default=None)
+    q.add_argument("--id", default=None)
+    q.add_argument("--limit", type=int, default=100)
+    q.add_argument("--counts", action="store_true", help="counts per code instead of rows")
+    rg.set_defaults(func=cmd_registrar)
+    return p
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}")
+    return value
+
+
+def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``qiki-harness``; returns the process exit code."""
-    print("qiki-harness: not built yet", file=sys.stderr)
-    return 2
+    args = build_parser().parse_args(argv)
+    try:
+        code: int = args.func(args)
+    except ConfigError as exc:
+        _err(str(exc))
+        return EXIT_ERROR
+    except HarnessError as exc:
+        _err(str(exc))
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        return 130
+    return code
+
+
+
+
+if __name__ == "__main__":
+    sys.exit(main())

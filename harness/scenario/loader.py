@@ -85,6 +85,9 @@ def _describe(err: dict[str, Any]) -> str:
         return "unknown key (check the spelling; see the scenario reference in the README)"
     if err["type"] == "missing":
         return "required key is missing"
+    if err["type"] == "value_error":
+        # our validators' messages already name the value and what is expected
+        return msg.removeprefix("Value error, ")
     if "input" in err and err["type"] not in {"step_kind", "check_kind"}:
         return f"{msg} (got {err['input']!r})"
     return msg

@@ -80,14 +80,11 @@ def new_run_id(name: str) -> str:
 
 
 def choose_backend(requested: str) -> tuple[str, str]:
-    """Resolve ``auto``; returns (backend, why) for the journal."""
-    if requested != "auto":
-        return requested, "requested"
-    try:
-        from harness.containers.backend import choose_backend as choose_container
-    except ImportError:
-        return "process", "auto: container backend not installed in this build"
-    return choose_container(requested)
+    """Resolve ``auto`` (container when a Docker engine answers, else process); returns
+    (backend, why) for the journal."""
+    from harness.containers.backend import choose_backend as choose
+
+    return choose(requested)
 
 
 def _load_data(size: int) -> Callable[[int], dict[str, Any]]:
