@@ -203,6 +203,7 @@ class ContainerNode:
         """Poll ``/healthz?js-enabled-only=true`` on the published monitoring port."""
         delay = 0.005
         deadline = time.monotonic() + timeout_s
+        next_check = time.monotonic() + 0.5
         while True:
             try:
                 status, _ = await _http.get(HOST, self.monitor_port, HEALTHZ_JS, timeout_s=1.0)
@@ -210,13 +211,22 @@ class ContainerNode:
                     break
             except (OSError, TimeoutError):
                 pass  # not listening yet (docker-proxy accepts, then closes)
-            if time.monotonic() >= deadline:
+            now = time.monotonic()
+            if now >= next_check:
+                # a server that exited (bad config, crash) will never answer: fail now
+                await self.refresh()
+                next_check = now + 0.5
+            if now >= deadline or not self._running:
                 await self.refresh()
                 tail = " | ".join(self.log_text().splitlines()[-5:])
+                what = (
+                    f"{HEALTHZ_JS} not ok on {self.monitor_url} within {timeout_s:g} s"
+                    if self._running
+                    else f"nats-server exited with code {self.exit_code} before it was ready"
+                )
                 raise BrokerStartError(
-                    f"container {self.container_name}: {HEALTHZ_JS} not ok on "
-                    f"{self.monitor_url} within {timeout_s:g} s (running={self.running}, "
-                    f"exit code {self.exit_code}). Last log lines: {tail or '(none)'}. "
+                    f"container {self.container_name}: {what}. "
+                    f"Last log lines: {tail or '(none)'}. "
                     "Hint: `docker logs` the container; check that the image runs nats-server."
                 )
             await asyncio.sleep(delay)

@@ -28,6 +28,10 @@ LABEL_RUN = "qiki-harness.run"
 LABEL_ROLE = "qiki-harness.role"
 #: Label naming the node or service inside its run ("n1", "registrar").
 LABEL_NAME = "qiki-harness.name"
+#: Label naming the test session / CLI invocation (env QIKI_HARNESS_SESSION) that created it.
+LABEL_SESSION = "qiki-harness.session"
+#: Environment variable whose value every new resource carries as LABEL_SESSION.
+SESSION_ENV = "QIKI_HARNESS_SESSION"
 #: Selector matching everything the harness ever created (``qiki-harness down``).
 ROOT_SELECTOR = f"{LABEL_ROOT}=1"
 
@@ -49,13 +53,28 @@ def new_run_id() -> str:
 
 
 def run_labels(run_id: str, **extra: str) -> dict[str, str]:
-    """The labels of a resource created by run ``run_id`` (plus ``extra`` label=value pairs)."""
-    return {LABEL_ROOT: "1", LABEL_RUN: run_id, **extra}
+    """The labels of a resource created by run ``run_id`` (plus ``extra`` label=value pairs).
+
+    When env QIKI_HARNESS_SESSION is set, the resource also carries it as
+    ``qiki-harness.session``, so a test session can remove everything it created at its end
+    (:func:`session_selector`) without touching concurrent sessions.
+    """
+    labels = {LABEL_ROOT: "1", LABEL_RUN: run_id}
+    session = os.environ.get(SESSION_ENV)
+    if session:
+        labels[LABEL_SESSION] = session
+    labels.update(extra)
+    return labels
 
 
 def run_selector(run_id: str) -> str:
     """The label selector matching one run's resources."""
     return f"{LABEL_RUN}={run_id}"
+
+
+def session_selector(session: str) -> str:
+    """The label selector matching one session's resources."""
+    return f"{LABEL_SESSION}={session}"
 
 
 def _local_socket_reason() -> str | None:
