@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_serializer, field_validator
 
 if TYPE_CHECKING:
     from nats.aio.client import Client
@@ -48,7 +48,8 @@ class NatsSettings(BaseModel):
     (``broker.nats_settings()``). Unknown fields are errors, so a typo is caught at once.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # hide_input_in_errors: a validation error must not echo a password or token back.
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
 
     servers: list[str] = Field(default_factory=lambda: [DEFAULT_NATS_URL], min_length=1)
     name: str | None = None
@@ -77,6 +78,11 @@ class NatsSettings(BaseModel):
                     "nats://HOST:PORT (or tls://, ws://, wss://)"
                 )
         return cleaned
+
+    @field_serializer("servers", when_used="json")
+    def _mask_servers(self, servers: list[str]) -> list[str]:
+        # JSON dumps end up in journals and logs; URLs may carry user:password@.
+        return [mask_url(s) for s in servers]
 
     @classmethod
     def from_env(
