@@ -19,7 +19,9 @@ from harness.containers.faults import ContainerFault, run_fault
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(180)]
 
 
-async def eventually(check: Callable[[], Awaitable[bool]], what: str, timeout_s: float = 30) -> None:
+async def eventually(
+    check: Callable[[], Awaitable[bool]], what: str, timeout_s: float = 30
+) -> None:
     """Poll ``check`` until true; a generous deadline, not a speed assertion."""
     deadline = time.monotonic() + timeout_s
     while not await check():
