@@ -549,8 +549,9 @@ def to_binary(ev: CloudEvent, *, validate: bool = True) -> tuple[dict[str, str],
 def to_structured(ev: CloudEvent, *, validate: bool = True) -> tuple[dict[str, str], bytes]:
     """Structured-mode headers (``Content-Type``, ``Nats-Msg-Id``) and JSON event format payload.
 
-    JSON data is embedded as ``data``; text as a ``data`` string; anything else (or data that
-    does not decode as its content type says) as ``data_base64``, so the bytes survive exactly.
+    JSON data is embedded as ``data`` (so a receiver gets it back re-serialised compactly:
+    equal as JSON, not necessarily byte for byte); text as a ``data`` string; anything else (or
+    data that does not decode as its content type says) as ``data_base64``, byte-exact.
     """
     if validate:
         ev.validate()
@@ -642,8 +643,107 @@ def from_message(
     Raises :class:`CloudEventError` at the first broken rule. ``max_size`` bounds the payload
     in bytes; ``check_data`` verifies that data declared as JSON parses.
     """
+    if headers and (max_size is None or len(payload) <= max_size):
+        fast = _fast_binary(headers, payload, check_data)
+        if fast is not None:
+            return fast
     ev = _decode(headers, payload, max_size, legacy_ok, check_data, None)
     assert ev is not None  # _decode raises instead of returning None when not collecting
+    return ev
+
+
+# Values that passed validation before, so the fast path need not re-run their regexes:
+# source, type, content type and schema repeat across a stream's events. Bounded by clearing.
+_KNOWN_SOURCES: set[str] = set()
+_KNOWN_SCHEMAS: set[str] = set()
+_KNOWN_EXT_NAMES: set[str] = set()
+_KNOWN_CONTENT_TYPES: dict[str, bool] = {}  # content type -> is JSON
+_KNOWN_MAX: Final = 1024
+
+
+def _remember(known: set[str], value: str) -> None:
+    if len(known) >= _KNOWN_MAX:
+        known.clear()
+    known.add(value)
+
+
+def _fast_binary(headers: Mapping[str, str], payload: bytes, check_data: bool) -> CloudEvent | None:
+    """Decode the common case (a valid binary event, plain ASCII values) with minimal work.
+
+    Returns ``None`` whenever anything is unusual or invalid; the general decoder then runs
+    and reports the exact rule. It must never accept what the general decoder rejects.
+    """
+    attrs: dict[str, str] = {}
+    for key, raw in headers.items():
+        k = key.lower()
+        if k.startswith("ce-"):
+            name = k[3:]
+            if name in attrs:
+                return None
+            attrs[name] = raw
+        elif k.startswith("ce_") or k == "content-type":
+            return None
+    if len(attrs) < 4 or not _PLAIN_VALUE.fullmatch("".join(attrs.values())):
+        return None
+    id_ = attrs.pop("id", "")
+    source = attrs.pop("source", "")
+    type_ = attrs.pop("type", "")
+    if not id_ or not type_ or attrs.pop("specversion", None) != SPECVERSION:
+        return None
+    if source not in _KNOWN_SOURCES:
+        if not _URI_REFERENCE.fullmatch(source):
+            return None
+        _remember(_KNOWN_SOURCES, source)
+    ev_time: datetime | None = None
+    raw_time = attrs.pop("time", None)
+    if raw_time is not None:
+        try:
+            ev_time = parse_time(raw_time)
+        except ValueError:
+            return None
+    subject = attrs.pop("subject", None)
+    content_type = attrs.pop("datacontenttype", None)
+    schema = attrs.pop("dataschema", None)
+    if subject == "" or content_type == "" or schema == "":
+        return None
+    is_json = False
+    if content_type is not None:
+        known = _KNOWN_CONTENT_TYPES.get(content_type)
+        if known is None:
+            if not _MEDIA_TYPE.fullmatch(content_type):
+                return None
+            if len(_KNOWN_CONTENT_TYPES) >= _KNOWN_MAX:
+                _KNOWN_CONTENT_TYPES.clear()
+            known = _KNOWN_CONTENT_TYPES[content_type] = _is_json_type(content_type)
+        is_json = known
+    if schema is not None and schema not in _KNOWN_SCHEMAS:
+        if not _ABSOLUTE_URI.fullmatch(schema):
+            return None
+        _remember(_KNOWN_SCHEMAS, schema)
+    for name in attrs:  # what is left are extensions
+        if name not in _KNOWN_EXT_NAMES:
+            if not _EXT_NAME.fullmatch(name) or name in _RESERVED:
+                return None
+            _remember(_KNOWN_EXT_NAMES, name)
+    if check_data and is_json and payload:
+        try:
+            json.loads(payload)
+        except (ValueError, UnicodeDecodeError):
+            return None
+    # Skips the frozen dataclass __init__ (one object.__setattr__ per field): same result.
+    ev = object.__new__(CloudEvent)
+    ev.__dict__.update(
+        id=id_,
+        source=source,
+        type=type_,
+        specversion=SPECVERSION,
+        time=ev_time,
+        subject=subject,
+        datacontenttype=content_type,
+        dataschema=schema,
+        data=payload,
+        extensions=attrs,
+    )
     return ev
 
 

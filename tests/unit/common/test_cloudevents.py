@@ -573,3 +573,52 @@ def test_to_binary_refuses_an_invalid_event_unless_told() -> None:
 def test_to_message_rejects_unknown_mode() -> None:
     with pytest.raises(ValueError, match="binary"):
         to_message(frame_event(), "batch")  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------- fast path == general decoder
+
+_NAMES = [
+    "ce-id", "ce-source", "ce-type", "ce-specversion", "ce-time", "ce-subject",
+    "ce-datacontenttype", "ce-dataschema", "ce-traceid", "CE-ID", "ce-Bad_Name",
+    "ce-" + "a" * 21, "ce-data", "ce_id", "content-type", "Nats-Msg-Id",
+]  # fmt: skip
+_VALUES = [
+    "1.0", "0.3", "", "evt-1", "urn:qiki:x", "/qiki/radar", "1bad:source", "not a uri",
+    "2026-01-31T12:00:00Z", "2026-13-01T00:00:00Z", "yesterday", "application/json",
+    "text/plain", "json", "https://qiki.example/s.json", "relative/s.json", "%C0%A0", "%zz",
+    "a%20b", '"quoted"', "%0A", "application/cloudevents+json",
+]  # fmt: skip
+_BASE = {"ce-id": "evt-1", "ce-source": "/s", "ce-type": "t", "ce-specversion": "1.0"}
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.dictionaries(
+        st.sampled_from(_NAMES), st.sampled_from(_VALUES) | st.text(max_size=8), max_size=8
+    ),
+    st.booleans(),
+    st.sampled_from([b"", b"{}", b"[1, 2]", b"{bad", b"\xff\xfe"]),
+    st.booleans(),
+)
+def test_fast_path_agrees_with_the_general_decoder(
+    changes: dict[str, str], start_valid: bool, payload: bytes, check_data: bool
+) -> None:
+    from services.common import cloudevents as ce
+
+    headers = (dict(_BASE) if start_valid else {}) | changes
+    fast = ce._fast_binary(headers, payload, check_data)
+    try:
+        general: CloudEvent | None = ce._decode(headers, payload, None, False, check_data, None)
+    except CloudEventError:
+        general = None
+    if fast is not None:
+        assert general == fast  # the fast path never accepts what the general one rejects
+    found = check_message(headers, payload, check_data=check_data, require_msg_id=False)
+    if general is None:
+        assert found, "a rejected message has at least one violation"
+        with pytest.raises(CloudEventError) as info:
+            from_message(headers, payload, check_data=check_data)
+        assert info.value.rule in {v.rule for v in found}
+    else:
+        assert found == []
+        assert from_message(headers, payload, check_data=check_data) == general
