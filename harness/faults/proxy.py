@@ -45,7 +45,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from harness.errors import HarnessError
 from harness.faults.toxics import (
@@ -172,7 +172,9 @@ class _Side(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
+        # A cast, not an isinstance check: uvloop's TCPTransport is not an asyncio.Transport
+        # subclass but has the same methods.
+        transport = cast(asyncio.Transport, transport)
         self.transport = transport
         transport.set_write_buffer_limits(high=_WRITE_HIGH, low=_WRITE_LOW)
         if self.role == "client":
@@ -210,6 +212,8 @@ class _Link:
         self.wake = asyncio.Event()
         self.paused_for: set[str] = set()
         self.done = False  # EOF passed on to the sink
+        self.held: list[bytes | None] = []  # arrived before the sink was connected
+        self.held_bytes = 0
 
     # -- reading side ----------------------------------------------------------------------
 
@@ -217,16 +221,42 @@ class _Link:
         if self.done or self.conn.closed:
             self.conn.proxy._dropped += len(data)
             return
+        if self.sink.transport is None:
+            self._hold(data)
+            return
         if self.worker is None and not self.toxics:
             self._deliver(data)  # fast path: no toxic, nothing queued
             return
         self._enqueue(data)
 
     def feed_eof(self) -> None:
+        if self.sink.transport is None:
+            self._hold(None)
+            return
         if self.worker is None and not self.toxics:
             self._pass_eof()
         else:
             self._enqueue(None)
+
+    def _hold(self, data: bytes | None) -> None:
+        # The upstream is still connecting. Reading was paused in connection_made, but
+        # uvloop starts reading after connection_made returns regardless, so bytes can
+        # still arrive: keep them, in order, until `release` (bounded by the pause below).
+        self.held.append(data)
+        self.held_bytes += len(data) if data is not None else 0
+        if self.held_bytes > _QUEUE_HIGH:
+            self.pause_source("queue-full")
+
+    def release(self) -> None:
+        """The sink is connected (and toxics drawn): pass on what arrived meanwhile."""
+        held, self.held, self.held_bytes = self.held, [], 0
+        for data in held:
+            if data is None:
+                self.feed_eof()
+            else:
+                self.feed(data)
+        if not self.queued_bytes:
+            self.resume_source("queue-full")
 
     def _enqueue(self, data: bytes | None) -> None:
         self.queue.append((self.conn.loop.time(), data))
@@ -444,6 +474,7 @@ class _Connection:
             _rst(self.server.transport)
             return
         self.proxy._roll_all(self)
+        self.up.release()
         self.up.resume_source("connecting")
 
     def attach(self, entry: ToxicEntry, seq: int, rng: random.Random) -> None:

@@ -419,3 +419,30 @@ async def test_stop_closes_open_connections(upstream: Upstream) -> None:
         await asyncio.wait_for(reader.readexactly(1), 5)
     writer.close()
     assert proxy.stats.connections_active == 0
+
+
+def test_works_on_uvloop() -> None:
+    """uvloop's transports are not asyncio.Transport subclasses; the proxy must not care."""
+    uvloop = pytest.importorskip("uvloop")
+
+    async def main() -> None:
+        async def echo(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+            while data := await r.read(65536):
+                w.write(data)
+            w.close()
+
+        server = await asyncio.start_server(echo, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        try:
+            async with FaultProxy("127.0.0.1", port) as proxy:
+                pair = await _open(proxy)
+                payload = b"u" * 300_000
+                assert await _echo(pair, payload) == payload
+                await proxy.add(ResetPeer(0, toxicity=0.0))
+                assert await _echo(pair, b"z") == b"z"
+                await _close(pair)
+        finally:
+            server.close()
+            await server.wait_closed()
+
+    uvloop.run(main())
