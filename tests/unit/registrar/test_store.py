@@ -1,0 +1,94 @@
+"""RegistrarStore: idempotent batches, per-code counts of new rows, queries, read-only use."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from services.registrar.store import RegistrarStore, Row, StoreError, rejection_key
+
+
+def row(code: int, source: str, event_id: str, *, stored_at: float = 1000.0,
+        data: bytes = b"{}") -> Row:
+    return (code, source, event_id, "t", None, "qiki.events.v1.x", None, stored_at,
+            "QIKI_EVENTS_V1", 1, None, data, len(data))
+
+
+def test_batch_is_idempotent_on_source_and_id(tmp_path: Path) -> None:
+    with RegistrarStore(tmp_path / "r.db") as st:
+        assert st.write_batch([row(210, "a", "1"), row(210, "a", "2"), row(201, "b", "1")]) == {
+            210: 2, 201: 1}
+        # A redelivered batch (plus one new record) stores only the new one.
+        again = st.write_batch([row(210, "a", "1"), row(210, "a", "2"), row(702, "c", "9")])
+        assert again == {702: 1}
+        assert st.write_batch([row(210, "a", "1")]) == {}
+        assert st.count() == 4
+        assert st.counts_by_code() == {201: 1, 210: 2, 702: 1}
+
+
+def test_unique_constraint_is_in_the_schema(tmp_path: Path) -> None:
+    """The guarantee must hold for any writer, not just write_batch's INSERT OR IGNORE."""
+    with RegistrarStore(tmp_path / "r.db") as st:
+        st.write_batch([row(210, "a", "1")])
+    conn = sqlite3.connect(tmp_path / "r.db")
+    with pytest.raises(sqlite3.IntegrityError):
+        conn.execute("INSERT INTO records (code, source, event_id, stored_at, data_size) "
+                     "VALUES (210, 'a', '1', 0, 0)")
+    conn.close()
+
+
+def test_query_filters_and_paging(tmp_path: Path) -> None:
+    with RegistrarStore(tmp_path / "r.db") as st:
+        st.write_batch([row(210, "a", str(i), stored_at=1000.0 + i) for i in range(10)])
+        st.write_batch([row(920, *rejection_key("QIKI_EVENTS_V1", 77, "x"), stored_at=2000.0)])
+        assert [r.event_id for r in st.query(code=210, limit=3)] == ["0", "1", "2"]
+        assert len(st.query(code=[210, 920], limit=None)) == 11
+        assert [r.event_id for r in st.query(since=1008.0)] == ["8", "9", "77"]
+        assert [r.event_id for r in st.query(since="1970-01-01T00:16:49Z")] == ["9", "77"]
+        (rej,) = st.query(source="nats-stream:QIKI_EVENTS_V1")
+        assert (rej.code, rej.event_id) == (920, "77")
+        first = st.query(limit=4)
+        assert [r.event_id for r in st.query(after_seq=first[-1].seq, limit=2)] == ["4", "5"]
+        assert len(list(st.iter_all(chunk=3))) == 11
+        assert st.query(event_id="3")[0].to_json()["data"] == "{}"
+
+
+def test_bad_since_names_the_value(tmp_path: Path) -> None:
+    with RegistrarStore(tmp_path / "r.db") as st, pytest.raises(StoreError, match="yesterday"):
+        st.query(since="yesterday")
+
+
+def test_readonly_reader_sees_commits_while_writer_is_open(tmp_path: Path) -> None:
+    with RegistrarStore(tmp_path / "r.db") as writer:
+        writer.write_batch([row(210, "a", "1")])
+        with RegistrarStore(tmp_path / "r.db", readonly=True) as reader:
+            assert reader.count() == 1
+            writer.write_batch([row(210, "a", "2")])
+            assert reader.count() == 2
+            with pytest.raises(StoreError, match="read-only"):
+                reader.write_batch([row(210, "a", "3")])
+
+
+def test_readonly_missing_file_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(StoreError, match="does not exist"):
+        RegistrarStore(tmp_path / "nope.db", readonly=True)
+
+
+def test_not_a_registrar_store(tmp_path: Path) -> None:
+    path = tmp_path / "other.db"
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE x (a)")
+    conn.commit()
+    conn.close()
+    with pytest.raises(StoreError, match="not a registrar store"):
+        RegistrarStore(path, readonly=True)
+
+
+def test_truncated_flag(tmp_path: Path) -> None:
+    with RegistrarStore(tmp_path / "r.db") as st:
+        r = row(210, "a", "1", data=b"abc")
+        st.write_batch([(*r[:11], b"ab", 3)])  # type: ignore[list-item]
+        (rec,) = st.query()
+        assert rec.truncated and rec.to_json()["truncated"] is True
