@@ -845,6 +845,7 @@ def _decode(
         elif len(key) == 12 and key.lower() == "content-type":
             content_type = raw
     plain: set[str] | None = None
+    undecodable: set[str] = set()
     data_checked = False
     if content_type is not None and content_type.lstrip()[:23].lower() == (
         "application/cloudevents"
@@ -855,7 +856,7 @@ def _decode(
         attrs = got
         mode = "structured"
     elif ce or legacy:
-        attrs, plain = _binary_attrs(ce, legacy, legacy_ok, found)
+        attrs, plain = _binary_attrs(ce, legacy, legacy_ok, found, undecodable)
         if legacy and not legacy_ok and not ce:
             return None  # reported once as legacy-underscore-headers, not as missing ce- headers
         if "datacontenttype" not in attrs and content_type is not None:
@@ -868,7 +869,7 @@ def _decode(
     else:
         _report_not_cloudevent(found, headers)
         return None
-    _check_attributes(attrs, found, mode=mode, plain=plain)
+    _check_attributes(attrs, found, mode=mode, plain=plain, skip=undecodable)
     if (
         check_data
         and not data_checked
@@ -912,6 +913,7 @@ def _binary_attrs(
     legacy: list[tuple[str, str, str]],
     legacy_ok: bool,
     found: list[ContractViolation] | None,
+    undecodable: set[str],
 ) -> tuple[dict[str, Any], set[str]]:
     """Attributes from (name, header, raw value) triples, and the names whose value was plain."""
     attrs: dict[str, Any] = {}
@@ -925,6 +927,7 @@ def _binary_attrs(
                 value = decode_header_value(raw, header=key)
             except CloudEventError as exc:
                 _report(found, exc.rule, name, raw, exc.message)
+                undecodable.add(name)  # reported once, not again as "missing"
                 continue
             plain.discard(name)
         if name in attrs and attrs[name] != value:
@@ -955,6 +958,7 @@ def _binary_attrs(
                 attrs[name] = decode_header_value(raw, header=key)
             except CloudEventError as exc:
                 _report(found, exc.rule, name, raw, exc.message)
+                undecodable.add(name)  # reported once, not again as "missing"
     return attrs, plain
 
 
@@ -1031,6 +1035,7 @@ def _check_attributes(
     *,
     mode: str,
     plain: AbstractSet[str] | None = None,
+    skip: AbstractSet[str] = frozenset(),
 ) -> None:
     """Validate attribute values (in place: JSON ints/bools become canonical strings).
 
@@ -1039,6 +1044,8 @@ def _check_attributes(
     """
     known_plain: AbstractSet[str] = _NO_NAMES if plain is None else plain
     for name in _REQUIRED:
+        if name in skip:
+            continue
         value = attrs.get(name)
         if value is None or value == "":
             where = f"header ce-{name}" if mode == "binary" else f"attribute {name!r}"

@@ -622,3 +622,8 @@ def test_fast_path_agrees_with_the_general_decoder(
     else:
         assert found == []
         assert from_message(headers, payload, check_data=check_data) == general
+
+
+def test_undecodable_required_header_is_reported_once() -> None:
+    found = check_message(valid_binary_headers(id="%zz"), b"", require_msg_id=False)
+    assert [(v.rule, v.attribute) for v in found] == [("header-encoding", "id")]
