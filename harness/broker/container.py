@@ -40,7 +40,7 @@ from harness.containers.engine import (
     run_labels,
     run_selector,
 )
-from harness.containers.images import ensure_nats_image
+from harness.containers.images import ImageInfo, ensure_nats_image
 
 if TYPE_CHECKING:
     from services.common.settings import NatsSettings
@@ -562,9 +562,18 @@ class ContainerBroker:
         try:
             self._client = await asyncio.to_thread(docker_client)
             _disable_reaper()
-            info = await asyncio.to_thread(ensure_nats_image, self._image_arg)
+            # Independent: overlap the image check with the network creation. Both finish
+            # before any error propagates, so the cleanup below sees the network if made.
+            info, net_error = await asyncio.gather(
+                asyncio.to_thread(ensure_nats_image, self._image_arg),
+                asyncio.to_thread(self._create_network),
+                return_exceptions=True,
+            )
+            for outcome in (info, net_error):
+                if isinstance(outcome, BaseException):
+                    raise outcome
+            assert isinstance(info, ImageInfo)
             self.image, self.image_source = info.tag, info.source
-            await asyncio.to_thread(self._create_network)
             await self._start_nodes()
             await asyncio.gather(*(n.wait_ready(self.ready_timeout_s) for n in self._nodes))
             if self.cluster:

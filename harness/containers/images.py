@@ -115,6 +115,13 @@ def _sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
+@functools.lru_cache(maxsize=16)
+def _binary_identity(binary: Path, size: int, mtime_ns: int) -> tuple[str, str]:
+    """(sha256, version) of a binary; cached per (path, size, mtime) because hashing 19 MB
+    and running ``--version`` on every broker start costs ~0.1 s on a busy machine."""
+    return _sha256_file(binary), nats_binary_version(binary)
+
+
 def _image_or_none(client: Any, tag: str) -> Any:
     import docker
 
@@ -246,8 +253,8 @@ def ensure_nats_image(
         if _try_pull(image, pull_timeout_s):
             return ImageInfo(tag=image, source="pulled")
         binary = binary or find_nats_binary()
-        digest = _sha256_file(binary)
-        version = nats_binary_version(binary)
+        st = binary.stat()
+        digest, version = _binary_identity(binary, st.st_size, st.st_mtime_ns)
         tag = f"{LOCAL_NATS_REPO}:{version}"
         existing = _image_or_none(client, tag)
         if existing is not None and existing.labels.get(LABEL_CONTENT_HASH) == digest:

@@ -85,9 +85,9 @@ def test_services_image_runs_the_services_python() -> None:
             stderr=True,
         )
         assert b"imports ok" in out
+        assert list_labelled(client, run_selector(run_id)) == ([], [])
     finally:
         client.close()
-    assert list_labelled(docker_client(), run_selector(run_id)) == ([], [])
 
 
 async def test_service_container_runs_next_to_the_broker() -> None:
