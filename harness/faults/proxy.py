@@ -724,14 +724,17 @@ class FaultProxy:
         """Put `toxic` on the proxy (open and future connections); return its name.
 
         `direction` defaults to ``"downstream"`` (server -> client) as in Toxiproxy. The
-        default name is ``<kind>_<direction>`` (``latency_downstream``); names are unique.
+        default name is ``<kind>_<direction>`` (``latency_downstream``; ``down`` for `Down`);
+        names are unique.
         """
         if not isinstance(toxic, Toxic):
             raise TypeError(
                 f"FaultProxy.add(toxic={toxic!r}): expected a Toxic (Latency, Blackhole, ...)"
             )
         direction = check_direction(direction)
-        name = name if name is not None else f"{toxic.kind}_{direction}"
+        if name is None:
+            # Down has no direction, so its default name has none either.
+            name = toxic.kind if isinstance(toxic, Down) else f"{toxic.kind}_{direction}"
         if not isinstance(name, str) or not name:
             raise ValueError(f"FaultProxy.add(name={name!r}): expected a non-empty str")
         if name in self._entries:

@@ -326,7 +326,7 @@ async def test_down_refuses_and_drops_then_comes_back(proxy: FaultProxy) -> None
 
 async def test_down_toxic_for_a_block(proxy: FaultProxy) -> None:
     async with proxy.applied(Down()) as name:
-        assert name == "down_downstream"
+        assert name == "down"
         with pytest.raises(ConnectionRefusedError):
             await asyncio.open_connection("127.0.0.1", proxy.port)
     assert not proxy.is_down
