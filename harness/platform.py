@@ -30,6 +30,7 @@ from nats.js import JetStreamContext
 from harness._process import ManagedProcess
 from harness.broker.base import Broker
 from harness.checks.observations import LagSample, RegistrarRecord, TappedMessage
+from harness.faults.partition import RouteProxies
 from harness.faults.proxy import FaultProxy
 from harness.scenario.model import Topology
 from services.common.botspec import RuntimeConfig, default_botspec_path, load_runtime_config
@@ -146,6 +147,7 @@ class Platform:
         broker: Broker | None = None,
         botspec: Path | None = None,
         tap: bool = True,
+        route_proxies: bool = False,
     ) -> None:
         self.topology = topology
         self.run_dir = run_dir
@@ -159,6 +161,9 @@ class Platform:
         )
         self.services: dict[str, ServiceProcess] = {}
         self.proxies: dict[str, FaultProxy] = {}
+        #: a fault proxy on every cluster route (partitions); process clusters only
+        self.want_route_proxies = route_proxies
+        self.route_proxies: RouteProxies | None = None
         self.nc: Client | None = None
         self.js: JetStreamContext | None = None
         self.tap = Tap() if tap else None
@@ -213,9 +218,29 @@ class Platform:
         else:
             options.update(nodes=b.nodes, sync_always=b.sync_always,
                            log_dir=self.run_dir / "logs")
+        if self.want_route_proxies and self.backend == "process" and b.nodes > 1:
+            return await self._open_routed_cluster(options)
         broker: Broker = await self._stack.enter_async_context(
             open_broker(self.backend, **options)
         )
+        return broker
+
+    async def _open_routed_cluster(self, options: dict[str, Any]) -> Broker:
+        """A process cluster whose every route runs through a fault proxy (partitions).
+
+        The proxies must listen before the nodes dial, and they need the nodes' route
+        ports: prepare the cluster (ports, no processes), start the proxies, then start it.
+        """
+        from harness.broker import open_broker
+
+        routes = await self._stack.enter_async_context(RouteProxies())
+        cluster: Any = open_broker("process", route_url_for=routes.route_url_for, **options)
+        # prepare() makes a temp dir: close() removes it even if the proxies fail to start.
+        self._stack.push_async_callback(cluster.close)
+        cluster.prepare()
+        await routes.attach(cluster)
+        broker: Broker = await self._stack.enter_async_context(cluster)
+        self.route_proxies = routes
         return broker
 
     async def _start_service(self, name: str) -> ServiceProcess:
@@ -234,8 +259,11 @@ class Platform:
         elif name == "lagmon":
             if spec.interval_s:
                 argv += ["--interval-s", str(spec.interval_s)]
+            streams = {c.durable: c.stream for c in self.config.consumers}
             for consumer, limit in spec.thresholds.items():
-                argv += ["--threshold", f"{consumer}={limit}"]
+                # STREAM:CONSUMER is unambiguous; a durable name alone may exist on several.
+                key = f"{streams[consumer]}:{consumer}" if consumer in streams else consumer
+                argv += ["--threshold", f"{key}={limit}"]
         elif name == "radar_sim" and spec.rate_hz:
             argv += ["--rate-hz", str(spec.rate_hz)]
         url = f"http://127.0.0.1:{port}"
@@ -362,6 +390,16 @@ class Platform:
                 )
             )
         return out
+
+    async def dead_letter_count(self) -> int:
+        """Messages in the dead-letter stream (0 when it does not exist)."""
+        assert self.js is not None
+        dlq = self.config.subjects.dead_letter
+        stream = self.config.stream_for(dlq)
+        if stream is None:
+            return 0
+        info = await self.js.stream_info(stream.name)
+        return int(info.state.messages)
 
     async def registrar_records(self) -> list[RegistrarRecord]:
         """Every record the registrar stored, paged through its ``/records`` endpoint."""

@@ -8,6 +8,8 @@ rollbacks, so a run never leaves a paused broker or a cut link behind. New fault
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -168,6 +170,60 @@ for _action in ("latency", "bandwidth", "blackhole", "reset_peer", "down", "slic
     register_fault("link", _action)(_link_fault)
 
 
+async def resolve_node_name(platform: Platform, target: str) -> str:
+    """``route:n3`` -> ``n3``; broker targets resolve like process faults (stream leader...)."""
+    kind, _, arg = target.partition(":")
+    if kind == "route":
+        broker = platform.broker
+        names = [n.name for n in broker.nodes] if broker is not None else []
+        if arg not in names:
+            raise FaultTargetError(f"fault target {target!r}: nodes are {sorted(names)}")
+        return arg
+    _, name = await resolve_process(platform, target)
+    return name
+
+
+@register_fault("route", "partition")
+@register_fault("broker", "partition")
+async def _partition(platform: Platform, step: FaultStep, target: str) -> tuple[Heal | None, str]:
+    """Minority partition: cut one node off from its peers (both directions) until healed.
+
+    Process backend: Down toxics on every route proxy from and to the node. Container
+    backend: the node leaves the run's Docker network (its clients lose it too).
+    """
+    name = await resolve_node_name(platform, target)
+    assert platform.broker is not None
+    node = next(n for n in platform.broker.nodes if n.name == name)
+    routes = getattr(platform, "route_proxies", None)
+    if routes is not None:
+        heal = await routes.isolate(routes.index_of(name))
+        cut = ", ".join(p.name for p in routes.links_of(routes.index_of(name)))
+        return heal, f"isolated {name}: routes down ({cut})"
+    if hasattr(node, "disconnect") and hasattr(node, "connect"):
+        await node.disconnect()
+        return node.connect, f"isolated {name}: left the broker network"
+    raise FaultTargetError(
+        f"fault {step.action} {target!r}: the cluster has no route proxies. Partitions need "
+        "topology.broker.nodes: 3 on the process backend (the runner then puts a fault proxy "
+        "on every route) or the container backend (network disconnect)"
+    )
+
+
+@register_fault("route", "disconnect")
+@register_fault("broker", "disconnect")
+async def _disconnect(
+    platform: Platform, step: FaultStep, target: str
+) -> tuple[Heal | None, str]:
+    """Container backend: the node leaves the Docker network; process backend: a partition."""
+    name = await resolve_node_name(platform, target)
+    assert platform.broker is not None
+    node = next(n for n in platform.broker.nodes if n.name == name)
+    if hasattr(node, "disconnect") and hasattr(node, "connect"):
+        await node.disconnect()
+        return node.connect, f"disconnected {name} from the broker network"
+    return await _partition(platform, step, target)
+
+
 @dataclass
 class ActiveFault:
     """A fault that was applied; ``heal`` undoes it (None once healed or nothing to undo)."""
@@ -178,15 +234,31 @@ class ActiveFault:
     heal: Heal | None
     removed_s: float | None = None
     heal_error: str | None = None
+    #: the broker node a broker/route fault hit (resolved when applied)
+    node: str | None = None
+
+
+#: How long evidence collection waits for the broker to settle (new leader, routes back).
+EVIDENCE_TIMEOUT_S = 10.0
 
 
 class FaultEngine:
-    """Applies fault steps to a platform and remembers how to heal each one."""
+    """Applies fault steps to a platform and remembers how to heal each one.
+
+    Besides the record of each fault, it gathers evidence that the fault really happened
+    and really healed, as platform events (``fault.evidence``, phases ``before``,
+    ``during`` and ``after``): node pids, restarts, distinct route peers and the meta and
+    stream leaders for broker and route faults; pid and restarts for services; the proxy's
+    connection counters for link faults. ``during``/``after`` wait (bounded) for the
+    expected state (a new stream leader, a node without routes, routes back) and say how
+    long that took or that it never came.
+    """
 
     def __init__(self, platform: Platform, *, t0: float | None = None) -> None:
         self.platform = platform
         self.t0 = time.monotonic() if t0 is None else t0
         self.active: list[ActiveFault] = []
+        self._evidence: list[asyncio.Task[None]] = []
 
     def _now(self) -> float:
         return time.monotonic() - self.t0
@@ -203,6 +275,10 @@ class FaultEngine:
             )
         # Process handlers resolve the whole target (broker:stream-leader:S); links the name.
         target = arg if kind == "link" else step.target
+        node = (await resolve_node_name(self.platform, step.target)
+                if kind in ("broker", "route") else None)
+        before = await self._observe(step)
+        self._evidence_event(step, "before", before, node=node)
         applied = self._now()
         heal, detail = await handler(self.platform, step, target)
         fault = ActiveFault(step=step, applied_s=applied, detail=detail, heal=heal)
@@ -211,6 +287,8 @@ class FaultEngine:
         self.active.append(fault)
         self.platform.event("fault.applied", action=step.action, target=step.target,
                             detail=detail)
+        fault.node = node
+        self._spawn(self._collect(step, "during", node))
         return fault
 
     async def remove(self, fault: ActiveFault) -> None:
@@ -226,6 +304,7 @@ class FaultEngine:
                                 error=fault.heal_error)
         fault.removed_s = self._now()
         self.platform.event("fault.removed", action=fault.step.action, target=fault.step.target)
+        self._spawn(self._collect(fault.step, "after", fault.node))
 
     async def heal_all(self) -> list[str]:
         """Heal every fault still in force, newest first; returns what was healed."""
@@ -234,7 +313,98 @@ class FaultEngine:
             if fault.heal is not None:
                 await self.remove(fault)
                 healed.append(f"{fault.step.action} {fault.step.target}")
+        await self.settle()
         return healed
+
+    async def settle(self, timeout_s: float = EVIDENCE_TIMEOUT_S + 5.0) -> None:
+        """Wait for pending evidence collection (bounded); what is late is cancelled."""
+        tasks, self._evidence = self._evidence, []
+        if not tasks:
+            return
+        _, late = await asyncio.wait(tasks, timeout=timeout_s)
+        for t in late:
+            t.cancel()
+        for t in late:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await t
+
+    # ------------------------------------------------------------------ evidence
+
+    def _spawn(self, coro: Awaitable[None]) -> None:
+        async def guarded() -> None:
+            try:
+                await coro
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # evidence is best effort, never fails a run
+                self.platform.event("fault.evidence_failed", error=f"{type(exc).__name__}: "
+                                    f"{exc}")
+
+        self._evidence.append(asyncio.create_task(guarded()))
+
+    def _evidence_event(self, step: FaultStep, phase: str, state: dict[str, Any] | None,
+                        **extra: Any) -> None:
+        if state is None:
+            return
+        self.platform.event("fault.evidence", phase=phase, action=step.action,
+                            target=step.target, state=state, **extra)
+
+    def _streams(self) -> list[str]:
+        return [s.name for s in self.platform.config.streams]
+
+    async def _observe(self, step: FaultStep) -> dict[str, Any] | None:
+        """The state a fault on ``step.target`` acts on, right now."""
+        from harness.faults.partition import cluster_state
+
+        kind, _, arg = step.target.partition(":")
+        p = self.platform
+        if kind in ("broker", "route") and p.broker is not None and p.broker.nodes:
+            streams = self._streams() if len(p.broker.nodes) > 1 else []
+            return await cluster_state(p.broker.nodes, streams)
+        if kind == "service" and arg in p.services:
+            proc = p.services[arg].proc
+            return {"pid": proc.pid, "running": proc.running, "restarts": proc.restarts}
+        if kind == "link" and arg in p.proxies:
+            return dict(p.proxies[arg].stats.__dict__)
+        return None
+
+    async def _collect(self, step: FaultStep, phase: str, hit: str | None) -> None:
+        """Record the state once the fault took hold (``during``) or healed (``after``)."""
+        from harness.faults.partition import wait_cluster_state
+
+        kind, _, _ = step.target.partition(":")
+        p = self.platform
+        if kind not in ("broker", "route") or p.broker is None or not p.broker.nodes:
+            self._evidence_event(step, phase, await self._observe(step))
+            return
+        nodes = p.broker.nodes
+        cluster = len(nodes) > 1
+        streams = self._streams() if cluster else []
+
+        def leaders_ok(state: dict[str, Any]) -> bool:
+            return all(state["stream_leaders"].values()) and state["meta_leader"] is not None
+
+        def during(state: dict[str, Any]) -> bool:
+            if step.action in ("partition", "disconnect"):
+                node = state["nodes"].get(hit or "", {})
+                return node.get("routes", -1) == 0 and (not cluster or leaders_ok(state))
+            if not cluster:
+                return True
+            # A new leader is elected among the nodes still running.
+            return leaders_ok(state)
+
+        def after(state: dict[str, Any]) -> bool:
+            up = all(n["running"] and not n["paused"] for n in state["nodes"].values())
+            if not up or not cluster:
+                return up
+            routed = all(n.get("routes") == len(nodes) - 1 for n in state["nodes"].values())
+            return routed and leaders_ok(state)
+
+        state, held, took = await wait_cluster_state(
+            nodes, streams, during if phase == "during" else after, timeout_s=EVIDENCE_TIMEOUT_S
+        )
+        self._evidence_event(step, phase, state, node=hit, settled=held,
+                             waited_s=round(took, 3))
 
     def records(self) -> list[FaultRecord]:
         """Faults as observations for the checks and the journal."""
