@@ -7,6 +7,7 @@ faults live in :mod:`harness.containers.faults`, the reference services in conta
 
 from __future__ import annotations
 
+from harness.containers.backend import choose_backend, doctor_report
 from harness.containers.engine import (
     LABEL_NAME,
     LABEL_ROLE,
@@ -42,9 +43,11 @@ __all__ = [
     "CleanupReport",
     "DockerUnavailable",
     "ImageInfo",
+    "choose_backend",
     "cleanup",
     "docker_available",
     "docker_client",
+    "doctor_report",
     "ensure_nats_image",
     "ensure_services_image",
     "list_labelled",
