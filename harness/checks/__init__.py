@@ -2,6 +2,7 @@
 
 from harness.checks.codes import check_registrar_codes
 from harness.checks.contract import check_contract
+from harness.checks.deadletter import check_dead_letters
 from harness.checks.delivery import DeliveryAccount, account_delivery, check_delivery
 from harness.checks.lag import check_lag_recovery, check_max_lag, recovery_time_s
 from harness.checks.observations import (
@@ -25,6 +26,7 @@ __all__ = [
     "TappedMessage",
     "account_delivery",
     "check_contract",
+    "check_dead_letters",
     "check_delivery",
     "check_lag_recovery",
     "check_max_lag",

@@ -336,6 +336,12 @@ class LoadGatesCheck(_Model):
     e2e_p95_ms: float | None = Field(default=1500.0, gt=0)
 
 
+class DeadLettersCheck(_Model):
+    """Messages in the dead-letter stream; by default exactly the malformed ones published."""
+
+    count: int | None = Field(default=None, ge=0)
+
+
 class ContractEntry(_Model):
     """``- contract: {...}``"""
 
@@ -366,6 +372,12 @@ class DeliveryEntry(_Model):
     delivery: DeliveryCheck
 
 
+class DeadLettersEntry(_Model):
+    """``- dead_letters: {...}``"""
+
+    dead_letters: DeadLettersCheck
+
+
 class LoadGatesEntry(_Model):
     """``- load_gates: {...}``"""
 
@@ -378,18 +390,19 @@ CheckSpec = Annotated[
     | Annotated[LagRecoveryEntry, Tag("lag_recovery")]
     | Annotated[RegistrarCodesEntry, Tag("registrar_codes")]
     | Annotated[DeliveryEntry, Tag("delivery")]
-    | Annotated[LoadGatesEntry, Tag("load_gates")],
+    | Annotated[LoadGatesEntry, Tag("load_gates")]
+    | Annotated[DeadLettersEntry, Tag("dead_letters")],
     Discriminator(
         _keyed,
         custom_error_type="check_kind",
         custom_error_message="a check is one of contract, lag, lag_recovery, registrar_codes, "
-        "delivery, load_gates, written as '- lag: {...}'",
+        "delivery, load_gates, dead_letters, written as '- lag: {...}'",
     ),
 ]
 
 CheckEntry = (
     ContractEntry | LagEntry | LagRecoveryEntry | RegistrarCodesEntry | DeliveryEntry
-    | LoadGatesEntry
+    | LoadGatesEntry | DeadLettersEntry
 )
 
 
@@ -472,8 +485,9 @@ class Scenario(_Model):
         kinds = {check_kind(c) for c in self.checks}
         if "delivery" in kinds and not any(isinstance(e, LoadEntry) for e in self.method):
             raise ValueError("a delivery check needs at least one load step in method")
-        if "registrar_codes" in kinds and "registrar" not in services:
-            raise ValueError("a registrar_codes check needs the registrar service enabled")
+        for kind in ("registrar_codes", "dead_letters"):
+            if kind in kinds and "registrar" not in services:
+                raise ValueError(f"a {kind} check needs the registrar service enabled")
         return self
 
     def duration_s(self) -> float:

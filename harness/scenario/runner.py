@@ -26,6 +26,7 @@ from harness.checks import (
     RegistrarRecord,
     account_delivery,
     check_contract,
+    check_dead_letters,
     check_delivery,
     check_lag_recovery,
     check_max_lag,
@@ -33,13 +34,15 @@ from harness.checks import (
     recovery_time_s,
 )
 from harness.errors import ConfigError, HarnessError
-from harness.faults.engine import ActiveFault, FaultEngine
+from harness.faults.engine import ActiveFault, FaultEngine, fault_evidence_summary
+from harness.faults.partition import needs_route_proxies
 from harness.platform import INJECTED_HEADER, Platform
 from harness.report.journal import FaultEntry, Journal, LagPoint, TimelineEntry
 from harness.scenario.malformed import malformed_message
 from harness.scenario.model import (
     CheckEntry,
     ContractEntry,
+    DeadLettersEntry,
     DeliveryEntry,
     FaultStep,
     LagEntry,
@@ -121,8 +124,12 @@ class _Run:
     lag: list[LagSample] = field(default_factory=list)
     delivery: DeliveryLog = field(default_factory=DeliveryLog)
     load_results: list[Any] = field(default_factory=list)
+    #: malformed messages the method published (dead letters expected)
+    injected_malformed: int = 0
     method_t0: float = 0.0
     method_end: float = 0.0
+    #: the registrar's store as last read (the journal's code counts)
+    records: list[RegistrarRecord] = field(default_factory=list)
 
 
 class ScenarioRunner:
@@ -192,7 +199,8 @@ class ScenarioRunner:
     async def _run_on_platform(self, state: _Run, backend: str) -> None:
         s, j = self.scenario, state.journal
         platform = Platform(
-            s.topology, run_dir=self.run_dir, backend=backend, nats_url=self.options.nats_url
+            s.topology, run_dir=self.run_dir, backend=backend, nats_url=self.options.nats_url,
+            route_proxies=needs_route_proxies(s),
         )
         async with platform as p:
             assert p.broker is not None
@@ -359,6 +367,7 @@ class ScenarioRunner:
             sent += 1
         for res in await asyncio.gather(*acks, return_exceptions=True):
             ok += not isinstance(res, BaseException)
+        state.injected_malformed += total_bad
         self._timeline(state.journal, "publish", f"{sent} on {step.subject}", start, p.now(),
                        planned=step.at_s, ok=ok == sent,
                        detail=f"{total_good} valid, {total_bad} malformed {kinds}; acked {ok}")
@@ -436,6 +445,14 @@ class ScenarioRunner:
                 records is None
             ):
                 records = await p.registrar_records()
+                state.records = records
+            if isinstance(entry_, DeadLettersEntry):
+                expected = entry_.dead_letters.count
+                out.append(check_dead_letters(
+                    await p.dead_letter_count(),
+                    state.injected_malformed if expected is None else expected,
+                ))
+                continue
             out.append(self._one_check(p, engine, state, entry_, records or [], steady=steady))
         return out
 
@@ -558,6 +575,9 @@ class ScenarioRunner:
             for s in state.lag
         ]
         j.load = [r.summary() for r in state.load_results]
+        j.registrar_counts = {str(k): v for k, v in
+                              sorted(Counter(r.code for r in state.records).items())}
+        p.event("evidence.summary", **fault_evidence_summary(p))
         j.events = p.events
         last_heal = engine.last_heal_s()
         if last_heal is not None and state.lag:

@@ -627,7 +627,9 @@ class ConsumerConfig(_Frozen):
     durable: str
     filter_subject: str | None = None
     ack_policy: Literal["explicit"] = "explicit"
-    ack_wait_s: float = 30.0
+    #: A registrar batch commits in milliseconds; what a crashed consumer had fetched comes
+    #: back only after ack_wait, so a long wait (30 s) stalls every recovery.
+    ack_wait_s: float = 5.0
     max_deliver: int = 5
     max_ack_pending: int = 20_000
     description: str = ""

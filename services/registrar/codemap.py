@@ -15,8 +15,8 @@ The rules, first match wins:
    ``qiki.registrar.v1.nats_disconnected``      411 NATS_DISCONNECTED
    ``qiki.registrar.v1.recovery_start``         910 RECOVERY_START
    ``qiki.registrar.v1.recovery_ok``            911 RECOVERY_OK
-   ``qiki.lagmon.v1.threshold_crossed``         702 HEALTH_CHECK_FAILED (lag above)
-   ``qiki.lagmon.v1.threshold_cleared``         701 HEALTH_CHECK_OK (lag back under)
+   ``qiki.lagmon.v1.ThresholdCrossed``          702 HEALTH_CHECK_FAILED (lag above)
+   ``qiki.lagmon.v1.ThresholdCleared``          701 HEALTH_CHECK_OK (lag back under)
    ``qiki.radar.v1.Frame`` (+ LR/SR variants)   210 RADAR_FRAME_RECEIVED
    ``qiki.radar.v1.Track`` / ``TrackSet``       211 RADAR_TRACK_GENERATED
    ===========================================  =====================================
@@ -62,6 +62,10 @@ LIFECYCLE_TYPES: dict[C, str] = {
 
 EXACT_TYPES: dict[str, C] = {
     **{t: c for c, t in LIFECYCLE_TYPES.items()},
+    # What services.lagmon publishes (services/lagmon/events.py); the snake_case spellings
+    # below are kept for other publishers of the same contract.
+    "qiki.lagmon.v1.ThresholdCrossed": C.HEALTH_CHECK_FAILED,
+    "qiki.lagmon.v1.ThresholdCleared": C.HEALTH_CHECK_OK,
     "qiki.lagmon.v1.threshold_crossed": C.HEALTH_CHECK_FAILED,
     "qiki.lagmon.v1.threshold_cleared": C.HEALTH_CHECK_OK,
     "qiki.lagmon.v1.threshold_recovered": C.HEALTH_CHECK_OK,
