@@ -429,7 +429,8 @@ class Injector:
                     res.late_acks += 1
                 acked_append(mid)
                 lat_append((now - intended) * 1000.0)
-                if b'"duplicate":true' in data:
+                # nats-server writes '"duplicate": true' (with a space); accept both.
+                if b'"duplicate"' in data and b"true" in data:
                     res.duplicates += 1
             elif not late:
                 res.failed[mid] = reason

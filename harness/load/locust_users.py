@@ -80,7 +80,7 @@ def shared_bridge() -> AsyncBridge:
 def _shared_client(environment: Environment, servers: list[str],
                    connect_kwargs: dict[str, Any]) -> Client:
     """The process-wide connection to ``servers`` (one per server list), opened on first use."""
-    key = ",".join(servers)
+    key = ",".join(servers) + "|" + repr(sorted(connect_kwargs.items()))
     bridge = shared_bridge()
     with _lock:
         client = _clients.get(key)
@@ -400,6 +400,10 @@ def install_gates(environment: Environment) -> None:
     def on_quitting(environment: Environment, **_kw: Any) -> None:
         if isinstance(environment.runner, WorkerRunner):
             return
+        # Headless Locust fires ``quitting`` while the users still run (it stops them only
+        # afterwards) and its CSV is a snapshot up to a second old: stop first, so gates,
+        # CSV and report all see the same, final numbers.
+        _stop_and_settle(environment)
         total = environment.stats.total
         stats = LocustStats(
             requests=total.num_requests, failures=total.num_failures,
@@ -422,6 +426,9 @@ def install_gates(environment: Environment) -> None:
         elif results and not (environment.runner and environment.runner.exceptions):
             # Gates decide: failures within the allowed ratio are not an error exit.
             environment.process_exit_code = 0
+        csv_prefix = getattr(opts, "csv_prefix", None)
+        if csv_prefix:
+            _write_final_csv(environment, csv_prefix)
         path = getattr(opts, "qiki_report_json", None)
         if path:
             _write_report(Path(path), stats, results,
@@ -432,6 +439,45 @@ def install_gates(environment: Environment) -> None:
     environment.events.report_to_master.add_listener(report_to_master)
     environment.events.worker_report.add_listener(worker_report)
     environment.events.quitting.add_listener(on_quitting)
+
+
+def _stop_and_settle(environment: Environment, timeout_s: float = 10.0) -> None:
+    """Stop the runner; on a master, wait until every worker has reported it stopped (its
+    final stats arrive before that message)."""
+    from locust.runners import STATE_RUNNING, STATE_SPAWNING, STATE_STOPPING
+
+    runner = environment.runner
+    if runner is None:
+        return
+    if runner.state in (STATE_RUNNING, STATE_SPAWNING):
+        runner.stop()
+    if isinstance(runner, MasterRunner):
+        busy = (STATE_RUNNING, STATE_SPAWNING, STATE_STOPPING)
+        deadline = time.monotonic() + timeout_s
+        while (any(c.state in busy for c in runner.clients.all)
+               and time.monotonic() < deadline):
+            gevent.sleep(0.05)
+
+
+def _write_final_csv(environment: Environment, prefix: str) -> None:
+    """Rewrite ``<prefix>_stats.csv`` and ``<prefix>_failures.csv`` with the final stats
+    (Locust's own writer, atomically replaced: its periodic writer keeps its old handle)."""
+    import csv
+    import os
+
+    from locust.stats import PERCENTILES_TO_REPORT, StatsCSV
+
+    writer = StatsCSV(environment, PERCENTILES_TO_REPORT)
+    for suffix, write in (("_stats.csv", writer.requests_csv),
+                          ("_failures.csv", writer.failures_csv)):
+        path = f"{prefix}{suffix}"
+        tmp = f"{path}.tmp"
+        try:
+            with open(tmp, "w", newline="") as f:
+                write(csv.writer(f))
+            os.replace(tmp, path)
+        except OSError as e:
+            log.error("could not write final Locust stats to %s: %s", path, e)
 
 
 def _write_report(path: Path, stats: LocustStats, results: list[GateResult],
@@ -450,11 +496,25 @@ def _write_report(path: Path, stats: LocustStats, results: list[GateResult],
     path.write_text(json.dumps(body, indent=2))
 
 
+def warm_up(environment: Environment) -> None:
+    """Start the bridge and connect before the run starts (not on a master, which runs no
+    users): Locust's ``--run-time`` clock starts before the first user does, so a slow first
+    connect would eat into a short run. A failed connect is only logged here; the users'
+    requests then fail and say why."""
+    if isinstance(environment.runner, MasterRunner) or not environment.host:
+        return
+    try:
+        _shared_client(environment, [u.strip() for u in environment.host.split(",")], {})
+    except Exception as e:
+        log.warning("warm-up connect to %s failed: %r", environment.host, e)
+
+
 def register(locust_events: Any = events) -> None:
     """Hook the ``--qiki-*`` options and gates into Locust (call once from a locustfile)."""
     locust_events.init_command_line_parser.add_listener(add_cli_arguments)
 
     def on_init(environment: Environment, **_kw: Any) -> None:
         install_gates(environment)
+        warm_up(environment)
 
     locust_events.init.add_listener(on_init)

@@ -1,0 +1,147 @@
+"""Run Locust as subprocesses (standalone, master, workers) and read its CSV: no locust import.
+
+Locust monkeypatches the process it runs in, so the harness never imports it: it builds a
+command line, runs ``python -m locust`` and reads ``<prefix>_stats.csv`` afterwards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import csv
+import os
+import signal
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness.errors import HarnessError
+from harness.load.gates import LocustGates, LocustStats
+
+__all__ = ["DEFAULT_LOCUSTFILE", "LocustOutcome", "LocustProcessError", "locust_argv",
+           "read_locust_csv",
+           "run_locust"]
+
+#: The platform locustfile shipped with the harness.
+DEFAULT_LOCUSTFILE = Path(__file__).with_name("locustfile.py")
+
+
+class LocustProcessError(HarnessError):
+    """A Locust process could not run or its output could not be read."""
+
+
+def locust_argv(
+    *,
+    host: str,
+    users: int = 10,
+    spawn_rate: float | None = None,
+    run_time_s: float | None = 10,
+    locustfile: Path | str = DEFAULT_LOCUSTFILE,
+    csv_prefix: Path | str | None = None,
+    html: Path | str | None = None,
+    gates: LocustGates | None = None,
+    report_json: Path | str | None = None,
+    master_port: int | None = None,
+    expect_workers: int | None = None,
+    worker: bool = False,
+    extra: Sequence[str] = (),
+) -> list[str]:
+    """The ``python -m locust`` command line for a headless run, a master
+    (``expect_workers``) or a worker (``worker=True``, connecting to ``master_port``).
+
+    Everything binds 127.0.0.1. The web UI is off.
+    """
+    argv = [sys.executable, "-m", "locust", "-f", str(locustfile)]
+    if worker:
+        if master_port is None:
+            raise ValueError("locust_argv: a worker needs master_port")
+        return [*argv, "--worker", "--master-host", "127.0.0.1", "--master-port",
+                str(master_port), *extra]
+    argv += ["--headless", "--host", host, "-u", str(users),
+             "-r", str(spawn_rate if spawn_rate is not None else users), "--only-summary"]
+    if run_time_s is not None:
+        argv += ["-t", f"{max(1, round(run_time_s))}s"]
+    if csv_prefix is not None:
+        argv += ["--csv", str(csv_prefix)]
+    if html is not None:
+        argv += ["--html", str(html)]
+    if expect_workers is not None:
+        if master_port is None:
+            raise ValueError("locust_argv: a master needs master_port")
+        argv += ["--master", "--master-bind-host", "127.0.0.1", "--master-bind-port",
+                 str(master_port), "--expect-workers", str(expect_workers),
+                 "--expect-workers-max-wait", "60"]
+    if gates is not None:
+        if gates.max_fail_ratio is not None:
+            argv += ["--qiki-max-fail-ratio", str(gates.max_fail_ratio)]
+        if gates.max_p95_ms is not None:
+            argv += ["--qiki-max-p95-ms", str(gates.max_p95_ms)]
+        if gates.min_rps is not None:
+            argv += ["--qiki-min-rps", str(gates.min_rps)]
+    if report_json is not None:
+        argv += ["--qiki-report-json", str(report_json)]
+    return [*argv, *extra]
+
+
+def read_locust_csv(prefix: Path | str) -> LocustStats:
+    """The ``Aggregated`` row of ``<prefix>_stats.csv``."""
+    path = Path(f"{prefix}_stats.csv")
+    try:
+        with path.open(newline="") as f:
+            rows = list(csv.DictReader(f))
+    except OSError as e:
+        raise LocustProcessError(f"cannot read Locust stats {path}: {e}") from e
+    agg = next((r for r in rows if r.get("Name") == "Aggregated"), None)
+    if agg is None:
+        columns = list(rows[0]) if rows else "none"
+        raise LocustProcessError(
+            f"{path}: no 'Aggregated' row (columns: {columns}); is this a Locust --csv file?")
+
+    def num(key: str) -> float | None:
+        raw = agg.get(key, "")
+        return None if raw in ("", "N/A", None) else float(raw)
+
+    return LocustStats(
+        requests=int(num("Request Count") or 0),
+        failures=int(num("Failure Count") or 0),
+        p50_ms=num("50%"), p95_ms=num("95%"), p99_ms=num("99%"),
+        rps=num("Requests/s") or 0.0,
+    )
+
+
+@dataclass
+class LocustOutcome:
+    """Exit code and captured output of one Locust process."""
+
+    returncode: int
+    output: str
+
+
+async def run_locust(argv: Sequence[str], *, timeout_s: float, env: Mapping[str, str] | None = None,
+                     cwd: Path | str | None = None) -> LocustOutcome:
+    """Run one Locust process to completion (reaped, also on timeout or cancellation)."""
+    full_env = {**os.environ, **(env or {})}
+    proc = await asyncio.create_subprocess_exec(
+        *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        env=full_env, cwd=None if cwd is None else str(cwd))
+    try:
+        out, _ = await asyncio.wait_for(proc.communicate(), timeout_s)
+    except BaseException:
+        await _reap(proc)
+        raise
+    return LocustOutcome(proc.returncode if proc.returncode is not None else -1,
+                         out.decode(errors="replace"))
+
+
+async def _reap(proc: asyncio.subprocess.Process) -> None:
+    if proc.returncode is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        proc.send_signal(signal.SIGTERM)
+    try:
+        await asyncio.wait_for(proc.wait(), 10)
+    except TimeoutError:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        await proc.wait()
