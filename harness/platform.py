@@ -216,8 +216,9 @@ class Platform:
         if self.backend == "external":
             options["url"] = self.nats_url
         else:
-            options.update(nodes=b.nodes, sync_always=b.sync_always,
-                           log_dir=self.run_dir / "logs")
+            options.update(nodes=b.nodes, sync_always=b.sync_always)
+        if self.backend == "process":
+            options["log_dir"] = self.run_dir / "logs"
         if self.want_route_proxies and self.backend == "process" and b.nodes > 1:
             return await self._open_routed_cluster(options)
         broker: Broker = await self._stack.enter_async_context(
