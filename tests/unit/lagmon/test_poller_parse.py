@@ -49,7 +49,7 @@ def test_lag_is_pending_plus_ack_pending_and_age_from_ack_floor() -> None:
     assert (lag.num_pending, lag.num_ack_pending, lag.lag) == (10, 2, 12)
     assert lag.num_redelivered == 1
     assert lag.ack_floor_stream_seq == 3 and lag.delivered_stream_seq == 5
-    assert since == datetime(2026, 1, 2, 3, 4, 0, tzinfo=UTC)
+    assert since == "2026-01-02T03:04:00Z"
     assert lag.oldest_unacked_age_s == pytest.approx(10.0)
     assert not lag.age_exact
     # Standalone server: no cluster block, the server is the leader.
@@ -57,7 +57,8 @@ def test_lag_is_pending_plus_ack_pending_and_age_from_ack_floor() -> None:
 
 
 def test_age_falls_back_to_creation_when_never_acked() -> None:
-    lag, _ = _consumer_from_info(info(ack_floor={"consumer_seq": 0, "stream_seq": 0}), NOW)
+    never = {"consumer_seq": 0, "stream_seq": 0, "last_active": "0001-01-01T00:00:00Z"}
+    lag, _ = _consumer_from_info(info(ack_floor=never), NOW)
     assert lag.oldest_unacked_age_s == pytest.approx(
         (NOW - datetime(2026, 1, 2, 3, 0, 0, tzinfo=UTC)).total_seconds(), abs=1e-3
     )
@@ -65,6 +66,7 @@ def test_age_falls_back_to_creation_when_never_acked() -> None:
 
 def test_caught_up_consumer_has_zero_age() -> None:
     lag, since = _consumer_from_info(info(num_pending=0, num_ack_pending=0), NOW)
+    assert _consumer_from_info(info(), NOW, approx=False)[0].oldest_unacked_age_s == 0.0
     assert lag.lag == 0 and lag.oldest_unacked_age_s == 0.0 and since is None
 
 

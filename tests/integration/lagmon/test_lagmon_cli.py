@@ -1,0 +1,128 @@
+"""``python -m services.lagmon`` as a process against a real server."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+
+import nats
+from nats.js import api
+
+from harness._process import ManagedProcess
+from harness.broker import NatsServer
+from services.common.botspec import load_runtime_config, provision
+from services.common.cloudevents import from_message
+from services.lagmon.events import THRESHOLD_CROSSED
+
+
+async def _get(url: str) -> tuple[int, str]:
+    host, _, rest = url.removeprefix("http://").partition("/")
+    h, _, p = host.partition(":")
+    reader, writer = await asyncio.open_connection(h, int(p))
+    writer.write(f"GET /{rest} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+    await writer.drain()
+    raw = await reader.read()
+    writer.close()
+    head, _, body = raw.partition(b"\r\n\r\n")
+    return int(head.split()[1]), body.decode()
+
+
+async def test_cli_serves_lag_and_publishes_crossing() -> None:
+    async with NatsServer() as srv:
+        nc = await nats.connect(srv.client_url)
+        try:
+            config = load_runtime_config().with_overrides(storage="memory")
+            await provision(nc.jetstream(), config)
+            js = nc.jetstream()
+            for i in range(5):
+                await js.publish("qiki.events.v1.test", f"{i}".encode())
+            ready: list[str] = []
+
+            async def probe(p: ManagedProcess) -> None:
+                ready.append(await p.wait_for_log(r"^READY http://127\.0\.0\.1:\d+$"))
+
+            argv = [
+                sys.executable, "-m", "services.lagmon", "--nats-url", srv.client_url,
+                "--interval-s", "0.2", "--http-port", "0",
+                "--threshold", "QIKI_EVENTS_V1:registrar-events=3",
+            ]
+            async with ManagedProcess(argv, name="lagmon", ready=probe) as proc:
+                base = ready[0].split()[1]
+                # READY comes after the first poll, which saw the 5 messages and published.
+                status, body = await _get(base + "/lag")
+                assert status == 200
+                lag = json.loads(body)
+                rows = {(c["stream"], c["consumer"]): c for c in lag["snapshot"]["consumers"]}
+                assert rows[("QIKI_EVENTS_V1", "registrar-events")]["lag"] >= 5
+                assert rows[("QIKI_RADAR_V1", "registrar-radar")]["lag"] == 0
+                assert lag["over_threshold"] == [
+                    {"stream": "QIKI_EVENTS_V1", "consumer": "registrar-events"}
+                ]
+                status, text = await _get(base + "/metrics")
+                assert status == 200
+                assert (
+                    'qiki_jetstream_consumer_lag{consumer="registrar-radar",'
+                    'stream="QIKI_RADAR_V1"} 0.0' in text
+                )
+                assert "qiki_lagmon_poll_duration_seconds_count" in text
+                assert await _get(base + "/healthz") == (200, "ok\n")
+                assert (await _get(base + "/nope"))[0] == 404
+
+                msg = await js.get_last_msg("QIKI_EVENTS_V1", config.subjects.health_events)
+                ev = from_message(msg.headers, msg.data or b"")
+                assert ev.type == THRESHOLD_CROSSED
+                assert ev.json()["consumer"] == "registrar-events"
+                assert ev.json()["threshold"] == 3
+                await proc.terminate()
+                assert proc.exit_code == 0, proc.log_text()
+            # One crossing, one event, however many polls ran.
+            info = await js.stream_info(
+                "QIKI_EVENTS_V1", subjects_filter=config.subjects.health_events
+            )
+            assert info.state.subjects == {config.subjects.health_events: 1}
+        finally:
+            await nc.close()
+
+
+async def test_cli_rejects_bad_threshold_with_exit_2() -> None:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "services.lagmon", "--nats-url", "nats://127.0.0.1:1",
+        "--threshold", "registrar-events=lots",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
+    _, err = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 2
+    assert b"'lots' is not an integer" in err
+
+
+async def test_cluster_counts_each_consumer_once_from_its_leader() -> None:
+    from harness.broker import NatsCluster
+    from services.lagmon.service import LagMonitor
+
+    async with NatsCluster(3) as cluster:
+        nc = await nats.connect(cluster.client_urls)
+        try:
+            js = nc.jetstream()
+            await js.add_stream(
+                api.StreamConfig(name="R3", subjects=["r3.>"], num_replicas=3)
+            )
+            await js.add_consumer(
+                "R3",
+                api.ConsumerConfig(
+                    durable_name="w", ack_policy=api.AckPolicy.EXPLICIT, num_replicas=3
+                ),
+            )
+            for i in range(4):
+                await js.publish("r3.x", str(i).encode())
+            monitor = LagMonitor(nc, streams=["R3"])
+            snap = await monitor.poll_once()
+            assert list(snap.consumers) == [("R3", "w")]
+            c = snap.consumers[("R3", "w")]
+            assert c.lag == 4
+            assert c.leader in {n.name for n in cluster.nodes}
+            assert not c.leaderless
+            text = monitor.metrics.render().decode()
+            assert text.count("qiki_jetstream_consumer_lag{") == 1
+        finally:
+            await nc.close()
