@@ -17,21 +17,72 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import time
 from collections import deque
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from nats.aio.client import Client
     from nats.aio.msg import Msg
     from nats.aio.subscription import Subscription
 
-__all__ = ["PullConsumer", "parse_ack_subject"]
+__all__ = ["PullConsumer", "install_fast_header_parser", "parse_ack_subject"]
 
 _log = logging.getLogger(__name__)
 
+_WS = re.compile(r"\s")
+_CRLF = b"\r\n"
+_MISSING: Any = object()
+_NAME_CACHE: dict[bytes, str | None] = {}
 _STATUS = "Status"
 _PENDING = "Nats-Pending-Messages"
+
+
+def parse_header_lines(raw: bytes) -> dict[str, str]:
+    """Parse a NATS header block exactly like nats-py's ``Client._parse_header_lines``.
+
+    Same results (a unit test compares them on generated input), about 3x faster: nats-py
+    checks every name character with a generator expression, which profiling showed to be
+    the single largest cost of the registrar's ingest (a third of its CPU time).
+    """
+    out: dict[str, str] = {}
+    names = _NAME_CACHE
+    for line in raw.split(_CRLF):
+        name, sep, value = line.partition(b":")
+        if not sep:
+            continue
+        key = names.get(name, _MISSING)
+        if key is _MISSING:
+            key = _header_name(name)
+            if len(names) < 1024:  # header names repeat; bound the cache anyway
+                names[name] = key
+        if key is not None:
+            out[key] = value.strip().decode("utf-8", "replace")
+    return out
+
+
+def _header_name(name: bytes) -> str | None:
+    try:
+        key = name.strip().decode("ascii")
+    except UnicodeDecodeError:
+        return None  # nats-py skips non-ASCII names too
+    if _WS.search(key):  # \s on str == str.isspace, nats-py's test
+        return None
+    return key
+
+
+def install_fast_header_parser(nc: Client) -> bool:
+    """Use :func:`parse_header_lines` for messages received by ``nc``.
+
+    nats-py calls ``self._parse_header_lines(raw)`` (a private static method); shadowing it
+    on this one instance changes nothing else. Returns False (and does nothing) when the
+    installed nats-py has no such hook, so an upgrade degrades to the stock parser.
+    """
+    if not callable(getattr(type(nc), "_parse_header_lines", None)):
+        return False
+    nc._parse_header_lines = parse_header_lines  # type: ignore[method-assign]
+    return True
 
 
 def parse_ack_subject(reply: str | None) -> tuple[str | None, int | None, int]:

@@ -22,11 +22,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import socket
 import time
+from collections import deque
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -40,7 +40,7 @@ from services.common.settings import NatsSettings, connect
 from .codemap import LIFECYCLE_TYPES, CodeMapper
 from .http import HttpServer, Response, json_response
 from .metrics import RegistrarMetrics
-from .pull import PullConsumer, parse_ack_subject
+from .pull import PullConsumer, install_fast_header_parser, parse_ack_subject
 from .store import RegistrarStore, Row, rejection_key
 
 if TYPE_CHECKING:
@@ -174,6 +174,7 @@ class Registrar:
             closed_cb=self._on_closed,
             error_cb=self._on_error,
         )
+        install_fast_header_parser(self.nc)
         self._connected = True
         self.metrics.connected.set(1)
         await self._lifecycle(
@@ -282,22 +283,29 @@ class Registrar:
 
     # -- consuming ------------------------------------------------------------------------
     async def _consume(self, pc: PullConsumer) -> None:
-        while not self._stopping:
-            try:
+        # Two batches in flight: while batch N is committed (fsync, in the DB thread) batch
+        # N+1 is validated here. Commits stay in order (one DB thread); each batch is acked
+        # as soon as its own commit returns.
+        inflight: deque[asyncio.Task[None]] = deque()
+        try:
+            while not self._stopping:
                 msgs = await pc.take(self.batch, 0.25)
-            except asyncio.CancelledError:
-                raise
-            if not msgs:
-                continue
-            try:
-                await self._process(msgs)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                # Never die on a batch: the messages stay unacked and are redelivered.
-                _log.exception("%s: batch of %d failed; left for redelivery", pc.durable,
-                               len(msgs))
-                await asyncio.sleep(0.5)
+                while inflight and inflight[0].done():
+                    inflight.popleft()
+                if not msgs:
+                    continue
+                try:
+                    inflight.append(await self._prepare(msgs))
+                except Exception:
+                    # Never die on a batch: its messages stay unacked and are redelivered.
+                    _log.exception("%s: batch of %d failed; left for redelivery", pc.durable,
+                                   len(msgs))
+                    await asyncio.sleep(0.5)
+                while len(inflight) >= 2:
+                    await asyncio.wait([inflight.popleft()])
+        finally:
+            if inflight:
+                await asyncio.wait(inflight)
 
     def _build(self, msgs: Sequence[Msg]) -> tuple[list[Row], list[_Reject]]:
         """Validate and code every message (the CPU-bound hot path: keep it lean)."""
@@ -312,6 +320,13 @@ class Registrar:
             try:
                 # from_message also checks that JSON data parses (rule bad-data).
                 ev = from_message(msg.headers, msg.data, max_size=max_bytes)
+                if not ev.source or not ev.id:
+                    # Defence in depth for the store key: (source, id) must both be set.
+                    raise CloudEventError(
+                        "missing-attribute",
+                        f"required attribute {'source' if not ev.source else 'id'!r} is "
+                        "missing or empty; every CloudEvent needs non-empty id and source",
+                    )
                 data = ev.data
             except CloudEventError as exc:
                 code = int(rejection_code_for(exc.rule))
@@ -363,7 +378,8 @@ class Registrar:
             )
         return rows, rejects
 
-    async def _process(self, msgs: Sequence[Msg]) -> None:
+    async def _prepare(self, msgs: Sequence[Msg]) -> asyncio.Task[None]:
+        """Validate, dead-letter the rejects, then start commit + ack as a task."""
         t0 = time.perf_counter()
         rows, rejects = self._build(msgs)
         not_acked: set[int] = set()
@@ -372,17 +388,25 @@ class Registrar:
             if failed:
                 # Not dead-lettered: neither store nor ack it, so it comes back and both
                 # are retried (the store and the dead letter are idempotent).
-                failed_ids = {id(r.msg) for r in failed}
-                not_acked = failed_ids
+                not_acked = {id(r.msg) for r in failed}
                 keys = {
                     rejection_key(r.stream, r.stream_seq, r.msg.reply or "") for r in failed
                 }
                 rows = [r for r in rows if (r[1], r[2]) not in keys]
+        return asyncio.create_task(self._commit_and_ack(msgs, rows, not_acked, t0))
+
+    async def _commit_and_ack(
+        self, msgs: Sequence[Msg], rows: list[Row], not_acked: set[int], t0: float
+    ) -> None:
         assert self.store is not None
         store = self.store
-        counts = await asyncio.get_running_loop().run_in_executor(
-            self._db, store.write_batch, rows
-        )
+        try:
+            counts = await asyncio.get_running_loop().run_in_executor(
+                self._db, store.write_batch, rows
+            )
+        except Exception:
+            _log.exception("storing a batch of %d failed; left for redelivery", len(rows))
+            return
         self._batches_committed += 1
         crash_at = self.options.crash_after_commit
         if crash_at is not None and self._batches_committed >= crash_at:

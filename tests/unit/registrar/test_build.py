@@ -49,6 +49,8 @@ def _valid_headers() -> tuple[dict[str, str], bytes]:
         (lambda h, b: ({**h, "ce-specversion": "0.3"}, b), C.REJECTED_SPECVERSION),
         (lambda h, b: ({k: v for k, v in h.items() if k != "ce-source"}, b),
          C.REJECTED_MISSING_ATTRIBUTE),
+        (lambda h, b: ({**h, "ce-source": ""}, b), C.REJECTED_MISSING_ATTRIBUTE),
+        (lambda h, b: ({**h, "ce-id": ""}, b), C.REJECTED_MISSING_ATTRIBUTE),
         (lambda h, b: (h, b"{not json"), C.REJECTED_BAD_DATA),
         (lambda h, b: (h, b'"' + b"x" * 2000 + b'"'), C.REJECTED_OVERSIZED),
         (lambda h, b: ({**h, "ce-id": "%C0%A0"}, b), C.REJECTED_HEADER_ENCODING),
