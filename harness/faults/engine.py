@@ -236,6 +236,8 @@ class ActiveFault:
     heal_error: str | None = None
     #: the broker node a broker/route fault hit (resolved when applied)
     node: str | None = None
+    #: collecting the ``during`` evidence (cancelled if the heal comes first)
+    evidence: asyncio.Task[None] | None = None
 
 
 #: How long evidence collection waits for the broker to settle (new leader, routes back).
@@ -288,7 +290,7 @@ class FaultEngine:
         self.platform.event("fault.applied", action=step.action, target=step.target,
                             detail=detail)
         fault.node = node
-        self._spawn(self._collect(step, "during", node))
+        fault.evidence = self._spawn(lambda: self._collect(step, "during", node))
         return fault
 
     async def remove(self, fault: ActiveFault) -> None:
@@ -296,6 +298,15 @@ class FaultEngine:
         heal, fault.heal = fault.heal, None
         if heal is None:
             return
+        pending, fault.evidence = fault.evidence, None
+        if pending is not None and not pending.done():
+            # Healed before the fault's expected state showed (or before the collector ran):
+            # keep what it looks like now, still under the fault.
+            pending.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await pending
+            self._evidence_event(fault.step, "during", await self._observe(fault.step),
+                                 node=fault.node, settled=False)
         try:
             await heal()
         except Exception as exc:
@@ -304,7 +315,7 @@ class FaultEngine:
                                 error=fault.heal_error)
         fault.removed_s = self._now()
         self.platform.event("fault.removed", action=fault.step.action, target=fault.step.target)
-        self._spawn(self._collect(fault.step, "after", fault.node))
+        self._spawn(lambda: self._collect(fault.step, "after", fault.node))
 
     async def heal_all(self) -> list[str]:
         """Heal every fault still in force, newest first; returns what was healed."""
@@ -330,17 +341,21 @@ class FaultEngine:
 
     # ------------------------------------------------------------------ evidence
 
-    def _spawn(self, coro: Awaitable[None]) -> None:
+    def _spawn(self, collect: Callable[[], Awaitable[None]]) -> asyncio.Task[None]:
+        # The coroutine is made inside the task: a task cancelled before it runs leaves no
+        # never-awaited coroutine behind.
         async def guarded() -> None:
             try:
-                await coro
+                await collect()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # evidence is best effort, never fails a run
                 self.platform.event("fault.evidence_failed", error=f"{type(exc).__name__}: "
                                     f"{exc}")
 
-        self._evidence.append(asyncio.create_task(guarded()))
+        task = asyncio.create_task(guarded())
+        self._evidence.append(task)
+        return task
 
     def _evidence_event(self, step: FaultStep, phase: str, state: dict[str, Any] | None,
                         **extra: Any) -> None:
@@ -430,4 +445,28 @@ def describe_handlers() -> dict[str, Any]:
     out: dict[str, list[str]] = {}
     for kind, action in sorted(_HANDLERS):
         out.setdefault(kind, []).append(action)
+    return out
+
+
+def fault_evidence_summary(platform: Platform) -> dict[str, Any]:
+    """End-of-run counters that show faults happened: the harness client's disconnects and
+    reconnects, broker node restarts and pids, service restarts, proxy counters."""
+    kinds = [e.get("kind") for e in platform.events]
+    out: dict[str, Any] = {
+        "harness_disconnects": kinds.count("harness.disconnected"),
+        "harness_reconnects": kinds.count("harness.reconnected"),
+        "node_restarts": {},
+        "service_restarts": {
+            name: svc.proc.restarts for name, svc in platform.services.items()
+        },
+        "link_proxies": {
+            name: dict(proxy.stats.__dict__) for name, proxy in platform.proxies.items()
+        },
+    }
+    broker = platform.broker
+    if broker is not None:
+        out["node_restarts"] = {n.name: int(getattr(n, "restarts", 0)) for n in broker.nodes}
+    routes = getattr(platform, "route_proxies", None)
+    if routes is not None:
+        out["route_proxies"] = routes.describe()
     return out
