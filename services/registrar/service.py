@@ -148,7 +148,14 @@ class Registrar:
     async def __aenter__(self) -> Registrar:
         try:
             await self.start()
-        except BaseException:
+        except BaseException as exc:
+            if self.store is not None:
+                # Stored locally only: NATS may be the very thing that failed.
+                with contextlib.suppress(Exception):
+                    await self._lifecycle(
+                        RegistrarCode.BOOT_FAILED,
+                        {"error": f"{type(exc).__name__}: {exc}"[:_MAX_REASON_CHARS]},
+                    )
             await self.close()
             raise
         return self
@@ -580,7 +587,7 @@ class Registrar:
         )
 
     async def _on_closed(self) -> None:
-        if not self._stopping:
+        if self._ready and not self._stopping:
             _log.error("NATS connection closed for good; stopping")
             self._stop.set()
 
