@@ -28,9 +28,10 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from harness.errors import ConfigError
+from harness.load._wire import WireAuth, WireClient
 from harness.load.gates import percentile
 from harness.load.rates import Constant, Rate
 
@@ -40,6 +41,7 @@ if TYPE_CHECKING:
     from nats.aio.subscription import Subscription
 
 __all__ = [
+    "Engine",
     "Injector",
     "LoadResult",
     "OutMessage",
@@ -148,10 +150,20 @@ class LoadResult:
     errors: list[str] = field(default_factory=list)
     #: End-to-end latencies (CloudEvent time -> stored by the registrar), if measured.
     e2e_latencies_ms: list[float] | None = None
+    #: Which publishing engine ran ("wire" or "nats-py").
+    engine: str = ""
+    #: True for MaxRate runs (no schedule): rates are then computed up to the last ack.
+    unbounded: bool = False
+    #: Loop time of the last PubAck, and of the start (internal, for MaxRate rates).
+    last_ack: float = 0.0
+    t0: float = 0.0
 
     @property
     def elapsed_s(self) -> float:
-        """The span rates are computed over: the plan, or longer if sending fell behind."""
+        """The span rates are computed over: the plan, or longer if sending fell behind
+        (for ``MaxRate``: up to the last PubAck)."""
+        if self.unbounded and self.last_ack > self.t0:
+            return max(self.send_elapsed_s, self.last_ack - self.t0)
         return max(self.planned_s, self.send_elapsed_s)
 
     @property
@@ -182,6 +194,7 @@ class LoadResult:
             "subject": self.subject,
             "rate": self.rate,
             "window": self.window,
+            "engine": self.engine,
             "attempted": len(self.attempted),
             "acked": len(self.acked),
             "failed": len(self.failed),
@@ -216,6 +229,181 @@ def _r(v: float | None) -> float | None:
     return None if v is None else round(v, 3)
 
 
+Engine = Literal["auto", "wire", "nats-py"]
+
+
+class _PublishFailed(Exception):
+    """One message could not be published (its id fails with ``reason``)."""
+
+    def __init__(self, reason: str, *, fatal: bool = False) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.fatal = fatal
+
+
+class _NatsPyEngine:
+    """Publishes through the nats-py client itself (any auth, TLS; about 30k msg/s here)."""
+
+    name = "nats-py"
+
+    def __init__(self, nc: Client) -> None:
+        self.nc = nc
+        self._sub: Subscription | None = None
+        self.events: list[str] = []
+
+    @property
+    def connected(self) -> bool:
+        return bool(self.nc.is_connected)
+
+    async def start(self, inbox: str, on_reply: Callable[[int, bytes, bool], None]) -> None:
+        plen = len(inbox) + 1
+
+        async def cb(msg: Msg) -> None:
+            try:
+                seq = int(msg.subject[plen:])
+            except ValueError:
+                return
+            headers = msg.headers
+            on_reply(seq, msg.data, headers is not None and headers.get("Status") == "503")
+
+        self._sub = await self.nc.subscribe(inbox + ".*", cb=cb)
+        self._reply_prefix = inbox + "."
+
+    async def send(self, subject: str, seq: int, msg: OutMessage) -> None:
+        from nats import errors as nats_errors
+
+        try:
+            await self.nc.publish(msg.subject or subject, msg.payload,
+                                  reply=self._reply_prefix + str(seq), headers=msg.headers)
+        except nats_errors.OutboundBufferLimitError:
+            raise _PublishFailed("publish failed: disconnected, reconnect buffer full") from None
+        except (nats_errors.ConnectionClosedError, nats_errors.ConnectionDrainingError) as e:
+            raise _PublishFailed(f"publish failed: {type(e).__name__}", fatal=True) from None
+        except Exception as e:  # a bad message (size, header) fails that id, not the run
+            raise _PublishFailed(f"publish failed: {type(e).__name__}: {e}") from None
+
+    async def flush(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        if self._sub is not None:
+            with contextlib.suppress(Exception):
+                await self._sub.unsubscribe()
+
+
+class _WireEngine:
+    """Publishes on a second, minimal protocol connection (see :mod:`harness.load._wire`)."""
+
+    name = "wire"
+
+    def __init__(self, client: WireClient, grace_s: float) -> None:
+        self.client = client
+        self.grace_s = grace_s
+        self._pending: list[bytes] = []
+        self._down_since: float | None = None
+        self._subject_cache: dict[str, bytes] = {}
+        self._reply = b""
+
+    @property
+    def connected(self) -> bool:
+        return self.client.connected.is_set()
+
+    @property
+    def events(self) -> list[str]:
+        return self.client.events + [f"server error: {e}" for e in self.client.server_errors]
+
+    async def start(self, inbox: str, on_reply: Callable[[int, bytes, bool], None]) -> None:
+        def route(tail: bytes, payload: bytes, status: bytes | None) -> None:
+            try:
+                seq = int(tail)
+            except ValueError:
+                return
+            on_reply(seq, payload, status == b"503")
+
+        await self.client.connect(inbox, route)
+        self._reply = inbox.encode() + b"."
+
+    async def send(self, subject: str, seq: int, msg: OutMessage) -> None:
+        if not self.send_nowait(subject, seq, msg):
+            await self._await_connection()
+            if not self.send_nowait(subject, seq, msg):
+                raise _PublishFailed("publish failed: disconnected")
+
+    def send_nowait(self, subject: str, seq: int, msg: OutMessage) -> bool:
+        """Queue one publish without awaiting (the hot path); False when disconnected."""
+        if not self.client.connected.is_set():
+            return False
+        subj = self._subject_cache.get(msg.subject or subject)
+        if subj is None:
+            subj = (msg.subject or subject).encode()
+            self._subject_cache[msg.subject or subject] = subj
+        payload = msg.payload
+        headers = msg.headers
+        if headers:
+            if len(headers) == 1:  # the usual case: just Nats-Msg-Id
+                ((k, v),) = headers.items()
+                hdr = b"NATS/1.0\r\n%b: %b\r\n\r\n" % (k.encode(), v.encode())
+            else:
+                hdr = b"NATS/1.0\r\n" + "".join(
+                    f"{k}: {v}\r\n" for k, v in headers.items()).encode() + b"\r\n"
+            hl = len(hdr)
+            self._pending.append(b"HPUB %b %b%d %d %d\r\n%b%b\r\n" % (
+                subj, self._reply, seq, hl, hl + len(payload), hdr, payload))
+        else:
+            self._pending.append(b"PUB %b %b%d %d\r\n%b\r\n" % (
+                subj, self._reply, seq, len(payload), payload))
+        if len(self._pending) >= 128:
+            self._write()
+        return True
+
+    async def _await_connection(self) -> None:
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        if self._down_since is None:
+            self._down_since = now
+        remaining = self._down_since + self.grace_s - now
+        if remaining > 0:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.client.connected.wait(), remaining)
+        if not self.client.connected.is_set():
+            # Past the grace period: fail fast until the connection is back, so a long
+            # outage costs ids (recorded) instead of stalling the schedule forever.
+            raise _PublishFailed("publish failed: disconnected")
+        self._down_since = None
+
+    def _write(self) -> None:
+        if self._pending:
+            # Written while disconnected -> lost; their PubAcks time out and say so.
+            self.client.write(self._pending)
+            self._pending = []
+
+    async def flush(self) -> None:
+        self._write()
+        await self.client.drain()
+
+    async def close(self) -> None:
+        self._write()
+        await self.client.close()
+
+
+def _wire_for(nc: Client, grace_s: float) -> _WireEngine | None:
+    """A wire engine speaking to ``nc``'s server with its credentials, or None when the
+    connection uses something only nats-py can do (TLS, NKeys, JWT credentials)."""
+    opts = getattr(nc, "options", {}) or {}
+    if opts.get("tls") or getattr(nc, "_user_credentials", None) \
+            or getattr(nc, "_nkeys_seed", None) or getattr(nc, "_signature_cb", None):
+        return None
+    url = nc.connected_url
+    if url is None or url.scheme not in ("nats", ""):
+        return None
+    host = url.hostname or "127.0.0.1"
+    auth = WireAuth(user=url.username or opts.get("user"),
+                    password=url.password or opts.get("password"), token=opts.get("token"))
+    return _WireEngine(WireClient([f"nats://{host}:{url.port or 4222}"], auth=auth,
+                                  name=str(opts.get("name") or "qiki-harness-load")),
+                       grace_s=grace_s)
+
+
 class Injector:
     """One load run: publish on ``subject`` following ``rate`` for ``duration_s`` seconds or
     ``count`` messages (whichever ends first), at most ``window`` PubAcks outstanding.
@@ -224,6 +412,12 @@ class Injector:
     acks are still awaited up to ``ack_timeout_s``). A PubAck not received within
     ``ack_timeout_s`` of the publish frees its window slot and fails the id; one arriving
     later moves the id back to acked (``late_acks``): the message *is* stored.
+
+    ``engine``: ``"wire"`` publishes on a second, minimal protocol connection to the same
+    server (several times faster than nats-py); ``"nats-py"`` uses ``nc`` itself;
+    ``"auto"`` (default) takes wire unless ``nc`` uses TLS, NKeys or JWT credentials.
+    On a disconnect the wire engine waits up to ``ack_timeout_s`` for the reconnect (the
+    delay shows as latency), then fails ids fast until it is back.
     """
 
     def __init__(
@@ -237,6 +431,7 @@ class Injector:
         window: int = 1000,
         ack_timeout_s: float = 5.0,
         factory: PayloadFactory | None = None,
+        engine: Engine = "auto",
         yield_every: int = 64,
     ) -> None:
         if not subject or any(c in subject for c in " \t\r\n*>"):
@@ -251,10 +446,12 @@ class Injector:
         if count is not None and (isinstance(count, bool) or not isinstance(count, int)
                                   or count < 1):
             raise ConfigError(f"load: count must be an int >= 1, got {count!r}")
-        if not isinstance(window, int) or window < 1:
+        if isinstance(window, bool) or not isinstance(window, int) or window < 1:
             raise ConfigError(f"load: window must be an int >= 1, got {window!r}")
         if not ack_timeout_s > 0:
             raise ConfigError(f"load: ack_timeout_s must be > 0, got {ack_timeout_s!r}")
+        if engine not in ("auto", "wire", "nats-py"):
+            raise ConfigError(f"load: engine must be 'auto', 'wire' or 'nats-py', got {engine!r}")
         self.nc = nc
         self.subject = subject
         self.rate = rate
@@ -263,6 +460,7 @@ class Injector:
         self.window = window
         self.ack_timeout_s = ack_timeout_s
         self.factory = factory or bytes_factory()
+        self.engine: Engine = engine
         self.yield_every = max(1, yield_every)
         # Resume sending once the window has drained to here: waking for every single free
         # slot would cost a task switch per message at full speed.
@@ -276,12 +474,23 @@ class Injector:
         self._slot_free = asyncio.Event()
         self._drained = asyncio.Event()
         self._sending_done = False
-        self._result: LoadResult | None = None
+        self._eng: _NatsPyEngine | _WireEngine | None = None
 
     def stop(self) -> None:
         """Stop sending; ``run()`` then waits for in-flight acks and returns."""
         self._stopping = True
         self._slot_free.set()
+
+    def _pick_engine(self) -> _NatsPyEngine | _WireEngine:
+        if self.engine == "nats-py":
+            return _NatsPyEngine(self.nc)
+        wire = _wire_for(self.nc, self.ack_timeout_s)
+        if wire is None:
+            if self.engine == "wire":
+                raise ConfigError("load: engine='wire' cannot use this connection (TLS, NKeys "
+                                  "or JWT credentials); use engine='nats-py' or 'auto'")
+            return _NatsPyEngine(self.nc)
+        return wire
 
     async def run(self) -> LoadResult:
         """Run the load and return what happened. Single use."""
@@ -289,18 +498,21 @@ class Injector:
             raise RuntimeError("Injector.run() is single use; create a new Injector")
         self._ran = True
         loop = asyncio.get_running_loop()
-        inbox = f"{self.nc.new_inbox()}."
+        inbox = self.nc.new_inbox()
         res = LoadResult(
             subject=self.subject, rate=repr(self.rate), window=self.window,
             started_at=datetime.now(UTC), ended_at=datetime.now(UTC), planned_s=0.0,
             send_elapsed_s=0.0, target_rate_per_s=None,
         )
-        self._result = res
-        sub: Subscription = await self.nc.subscribe(inbox + "*", cb=self._make_on_ack(inbox, res))
+        eng = self._pick_engine()
+        self._eng = eng
+        await eng.start(inbox, self._make_on_reply(res))
+        res.engine = eng.name
         sweeper = asyncio.create_task(self._sweep(res), name="qiki-load-ack-sweeper")
         try:
-            await self._send(loop, inbox, res)
+            await self._send(loop, eng, res)
             self._sending_done = True
+            await eng.flush()
             if self._inflight:
                 self._drained.clear()
                 # The sweeper fails whatever is left after ack_timeout_s, so this ends.
@@ -314,18 +526,22 @@ class Injector:
                 res.failed[mid] = REASON_STOPPED
             self._inflight.clear()
             with contextlib.suppress(Exception):
-                await sub.unsubscribe()
+                await eng.close()
+            res.errors.extend(eng.events)
             res.ended_at = datetime.now(UTC)
         return res
 
-    async def _send(self, loop: asyncio.AbstractEventLoop, inbox: str, res: LoadResult) -> None:
-        nc, factory, subject = self.nc, self.factory, self.subject
+    async def _send(self, loop: asyncio.AbstractEventLoop, eng: _NatsPyEngine | _WireEngine,
+                    res: LoadResult) -> None:
+        factory, subject = self.factory, self.subject
         inflight, window = self._inflight, self.window
         count, duration_s = self.count, self.duration_s
         unbounded = self.rate.unbounded
         offsets = self.rate.offsets()
         attempted_append = res.attempted.append
-        from nats import errors as nats_errors
+        send = eng.send
+        # The wire engine queues synchronously: no coroutine per message on the hot path.
+        send_nowait = eng.send_nowait if isinstance(eng, _WireEngine) else None
 
         t0 = loop.time()
         res.started_at = datetime.now(UTC)
@@ -343,11 +559,13 @@ class Injector:
                     break
             if not unbounded and next_off > now - t0:
                 since_yield = 0
+                await eng.flush()
                 await asyncio.sleep(next_off - (now - t0))
                 continue
             if len(inflight) >= window:
                 self._slot_free.clear()
                 since_yield = 0
+                await eng.flush()
                 await self._slot_free.wait()
                 continue
             msg = factory(seq)
@@ -358,55 +576,49 @@ class Injector:
             inflight[seq] = (msg.id, intended, now)
             attempted_append(msg.id)
             try:
-                await nc.publish(msg.subject or subject, msg.payload,
-                                 reply=inbox + str(seq), headers=msg.headers)
-            except nats_errors.OutboundBufferLimitError:
-                # Disconnected and nats-py's reconnect buffer is full: this one is lost;
-                # back off a little instead of spinning, then keep going.
+                if send_nowait is None or not send_nowait(subject, seq, msg):
+                    await send(subject, seq, msg)
+            except _PublishFailed as e:
                 inflight.pop(seq, None)
-                res.failed[msg.id] = "publish failed: disconnected, reconnect buffer full"
-                await asyncio.sleep(0.01)
-            except (nats_errors.ConnectionClosedError, nats_errors.ConnectionDrainingError) as e:
-                inflight.pop(seq, None)
-                res.failed[msg.id] = f"publish failed: {type(e).__name__}"
-                res.errors.append(f"connection closed at message {seq}; stopping: {e!r}")
-                self._stopping = True
-            except Exception as e:  # a bad message (size, header) fails that id, not the run
-                inflight.pop(seq, None)
-                res.failed[msg.id] = f"publish failed: {type(e).__name__}: {e}"
+                res.failed[msg.id] = e.reason
+                if e.fatal:
+                    res.errors.append(f"connection closed at message {seq}; stopping")
+                    self._stopping = True
+                elif not eng.connected:
+                    await asyncio.sleep(0.01)  # do not spin while the connection is down
             last_send = now
             seq += 1
             next_off = next(offsets, None)
             since_yield += 1
             if since_yield >= self.yield_every:
-                # Let the ack callback and nats-py's flusher run.
+                # Let the ack handler, the writer and nats-py's flusher run.
                 since_yield = 0
+                await eng.flush()
                 await asyncio.sleep(0)
         res.send_elapsed_s = last_send - t0 if seq else 0.0
         res.max_send_lag_ms = max_lag * 1000.0
-        if self.duration_s is not None and not self.rate.unbounded:
+        res.unbounded = unbounded
+        if self.duration_s is not None and not unbounded:
             res.planned_s = self.duration_s
             if count is not None:
                 res.planned_s = min(self.duration_s, self.rate.offset_of(count))
-        elif not self.rate.unbounded and count is not None:
+        elif not unbounded and count is not None:
             res.planned_s = self.rate.offset_of(count)
-        if not self.rate.unbounded and res.planned_s > 0:
+        if not unbounded and res.planned_s > 0:
             res.target_rate_per_s = self.rate.count_before(res.planned_s) / res.planned_s
-        elif self.rate.unbounded:
+        elif unbounded:
             res.target_rate_per_s = math.inf
+        res.t0 = t0
 
-    def _make_on_ack(self, inbox: str, res: LoadResult) -> Callable[[Msg], Any]:
-        plen = len(inbox)
+    def _make_on_reply(self, res: LoadResult) -> Callable[[int, bytes, bool], None]:
         inflight, timed_out = self._inflight, self._timed_out
         loop = asyncio.get_running_loop()
         acked_append, lat_append = res.acked.append, res.latencies_ms.append
+        slot_free, drained = self._slot_free, self._drained
+        low_water = self._low_water
 
-        async def on_ack(msg: Msg) -> None:
+        def on_reply(seq: int, data: bytes, no_responders: bool) -> None:
             now = loop.time()
-            try:
-                seq = int(msg.subject[plen:])
-            except ValueError:
-                return
             entry = inflight.pop(seq, None)
             late = False
             if entry is None:
@@ -417,9 +629,8 @@ class Injector:
                 late = True
             else:
                 mid, intended, _sent = entry
-            data = msg.data
             reason: str | None = None
-            if msg.headers and msg.headers.get("Status") == "503":
+            if no_responders:
                 reason = REASON_NO_STREAM
             elif not data or b'"error"' in data:
                 reason = _ack_error(data)
@@ -429,18 +640,19 @@ class Injector:
                     res.late_acks += 1
                 acked_append(mid)
                 lat_append((now - intended) * 1000.0)
+                res.last_ack = now
                 # nats-server writes '"duplicate": true' (with a space); accept both.
                 if b'"duplicate"' in data and b"true" in data:
                     res.duplicates += 1
             elif not late:
                 res.failed[mid] = reason
             n = len(inflight)
-            if n <= self._low_water:
-                self._slot_free.set()
+            if n <= low_water:
+                slot_free.set()
             if n == 0 and self._sending_done:
-                self._drained.set()
+                drained.set()
 
-        return on_ack
+        return on_reply
 
     async def _sweep(self, res: LoadResult) -> None:
         """Fail ids whose PubAck is overdue, freeing their window slots."""
@@ -460,7 +672,7 @@ class Injector:
                 res.failed[mid] = REASON_TIMEOUT
                 self._timed_out[seq] = (mid, intended)
             if expired:
-                if not self.nc.is_connected:
+                if self._eng is not None and not self._eng.connected:
                     res.errors.append(
                         f"{len(expired)} PubAcks timed out while disconnected from NATS")
                 self._slot_free.set()
@@ -496,10 +708,12 @@ async def inject(
     window: int = 1000,
     ack_timeout_s: float = 5.0,
     factory: PayloadFactory | None = None,
+    engine: Engine = "auto",
 ) -> LoadResult:
     """Run an :class:`Injector` to completion on a connected client and return its result."""
     return await Injector(nc, subject, rate=rate, duration_s=duration_s, count=count,
-                          window=window, ack_timeout_s=ack_timeout_s, factory=factory).run()
+                          window=window, ack_timeout_s=ack_timeout_s, factory=factory,
+                          engine=engine).run()
 
 
 async def run_load(
@@ -512,6 +726,7 @@ async def run_load(
     window: int = 1000,
     ack_timeout_s: float = 5.0,
     factory: PayloadFactory | None = None,
+    engine: Engine = "auto",
     connect_kwargs: dict[str, Any] | None = None,
 ) -> LoadResult:
     """Connect to ``servers``, run the load, close: the entry point of ``qiki-harness load``.
@@ -550,7 +765,8 @@ async def run_load(
     nc = await nats.connect(servers=urls, **kwargs)
     try:
         res = await inject(nc, subject, rate=rate, duration_s=duration_s, count=count,
-                           window=window, ack_timeout_s=ack_timeout_s, factory=factory)
+                           window=window, ack_timeout_s=ack_timeout_s, factory=factory,
+                           engine=engine)
     finally:
         with contextlib.suppress(Exception):
             await nc.drain()

@@ -21,7 +21,7 @@ from harness.load import (
     inject,
     run_load,
 )
-from harness.load.injector import REASON_NO_STREAM, REASON_TIMEOUT
+from harness.load.injector import REASON_NO_STREAM, REASON_TIMEOUT, Engine
 
 pytestmark = pytest.mark.load
 
@@ -40,9 +40,12 @@ async def stream_msg_ids(nc: Client, stream: str, subject: str) -> list[str]:
     return ids
 
 
-async def test_all_messages_acked_unique_and_stored(nc: Client) -> None:
+@pytest.mark.parametrize("engine", ["wire", "nats-py"])
+async def test_all_messages_acked_unique_and_stored(nc: Client, engine: Engine) -> None:
     await nc.jetstream().add_stream(StreamConfig(name="LOADT", subjects=["loadt.>"]))
-    res = await inject(nc, "loadt.a", rate=Constant(2000), count=3000, window=200)
+    res = await inject(nc, "loadt.a", rate=Constant(2000), count=3000, window=200,
+                       engine=engine)
+    assert res.engine == engine
     assert res.failed == {}
     assert len(res.attempted) == 3000
     assert len(set(res.attempted)) == 3000
@@ -84,9 +87,12 @@ async def test_republished_ids_are_reported_as_duplicates(nc: Client) -> None:
     assert info.state.messages == 50
 
 
-async def test_subject_without_stream_fails_every_id_without_hanging(nc: Client) -> None:
+@pytest.mark.parametrize("engine", ["wire", "nats-py"])
+async def test_subject_without_stream_fails_every_id_without_hanging(nc: Client,
+                                                                     engine: Engine) -> None:
     res = await asyncio.wait_for(
-        inject(nc, "nostream.here", rate=Constant(500), count=100, ack_timeout_s=1.0), 30)
+        inject(nc, "nostream.here", rate=Constant(500), count=100, ack_timeout_s=1.0,
+               engine=engine), 30)
     assert res.acked == []
     assert set(res.failed) == set(res.attempted)
     assert len(res.attempted) == 100
@@ -97,11 +103,12 @@ async def test_subject_without_stream_fails_every_id_without_hanging(nc: Client)
     assert not gates["min_rate_ratio"].passed
 
 
-async def test_server_error_in_puback_is_recorded(nc: Client) -> None:
+@pytest.mark.parametrize("engine", ["wire", "nats-py"])
+async def test_server_error_in_puback_is_recorded(nc: Client, engine: Engine) -> None:
     # A stream limited to 10 messages that refuses new ones: PubAcks carry {"error": ...}
     await nc.jetstream().add_stream(StreamConfig(
-        name="LOADFULL", subjects=["loadfull.>"], max_msgs=10, discard="new"))
-    res = await inject(nc, "loadfull.a", rate=MaxRate(), count=30, window=5)
+        name=f"LOADFULL{engine[0]}", subjects=["loadfull.>"], max_msgs=10, discard="new"))
+    res = await inject(nc, "loadfull.a", rate=MaxRate(), count=30, window=5, engine=engine)
     assert len(res.acked) == 10
     assert len(res.failed) == 20
     reason = next(iter(res.failed.values()))
@@ -156,9 +163,12 @@ async def test_bad_arguments_are_config_errors(nc: Client) -> None:
         Injector(nc, "x.y", count=1, window=0)
     with pytest.raises(ConfigError, match="literal NATS subject"):
         Injector(nc, "x.*", count=1)
+    with pytest.raises(ConfigError, match="engine must be"):
+        Injector(nc, "x.y", count=1, engine="fast")  # type: ignore[arg-type]
 
 
-async def test_keeps_going_through_a_broker_restart() -> None:
+@pytest.mark.parametrize("engine", ["wire", "nats-py"])
+async def test_keeps_going_through_a_broker_restart(engine: Engine) -> None:
     from harness.broker import NatsServer
 
     async with NatsServer(name="load-restart") as srv:
@@ -171,7 +181,7 @@ async def test_keeps_going_through_a_broker_restart() -> None:
                 StreamConfig(name="LOADRS", subjects=["loadrs.>"]))
             load = asyncio.create_task(run_load(
                 srv.client_url, "loadrs.a", rate=Constant(300), duration_s=4.0,
-                ack_timeout_s=1.0, connect_kwargs={"reconnect_time_wait": 0.1}))
+                ack_timeout_s=1.0, engine=engine, connect_kwargs={"reconnect_time_wait": 0.1}))
             await asyncio.sleep(1.0)
             await srv.nodes[0].restart()
             res = await asyncio.wait_for(load, 60)
