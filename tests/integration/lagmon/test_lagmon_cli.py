@@ -98,6 +98,7 @@ async def test_cli_rejects_bad_threshold_with_exit_2() -> None:
 
 async def test_cluster_counts_each_consumer_once_from_its_leader() -> None:
     from harness.broker import NatsCluster
+    from services.lagmon.poller import LagSnapshot
     from services.lagmon.service import LagMonitor
 
     async with NatsCluster(3) as cluster:
@@ -116,7 +117,17 @@ async def test_cluster_counts_each_consumer_once_from_its_leader() -> None:
             for i in range(4):
                 await js.publish("r3.x", str(i).encode())
             monitor = LagMonitor(nc, streams=["R3"])
-            snap = await monitor.poll_once()
+
+            async def settled() -> LagSnapshot:
+                # The consumer leader learns of new messages through replication, just after
+                # the stream leader's PubAck: its num_pending converges, it is not instant.
+                while True:
+                    snap = await monitor.poll_once()
+                    if snap.consumers[("R3", "w")].lag == 4:
+                        return snap
+                    await asyncio.sleep(0.05)
+
+            snap = await asyncio.wait_for(settled(), 10)
             assert list(snap.consumers) == [("R3", "w")]
             c = snap.consumers[("R3", "w")]
             assert c.lag == 4
@@ -126,3 +137,45 @@ async def test_cluster_counts_each_consumer_once_from_its_leader() -> None:
             assert text.count("qiki_jetstream_consumer_lag{") == 1
         finally:
             await nc.close()
+
+
+async def test_cli_keeps_polling_across_a_broker_restart() -> None:
+    async with NatsServer() as srv:
+        nc = await nats.connect(srv.client_url)
+        try:
+            await provision(nc.jetstream(), load_runtime_config())  # file storage: survives
+        finally:
+            await nc.close()
+        ready: list[str] = []
+
+        async def probe(p: ManagedProcess) -> None:
+            ready.append(await p.wait_for_log(r"^READY http://127\.0\.0\.1:\d+$"))
+
+        argv = [sys.executable, "-m", "services.lagmon", "--nats-url", srv.client_url,
+                "--interval-s", "0.1", "--http-port", "0", "--timeout-s", "0.5"]
+        async with ManagedProcess(argv, name="lagmon", ready=probe) as proc:
+            base = ready[0].split()[1]
+
+            async def polls() -> float:
+                text = (await _get(base + "/metrics"))[1]
+                return sum(
+                    float(line.rsplit(" ", 1)[1])
+                    for line in text.splitlines()
+                    if line.startswith("qiki_lagmon_polls_total ")
+                )
+
+            await srv.node.restart()
+            before = await polls()
+
+            async def advanced() -> None:
+                # Polling a remote endpoint: there is no local event to wait on.
+                while await polls() < before + 3 or (  # noqa: ASYNC110
+                    await _get(base + "/healthz")
+                )[0] != 200:
+                    await asyncio.sleep(0.1)
+
+            # A bounded wait for recovery, not a timing assertion.
+            await asyncio.wait_for(advanced(), 30)
+            assert proc.running
+            await proc.terminate()
+            assert proc.exit_code == 0, proc.log_text()
