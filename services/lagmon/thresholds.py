@@ -62,7 +62,10 @@ class ThresholdSpec:
 
 
 class Thresholds:
-    """Threshold lookup: exact ``(stream, consumer)`` first, then consumer name, then default."""
+    """Threshold lookup: exact ``(stream, consumer)`` first, then consumer name, then default.
+
+    Specs apply in order and a later one wins over an earlier one it covers.
+    """
 
     def __init__(
         self,
@@ -83,8 +86,14 @@ class Thresholds:
             self.set(spec)
 
     def set(self, spec: ThresholdSpec) -> None:
-        """Add or replace one threshold (later specs win, so CLI overrides config)."""
+        """Add or replace one threshold: later specs win, so CLI overrides config.
+
+        A name-only spec replaces earlier exact ones for that consumer name, so
+        ``--threshold registrar-events=5`` overrides the BotSpec's per-stream value.
+        """
         if spec.stream is None:
+            for key in [k for k in self._exact if k[1] == spec.consumer]:
+                del self._exact[key]
             self._by_name[spec.consumer] = spec.threshold
         else:
             self._exact[(spec.stream, spec.consumer)] = spec.threshold

@@ -64,6 +64,17 @@ def test_lookup_precedence() -> None:
     assert t.as_dict() == {"S:c": 30, "c": 20, "*": 99}
 
 
+def test_cli_name_only_spec_overrides_config_exact_spec() -> None:
+    config = [ThresholdSpec("registrar-events", 1000, "QIKI_EVENTS_V1")]
+    cli = [ThresholdSpec.parse("registrar-events=5")]
+    t = Thresholds([*config, *cli])
+    assert t.for_consumer("QIKI_EVENTS_V1", "registrar-events") == 5
+    # ... and an exact CLI spec after it wins again for its stream only.
+    t.set(ThresholdSpec.parse("QIKI_EVENTS_V1:registrar-events=7"))
+    assert t.for_consumer("QIKI_EVENTS_V1", "registrar-events") == 7
+    assert t.for_consumer("OTHER", "registrar-events") == 5
+
+
 def test_bad_construction_arguments() -> None:
     with pytest.raises(ValueError, match="clear_ratio"):
         Thresholds(clear_ratio=1.5)
