@@ -199,7 +199,8 @@ class ManagedProcess:
                     f"{rx.pattern!r}"
                 )
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(event.wait(), timeout=0.2)
+                async with asyncio.timeout(0.2):
+                    await event.wait()
 
     # ------------------------------------------------------------- lifecycle
 
@@ -261,15 +262,19 @@ class ManagedProcess:
             for fut in (probe, exited):
                 if not fut.done():
                     fut.cancel()
-            # Let cancelled futures settle so no "Task was destroyed" noise leaks out.
-            await asyncio.gather(probe, exited, return_exceptions=True)
-        if probe in done and probe.exception() is None:
-            return
-        if probe in done:
-            reason = f"its ready probe failed: {probe.exception()!r}"
-        elif exited in done:
+            # Let cancelled futures settle so no "Task was destroyed" noise leaks out, but
+            # never wait long: a probe that swallows its cancellation must not hang start().
+            await asyncio.wait({probe, exited}, timeout=1.0)
+            if probe.done() and not probe.cancelled():
+                probe.exception()  # mark retrieved: no "exception never retrieved" noise
+        if exited in done:
+            # Checked first: a probe that fails because the process died is less telling.
             await self._drain_readers()
             reason = f"it exited with code {self._proc.returncode} before it was ready"
+        elif probe in done and not probe.cancelled() and probe.exception() is None:
+            return
+        elif probe in done:
+            reason = f"its ready probe failed: {probe.exception()!r}"
         else:
             reason = f"it was not ready within {self.ready_timeout_s:g} s"
         raise ProcessStartError(self._start_failure_text(reason, mark))
@@ -294,18 +299,30 @@ class ManagedProcess:
             await asyncio.gather(*self._readers, return_exceptions=True)
         self._readers = []
 
+    def _send(self, sig: signal.Signals) -> None:
+        """Signal our child by PID; a no-op once asyncio has seen it exit.
+
+        Not ``Popen.send_signal``: that first polls with ``waitpid``, which can reap a child
+        that just died and steal the exit status from asyncio's child watcher (which then
+        reports 255, "Unknown child process"). Until the watcher reaps it, the PID stays ours
+        (a zombie), so ``os.kill`` cannot hit another process.
+        """
+        proc = self._proc
+        if proc is None or proc.returncode is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(proc.pid, sig)
+
     def _signal(self, sig: signal.Signals) -> None:
         if self._proc is None or self._proc.returncode is not None:
             raise ProcessError(f"{self.name}: not running, cannot send {sig.name}")
-        try:
-            self._proc.send_signal(sig)
-        except ProcessLookupError as exc:  # exited but not reaped yet
-            raise ProcessError(f"{self.name}: exited, cannot send {sig.name}") from exc
+        self._send(sig)
 
     async def _wait_exit(self, timeout_s: float) -> bool:
         assert self._proc is not None
         try:
-            await asyncio.wait_for(self._proc.wait(), timeout=timeout_s)
+            async with asyncio.timeout(timeout_s):
+                await self._proc.wait()
         except TimeoutError:
             return False
         return True
@@ -316,17 +333,15 @@ class ManagedProcess:
         if proc is None:
             return
         if proc.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                proc.send_signal(first)
-                if self._paused and first != signal.SIGKILL:
-                    # A stopped process only acts on SIGTERM once continued.
-                    proc.send_signal(signal.SIGCONT)
+            self._send(first)
+            if self._paused and first != signal.SIGKILL:
+                # A stopped process only acts on SIGTERM once continued.
+                self._send(signal.SIGCONT)
             if not await self._wait_exit(timeout_s) and proc.returncode is None:
                 self._append_line(
                     f"--- {self.name}: no exit {timeout_s:g} s after {first.name}, SIGKILL ---"
                 )
-                with contextlib.suppress(ProcessLookupError):
-                    proc.kill()
+                self._send(signal.SIGKILL)
                 await proc.wait()
         _LIVE_PIDS.discard(proc.pid)
         self._paused = False

@@ -41,7 +41,10 @@ async def get(host: str, port: int, path: str, *, timeout_s: float = 1.0) -> tup
             raise HttpError(f"malformed HTTP status from {host}:{port}{path}") from exc
         return status, body
 
-    return await asyncio.wait_for(_do(), timeout=timeout_s)
+    # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation that races
+    # with the inner result, leaving a cancelled readiness poller running forever.
+    async with asyncio.timeout(timeout_s):
+        return await _do()
 
 
 async def get_json(host: str, port: int, path: str, *, timeout_s: float = 1.0) -> Any:

@@ -35,8 +35,9 @@ RouteUrlFor = Callable[[int, int, int], str]
 
 HEALTHZ_JS = "/healthz?js-enabled-only=true"
 _HINT = (
-    "check the log lines above; run the command by hand to reproduce; set NATS_SERVER_BIN to "
-    "another nats-server (v2.10+) if this one is broken"
+    "the log lines above are nats-server's own (a config error names the field, which may "
+    "come from extra_config); set NATS_SERVER_BIN to another nats-server (v2.10+) if this "
+    "one is broken"
 )
 _PORT_IN_USE = re.compile(r"address already in use", re.IGNORECASE)
 _VERSION_LINE = re.compile(r"Version:\s+(\S+)")
@@ -47,6 +48,8 @@ async def _poll_healthz(node: NatsNode, path: str = HEALTHZ_JS) -> None:
     """Poll the monitoring endpoint until it answers 200; short, growing interval, no sleep."""
     delay = 0.002
     while True:
+        if not node.running:
+            raise BrokerError(f"{node.name}: exited while waiting for {path}")
         try:
             status, _ = await _http.get(HOST, node.monitor_port, path, timeout_s=1.0)
             if status == 200:
@@ -273,6 +276,7 @@ class _ProcessBroker:
         self._workdir: Path | None = None
         self._own_store = self._store_arg is None
         self._nodes: list[NatsNode] = []
+        self._started = False
         self.startup_s: float | None = None
 
     # --------------------------------------------------------------- protocol
@@ -367,25 +371,43 @@ class _ProcessBroker:
 
     # ------------------------------------------------------------- lifecycle
 
-    def _make_nodes(self) -> None:
-        binary = self._binary_arg or find_nats_server()
-        self._workdir = Path(tempfile.mkdtemp(prefix="qiki-nats-"))
-        store_root = self.store_dir
-        for name in self._names:
-            node_store = store_root / name if self._cluster else store_root
-            node_store.mkdir(parents=True, exist_ok=True)
-            self._nodes.append(
-                NatsNode(
-                    name=name,
-                    binary=binary,
-                    workdir=self._workdir,
-                    store_dir=node_store,
-                    config=self._node_config,
-                    cluster=self._cluster,
-                    ready_timeout_s=self._ready_timeout_s,
-                    log_dir=self._log_dir,
+    def prepare(self) -> None:
+        """Create the temp dir, the store dirs and the nodes with their ports; spawn nothing.
+
+        ``async with`` does this itself. Call it first only to learn the ports before the
+        servers start (e.g. ``node.cluster_port`` to point a route proxy at); after that,
+        always ``async with`` (or :meth:`close`) so the temp dir is removed. Idempotent.
+        """
+        if self._nodes:
+            return
+        try:
+            binary = self._binary_arg or find_nats_server()
+            self._workdir = Path(tempfile.mkdtemp(prefix="qiki-nats-"))
+            store_root = self.store_dir
+            for name in self._names:
+                node_store = store_root / name if self._cluster else store_root
+                node_store.mkdir(parents=True, exist_ok=True)
+                self._nodes.append(
+                    NatsNode(
+                        name=name,
+                        binary=binary,
+                        workdir=self._workdir,
+                        store_dir=node_store,
+                        config=self._node_config,
+                        cluster=self._cluster,
+                        ready_timeout_s=self._ready_timeout_s,
+                        log_dir=self._log_dir,
+                    )
                 )
-            )
+        except BaseException:
+            self._nodes = []
+            if self._workdir is not None:
+                shutil.rmtree(self._workdir, ignore_errors=True)
+                self._workdir = None
+            raise
+
+    def _can_repick_ports(self) -> bool:
+        return True
 
     async def _wait_formed(self) -> None:
         """Extra readiness after every node answers healthz (the cluster's meta leader)."""
@@ -403,7 +425,7 @@ class _ProcessBroker:
                 return
             await asyncio.gather(*(n.stop(1.0) for n in self._nodes))
             port_race = all(_PORT_IN_USE.search(str(e)) for e in errors if isinstance(e, Exception))
-            if not port_race or attempt == _START_ATTEMPTS:
+            if not port_race or attempt == _START_ATTEMPTS or not self._can_repick_ports():
                 first = errors[0]
                 if isinstance(first, ProcessError):
                     raise BrokerStartError(str(first)) from first
@@ -413,11 +435,12 @@ class _ProcessBroker:
 
     async def start(self) -> None:
         """Start every node and wait until the deployment is ready."""
-        if self._nodes:
+        if self._started:
             raise BrokerError(f"{type(self).__name__} already started")
+        self._started = True
         t0 = time.perf_counter()
         try:
-            self._make_nodes()
+            self.prepare()
             await self._start_all()
         except BaseException:
             await self.close()
@@ -514,8 +537,11 @@ class NatsCluster(_ProcessBroker):
     partitions. Each node then also advertises a route address nobody can dial (see
     :data:`UNREACHABLE_ROUTE`), so peers never learn a direct address through route gossip
     and cannot bypass the proxies; all routes come from the explicit (proxied) config.
-    Proxies must be listening (or at least accepting soon) when the cluster starts: nodes
-    keep retrying explicit routes.
+    ``route_url_for`` is called whenever a node's config is written (each start and
+    restart), so it must return the same URL for the same arguments. To start the proxies
+    before the nodes, call :meth:`prepare` first (ports are then known:
+    ``cluster.nodes[j].cluster_port``), start the proxies, then ``async with cluster``.
+    Nodes keep retrying explicit routes, so a proxy that comes up late only delays forming.
     """
 
     UNREACHABLE_ROUTE = "127.0.0.1:1"
@@ -554,6 +580,10 @@ class NatsCluster(_ProcessBroker):
 
     def __repr__(self) -> str:
         return f"<NatsCluster {self.cluster_name} size={self.size} urls={self.client_urls}>"
+
+    def _can_repick_ports(self) -> bool:
+        # Route proxies were set up for the first ports; new ports would strand them.
+        return self.route_url_for is None
 
     def route_urls(self, index: int) -> list[str]:
         """Route URLs node ``index`` dials (through ``route_url_for`` when set)."""
@@ -599,7 +629,8 @@ class NatsCluster(_ProcessBroker):
 
     async def _wait_formed(self) -> None:
         try:
-            await asyncio.wait_for(self._wait_meta_agreed(), timeout=self._ready_timeout_s)
+            async with asyncio.timeout(self._ready_timeout_s):
+                await self._wait_meta_agreed()
         except TimeoutError:
             leaders = await self._meta_leaders()
             tails = "\n".join(

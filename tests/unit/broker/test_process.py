@@ -177,3 +177,29 @@ def test_log_ring_buffer_keeps_the_tail() -> None:
         p._append_line(f"line {i}")
     assert p.log_text() == "line 2\nline 3\nline 4\n"
     assert p.log_text(tail=1) == "line 4\n"
+
+
+async def test_kill_reports_sigkill_every_time() -> None:
+    # Guards the waitpid race: a second signal sent via Popen.send_signal polls and reaps the
+    # child, and asyncio then reports exit code 255 ("Unknown child process").
+    p = ManagedProcess(["sleep", "60"], name="sleep")
+    try:
+        for _ in range(5):
+            await p.start()
+            await p.kill()
+            assert p.exit_code == -signal.SIGKILL
+    finally:
+        await p.close()
+
+
+async def test_probe_swallowing_cancellation_does_not_hang_start() -> None:
+    async def stubborn(_: ManagedProcess) -> None:
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            await asyncio.sleep(3)  # ignores the first cancel, like a wait_for race on 3.11
+
+    code = "import sys\nsys.exit(4)"
+    p = ManagedProcess(child(code), name="dies", ready=stubborn, ready_timeout_s=10)
+    with pytest.raises(ProcessStartError, match="exited with code 4"):
+        await asyncio.wait_for(p.start(), 5)
