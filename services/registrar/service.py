@@ -170,9 +170,13 @@ class Registrar:
         self.store = await loop.run_in_executor(
             self._db,
             lambda: RegistrarStore(
-                opts.db_path, synchronous=opts.synchronous, max_data_bytes=opts.max_data_bytes
+                opts.db_path,
+                synchronous=opts.synchronous,
+                max_data_bytes=opts.max_data_bytes,
+                autocheckpoint=False,
             ),
         )
+        self._tasks.append(asyncio.create_task(self._checkpointer(), name="registrar-ckpt"))
         await self._lifecycle(RegistrarCode.BOOT_START, {"db": str(opts.db_path)})
         self.nc = await connect(
             opts.nats,
@@ -476,6 +480,26 @@ class Registrar:
 
         results = await asyncio.gather(*(one(r) for r in rejects))
         return [r for r in results if r is not None]
+
+    async def _checkpointer(self, interval_s: float = 1.0) -> None:
+        """Checkpoint the WAL from a second connection and thread, off the commit path.
+
+        With SQLite's automatic checkpoint, the commit that crosses 1,000 WAL pages copies
+        them into the database file and fsyncs it: a latency spike for that batch.
+        """
+        loop = asyncio.get_running_loop()
+        path = self.options.db_path
+        with ThreadPoolExecutor(1, thread_name_prefix="registrar-ckpt") as pool:
+            ckpt = await loop.run_in_executor(pool, lambda: RegistrarStore(path))
+            try:
+                while True:
+                    await asyncio.sleep(interval_s)
+                    try:
+                        await loop.run_in_executor(pool, ckpt.checkpoint)
+                    except Exception as exc:  # e.g. busy: try again next round
+                        _log.debug("checkpoint skipped: %s", exc)
+            finally:
+                await asyncio.shield(loop.run_in_executor(pool, ckpt.close))
 
     # -- own lifecycle ----------------------------------------------------------------------
     async def _lifecycle(self, code: RegistrarCode, data: dict[str, Any]) -> None:

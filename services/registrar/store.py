@@ -171,6 +171,7 @@ class RegistrarStore:
         readonly: bool = False,
         synchronous: Literal["OFF", "NORMAL", "FULL", "EXTRA"] = "FULL",
         max_data_bytes: int = 65536,
+        autocheckpoint: bool = True,
     ) -> None:
         self.path = Path(path)
         self.readonly = readonly
@@ -190,8 +191,13 @@ class RegistrarStore:
             self._conn = sqlite3.connect(
                 self.path, isolation_level=None, check_same_thread=False
             )
+            self._conn.execute("PRAGMA busy_timeout=5000")
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute(f"PRAGMA synchronous={synchronous}")
+            if not autocheckpoint:
+                # The owner checkpoints from another connection (see checkpoint()), so a
+                # commit never pays for copying the WAL into the database file.
+                self._conn.execute("PRAGMA wal_autocheckpoint=0")
             self._conn.executescript(_SCHEMA)
         self._conn.execute("PRAGMA busy_timeout=5000")
         self._check_schema()
@@ -262,6 +268,15 @@ class RegistrarStore:
             raise
         self._last_seq += max(inserted, 0)
         return counts
+
+    def checkpoint(self, mode: Literal["PASSIVE", "FULL", "TRUNCATE"] = "PASSIVE") -> int:
+        """Copy committed WAL frames into the database file; return the frames still in the WAL.
+
+        ``PASSIVE`` never blocks the writer, so it can run on its own connection in another
+        thread while batches are committed.
+        """
+        busy, log, done = self._conn.execute(f"PRAGMA wal_checkpoint({mode})").fetchone()
+        return max(int(log) - int(done), 0) if not busy else int(log)
 
     # -- reading ------------------------------------------------------------------------
     def query(

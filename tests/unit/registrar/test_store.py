@@ -92,3 +92,15 @@ def test_truncated_flag(tmp_path: Path) -> None:
         st.write_batch([(*r[:11], b"ab", 3)])  # type: ignore[list-item]
         (rec,) = st.query()
         assert rec.truncated and rec.to_json()["truncated"] is True
+
+
+def test_checkpoint_from_a_second_connection_while_writing(tmp_path: Path) -> None:
+    with RegistrarStore(tmp_path / "r.db", autocheckpoint=False) as writer, \
+            RegistrarStore(tmp_path / "r.db") as ckpt:
+        for b in range(5):
+            writer.write_batch([row(210, "a", f"{b}-{i}", data=b"x" * 500) for i in range(200)])
+        wal = tmp_path / "r.db-wal"
+        assert wal.stat().st_size > 0
+        assert ckpt.checkpoint() == 0  # everything copied
+        writer.write_batch([row(210, "a", "after")])
+        assert writer.count() == 1001

@@ -1,0 +1,337 @@
+"""Registrar ingest benchmark: a bare fetch -> SQLite -> ack loop vs the registrar.
+
+``python -m bench.registrar_ingest [--events 200000] [--rate 1000] [--latency-s 5]``
+
+1. Throughput: ``--events`` CloudEvents (binary mode, ~200 B of JSON data) are preloaded into
+   QIKI_EVENTS_V1 on a real nats-server (file storage). Then, each on its own durable:
+   - *bare*: ``fetch(1000)`` -> ``executemany`` INSERT into SQLite (WAL, synchronous=FULL,
+     one transaction per batch) -> ack each, no validation (the issue's baseline);
+   - *registrar*: ``python -m services.registrar`` (validates every event, assigns codes,
+     dedups on (source, id), fsyncs every batch) drains the same backlog.
+   The drain rate is events / (time from start until the durable has nothing pending or
+   unacknowledged).
+2. Latency: with the registrar running, events are published at ``--rate`` per second; the
+   benchmark listens to the registrar's acks (``$JS.ACK.<stream>.<durable>.>``), which are
+   sent only after the batch is committed, so publish -> ack is an upper bound of publish ->
+   stored. Reported: p50 / p99 / max.
+
+Goals (issue 2): registrar >= 25,000 events/s and >= 0.8x bare; p99 <= 20 ms.
+Prints a table, then ``RESULT {json}`` as the last line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import sqlite3
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+GOAL_RATE = 25_000.0
+GOAL_RATIO = 0.8
+GOAL_P99_MS = 20.0
+EVENTS_SUBJECT = "qiki.events.v1.sensor"
+STREAM = "QIKI_EVENTS_V1"
+DURABLE = "registrar-events"
+BARE_DURABLE = "bench-bare"
+
+
+def _event_messages(n: int, start: int = 0) -> list[tuple[dict[str, str], bytes]]:
+    from services.common.cloudevents import new_event, to_binary
+
+    out = []
+    for i in range(start, start + n):
+        ev = new_event(
+            "qiki.sensor.v1.io_ok",
+            "urn:qiki:bench:sensor",
+            {"seq": i, "sensor_id": f"s{i % 16}", "reading": {"range_m": 1234.5 + i % 100,
+             "bearing_deg": (i * 7) % 360, "snr_db": 17.25}, "note": "x" * 64},
+            subject=f"sensor-{i % 16}",
+        )
+        out.append(to_binary(ev))
+    return out
+
+
+async def _preload(nc: Any, js: Any, n: int) -> float:
+    """Publish ``n`` events with core publishes (pipelined) and wait until all are stored."""
+    t0 = time.perf_counter()
+    chunk = 5000
+    before = (await js.stream_info(STREAM)).state.messages
+    for base in range(0, n, chunk):
+        for headers, body in _event_messages(min(chunk, n - base), base):
+            await nc.publish(EVENTS_SUBJECT, body, headers=headers)
+        await nc.flush(timeout=30)
+    # Polling the server is the point here (no event to wait on).
+    while (await js.stream_info(STREAM)).state.messages < before + n:  # noqa: ASYNC110
+        await asyncio.sleep(0.05)
+    return time.perf_counter() - t0
+
+
+async def _drained(js: Any, durable: str) -> bool:
+    info = await js.consumer_info(STREAM, durable)
+    return bool(info.num_pending == 0 and info.num_ack_pending == 0)
+
+
+def _proc_cpu_s(pid: int) -> float | None:
+    """CPU seconds (user + system) used so far by process ``pid`` (Linux /proc), else None."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+async def _bare_loop(nc: Any, js: Any, db: Path, n: int) -> tuple[float, float]:
+    """The baseline: fetch(1000) -> INSERT (one transaction, fsync) -> ack; no validation."""
+    from nats.js import api
+
+    await js.add_consumer(STREAM, api.ConsumerConfig(
+        durable_name=BARE_DURABLE, ack_policy=api.AckPolicy.EXPLICIT, ack_wait=30,
+        max_ack_pending=20_000))
+    conn = sqlite3.connect(db, isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=FULL")
+    conn.execute("CREATE TABLE IF NOT EXISTS raw (seq INTEGER PRIMARY KEY, subject TEXT, "
+                 "msg_id TEXT, data BLOB, stored_at REAL)")
+    psub = await js.pull_subscribe_bind(BARE_DURABLE, STREAM)
+    done = 0
+    t0 = time.perf_counter()
+    c0 = time.process_time()
+    while done < n:
+        try:
+            msgs = await psub.fetch(1000, timeout=1.0)
+        except TimeoutError:
+            if await _drained(js, BARE_DURABLE):
+                break
+            continue
+        now = time.time()
+        rows = [(m.subject, (m.headers or {}).get("Nats-Msg-Id"), m.data, now) for m in msgs]
+        conn.execute("BEGIN")
+        conn.executemany("INSERT INTO raw (subject, msg_id, data, stored_at) VALUES (?,?,?,?)",
+                         rows)
+        conn.execute("COMMIT")
+        for m in msgs:
+            await m.ack()
+        done += len(msgs)
+    await nc.flush()
+    elapsed = time.perf_counter() - t0
+    cpu = time.process_time() - c0
+    await psub.unsubscribe()
+    conn.close()
+    return elapsed, cpu
+
+
+class _Registrar:
+    def __init__(self, url: str, db: Path, extra: list[str]) -> None:
+        self.url = url
+        self.db = db
+        self.extra = extra
+        self.proc: asyncio.subprocess.Process | None = None
+        self.http = ""
+
+    async def start(self) -> float:
+        """Start it; return the monotonic time of its READY line."""
+        self.proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "services.registrar", "--nats-url", self.url,
+            "--db", str(self.db), "--http-port", "0", "--provision", "never",
+            "--log-level", "WARNING", *self.extra,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        assert self.proc.stdout is not None
+        line = await asyncio.wait_for(self.proc.stdout.readline(), 30)
+        if not line.startswith(b"READY "):
+            raise RuntimeError(f"registrar did not start: {line!r}")
+        self.http = line.split()[1].decode()
+        return time.perf_counter()
+
+    async def stop(self) -> int | None:
+        if self.proc is None or self.proc.returncode is not None:
+            return self.proc.returncode if self.proc else None
+        self.proc.terminate()
+        try:
+            return await asyncio.wait_for(self.proc.wait(), 15)
+        except TimeoutError:
+            self.proc.kill()
+            return await self.proc.wait()
+
+
+async def _wait_drained(js: Any, durable: str, n_expected: int, timeout_s: float) -> float:
+    deadline = time.perf_counter() + timeout_s
+    while time.perf_counter() < deadline:
+        if await _drained(js, durable):
+            return time.perf_counter()
+        await asyncio.sleep(0.02)
+    raise TimeoutError(f"{durable} did not drain {n_expected} events in {timeout_s} s")
+
+
+async def _latency(nc: Any, js: Any, rate: float, seconds: float) -> list[float]:
+    """Publish at ``rate``/s; latency = ack seen - publish start, matched by stream seq."""
+    sent: dict[int, float] = {}
+    acked: dict[int, float] = {}
+
+    async def on_ack(msg: Any) -> None:
+        t = time.perf_counter()
+        tok = msg.subject.split(".")
+        seq = int(tok[5]) if len(tok) == 9 else int(tok[7])
+        acked.setdefault(seq, t)
+
+    sub = await nc.subscribe(f"$JS.ACK.{STREAM}.{DURABLE}.>", cb=on_ack)
+    await nc.flush()
+    n = int(rate * seconds)
+    msgs = _event_messages(n, 10_000_000)
+    t_start = time.perf_counter()
+    for i, (headers, body) in enumerate(msgs):
+        due = t_start + i / rate
+        delay = due - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        t0 = time.perf_counter()
+        ack = await js.publish(EVENTS_SUBJECT, body, headers=headers)
+        sent[ack.seq] = t0
+    deadline = time.perf_counter() + 10
+    while len(acked.keys() & sent.keys()) < len(sent) and time.perf_counter() < deadline:  # noqa: ASYNC110
+        await asyncio.sleep(0.05)
+    await sub.unsubscribe()
+    return [(acked[s] - t0) * 1000 for s, t0 in sent.items() if s in acked]
+
+
+def _pct(values: list[float], p: float) -> float:
+    if not values:
+        return float("nan")
+    s = sorted(values)
+    return s[min(len(s) - 1, round(p / 100 * (len(s) - 1)))]
+
+
+async def run(events: int, rate: float, latency_s: float, rounds: int) -> dict[str, Any]:
+    """Run the benchmark; return the RESULT dict."""
+    import nats
+
+    from harness.broker import NatsServer
+    from services.common.botspec import load_runtime_config, provision
+    from services.registrar.store import RegistrarStore
+
+    config = load_runtime_config()
+    bare_rates: list[float] = []
+    reg_rates: list[float] = []
+    bare_cpu: list[float] = []
+    reg_cpu: list[float] = []
+    lat: list[float] = []
+    with tempfile.TemporaryDirectory(prefix="qiki-bench-reg-") as tmp:
+        for r in range(rounds):
+            async with NatsServer() as srv:
+                nc = await nats.connect(srv.client_url)
+                js = nc.jetstream()
+                await provision(js, config)
+                pre = await _preload(nc, js, events)
+                print(f"round {r + 1}: preloaded {events} events in {pre:.1f} s", flush=True)
+
+                bare_s, bare_cpu_s = await _bare_loop(nc, js, Path(tmp) / f"bare{r}.db", events)
+                bare_rates.append(events / bare_s)
+                bare_cpu.append(events / bare_cpu_s)
+
+                reg = _Registrar(srv.client_url, Path(tmp) / f"reg{r}.db", [])
+                try:
+                    t0 = await reg.start()
+                    assert reg.proc is not None
+                    c0 = _proc_cpu_s(reg.proc.pid)
+                    t1 = await _wait_drained(js, DURABLE, events, 600)
+                    c1 = _proc_cpu_s(reg.proc.pid)
+                    reg_rates.append(events / (t1 - t0))
+                    if c0 is not None and c1 is not None and c1 > c0:
+                        reg_cpu.append(events / (c1 - c0))
+                    if r == rounds - 1:
+                        lat = await _latency(nc, js, rate, latency_s)
+                finally:
+                    code = await reg.stop()
+                with RegistrarStore(Path(tmp) / f"reg{r}.db", readonly=True) as st:
+                    stored = st.counts_by_code().get(201, 0)
+                expected = events + (len(lat) if r == rounds - 1 else 0)
+                if stored < expected:
+                    raise RuntimeError(f"registrar stored {stored} of {expected} events")
+                if code != 0:
+                    raise RuntimeError(f"registrar exited with {code} after SIGTERM")
+                await nc.close()
+    bare = statistics.median(bare_rates)
+    ours = statistics.median(reg_rates)
+    p50, p99 = _pct(lat, 50), _pct(lat, 99)
+    cpu_bare = statistics.median(bare_cpu) if bare_cpu else None
+    cpu_ours = statistics.median(reg_cpu) if reg_cpu else None
+    result = {
+        "events": events,
+        "rounds": rounds,
+        "bare_events_per_s": round(bare),
+        "registrar_events_per_s": round(ours),
+        "ratio": round(ours / bare, 3),
+        # Events per CPU-second of the consuming process: what one free core would do.
+        "bare_events_per_cpu_s": round(cpu_bare) if cpu_bare else None,
+        "registrar_events_per_cpu_s": round(cpu_ours) if cpu_ours else None,
+        "cpu_ratio": round(cpu_ours / cpu_bare, 3) if cpu_bare and cpu_ours else None,
+        "load_avg_1m": round(os.getloadavg()[0], 2),
+        "cpus": os.cpu_count(),
+        "latency_rate_per_s": rate,
+        "latency_samples": len(lat),
+        "p50_ms": round(p50, 2),
+        "p99_ms": round(p99, 2),
+        "max_ms": round(max(lat), 2) if lat else None,
+        "goal_events_per_s": GOAL_RATE,
+        "goal_ratio": GOAL_RATIO,
+        "goal_p99_ms": GOAL_P99_MS,
+    }
+    result["pass_rate"] = bool(ours >= GOAL_RATE)
+    result["pass_ratio"] = bool(ours / bare >= GOAL_RATIO)
+    result["pass_p99"] = bool(p99 <= GOAL_P99_MS)
+    result["pass"] = result["pass_rate"] and result["pass_ratio"] and result["pass_p99"]
+    return result
+
+
+def _table(res: dict[str, Any]) -> str:
+    rows = [
+        ("bare fetch->insert->ack (no validation)", f"{res['bare_events_per_s']:,} ev/s", "-"),
+        ("registrar (validate, code, fsync/batch)", f"{res['registrar_events_per_s']:,} ev/s",
+         f">= {GOAL_RATE:,.0f} ev/s"),
+        ("registrar / bare", f"{res['ratio']:.2f}x", f">= {GOAL_RATIO}x"),
+        ("bare, events per CPU-second", f"{res['bare_events_per_cpu_s']:,}", "-"),
+        ("registrar, events per CPU-second", f"{res['registrar_events_per_cpu_s']:,}", "-"),
+        ("load average (1 min) / cpus", f"{res['load_avg_1m']} / {res['cpus']}", "-"),
+        (f"publish->stored p50 @ {res['latency_rate_per_s']:.0f}/s", f"{res['p50_ms']} ms", "-"),
+        (f"publish->stored p99 @ {res['latency_rate_per_s']:.0f}/s", f"{res['p99_ms']} ms",
+         f"<= {GOAL_P99_MS} ms"),
+    ]
+    w = max(len(r[0]) for r in rows)
+    lines = [f"{'measure':<{w}}  {'value':>14}  goal", "-" * (w + 30)]
+    lines += [f"{a:<{w}}  {b:>14}  {c}" for a, b, c in rows]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point."""
+    p = argparse.ArgumentParser(prog="python -m bench.registrar_ingest", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--events", type=int, default=200_000)
+    p.add_argument("--rate", type=float, default=1000.0, help="events/s for the latency run")
+    p.add_argument("--latency-s", type=float, default=5.0)
+    p.add_argument("--rounds", type=int, default=1, help="throughput rounds (median reported)")
+    args = p.parse_args(argv)
+    try:
+        import uvloop
+        runner: Any = uvloop.run
+    except ImportError:  # pragma: no cover
+        runner = asyncio.run
+    res = runner(run(args.events, args.rate, args.latency_s, args.rounds))
+    print(_table(res))
+    print("RESULT " + json.dumps(res), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    with contextlib.suppress(KeyboardInterrupt):
+        sys.exit(main())
