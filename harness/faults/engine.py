@@ -191,7 +191,12 @@ async def _partition(platform: Platform, step: FaultStep, target: str) -> tuple[
     Process backend: Down toxics on every route proxy from and to the node. Container
     backend: the node leaves the run's Docker network (its clients lose it too).
     """
-    name = await resolve_node_name(platform, target)
+    return await _isolate(platform, step, target, await resolve_node_name(platform, target))
+
+
+async def _isolate(
+    platform: Platform, step: FaultStep, target: str, name: str
+) -> tuple[Heal, str]:
     assert platform.broker is not None
     node = next(n for n in platform.broker.nodes if n.name == name)
     routes = getattr(platform, "route_proxies", None)
@@ -207,6 +212,27 @@ async def _partition(platform: Platform, step: FaultStep, target: str) -> tuple[
         "topology.broker.nodes: 3 on the process backend (the runner then puts a fault proxy "
         "on every route) or the container backend (network disconnect)"
     )
+
+
+@register_fault("route", "part-kill")
+@register_fault("broker", "part-kill")
+async def _part_kill(platform: Platform, step: FaultStep, target: str) -> tuple[Heal | None, str]:
+    """Jepsen's part-kill: cut the node off now; at the heal it is killed while still cut
+    off, the partition is lifted and the node restarts from its store."""
+    # Resolved once: a stream-leader target names another node once the partition bites.
+    name = await resolve_node_name(platform, target)
+    heal_partition, detail = await _isolate(platform, step, target, name)
+    assert platform.broker is not None
+    node = next(n for n in platform.broker.nodes if n.name == name)
+
+    async def kill_heal_restart() -> None:
+        try:
+            await node.kill()
+        finally:
+            await heal_partition()
+        await node.restart()
+
+    return kill_heal_restart, f"{detail}; SIGKILL and restart at heal"
 
 
 @register_fault("route", "disconnect")
@@ -400,7 +426,7 @@ class FaultEngine:
             return all(state["stream_leaders"].values()) and state["meta_leader"] is not None
 
         def during(state: dict[str, Any]) -> bool:
-            if step.action in ("partition", "disconnect"):
+            if step.action in ("partition", "disconnect", "part-kill"):
                 node = state["nodes"].get(hit or "", {})
                 return node.get("routes", -1) == 0 and (not cluster or leaders_ok(state))
             if not cluster:

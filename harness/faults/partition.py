@@ -169,7 +169,8 @@ class RouteProxies:
 
 
 def needs_route_proxies(scenario: Scenario) -> bool:
-    """True when a scenario's faults act on cluster routes (partition or ``route:nN``)."""
+    """True when a scenario's faults act on cluster routes (partition, part-kill or
+    ``route:nN``)."""
     from harness.scenario.model import FaultStep, step_body
 
     if scenario.topology.broker.nodes < 2:
@@ -177,7 +178,7 @@ def needs_route_proxies(scenario: Scenario) -> bool:
     for entry in scenario.method:
         step = step_body(entry)
         if isinstance(step, FaultStep) and (
-            step.target.startswith("route:") or step.action == "partition"
+            step.target.startswith("route:") or step.action in ("partition", "part-kill")
         ):
             return True
     return False

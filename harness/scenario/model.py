@@ -122,7 +122,7 @@ class LoadStep(_Step):
 FaultAction = Literal[
     "kill", "terminate", "pause", "restart", "pause-kill",
     "latency", "bandwidth", "blackhole", "reset_peer", "down", "slicer", "limit_data",
-    "partition", "disconnect",
+    "partition", "disconnect", "part-kill",
 ]
 
 
@@ -160,7 +160,7 @@ class FaultStep(_Step):
                      "limit_data"}
         if self.action in link_only and not self.target.startswith("link:"):
             raise ValueError(f"action {self.action!r} applies to link:NAME targets only")
-        if self.action in {"pause", "partition", "disconnect", *link_only} and (
+        if self.action in {"pause", "partition", "disconnect", "part-kill", *link_only} and (
             self.duration_s is None
         ):
             # A pause or a cut link with no end would just hang the run until rollback.

@@ -127,7 +127,7 @@ class FakePlatform:
 
 
 def step(action: str, target: str = "broker", **kw: Any) -> FaultStep:
-    if action in {"pause", "partition", "disconnect"}:
+    if action in {"pause", "partition", "disconnect", "part-kill"}:
         kw.setdefault("duration_s", 1.0)
     return FaultStep(action=action, target=target, **kw)  # type: ignore[arg-type]
 
@@ -189,8 +189,8 @@ async def test_unsupported_combination_lists_what_is_supported() -> None:
 def test_handlers_cover_the_issue() -> None:
     h = describe_handlers()
     assert {"kill", "terminate", "pause", "restart", "pause-kill", "partition",
-            "disconnect"} <= set(h["broker"])
-    assert set(h["route"]) == {"partition", "disconnect"}
+            "disconnect", "part-kill"} <= set(h["broker"])
+    assert set(h["route"]) == {"partition", "disconnect", "part-kill"}
     assert {"kill", "pause", "restart"} <= set(h["service"])
 
 
@@ -291,6 +291,21 @@ async def test_partition_cuts_every_route_of_the_node_both_ways() -> None:
         assert "route_proxies" in fault_evidence_summary(p)
 
 
+async def test_part_kill_kills_while_cut_off_then_heals_and_restarts() -> None:
+    nodes = cluster()
+    for i, n in enumerate(nodes):
+        n.cluster_port = 40000 + i
+    async with RouteProxies() as routes:
+        await routes.attach(FakeBroker(nodes))
+        eng = FaultEngine(FakePlatform(nodes, routes))  # type: ignore[arg-type]
+        fault = await eng.apply(step("part-kill", "broker:n2"))
+        assert nodes[1].calls == [] and routes.proxies[(1, 0)].is_down
+        assert fault.detail.endswith("SIGKILL and restart at heal")
+        await eng.heal_all()
+        assert nodes[1].calls == ["kill", "restart"]
+        assert not any(p.is_down for p in routes.proxies.values())
+
+
 async def test_disconnect_uses_the_container_network() -> None:
     nodes: list[FakeNode] = [FakeContainerNode("n1"), FakeContainerNode("n2"),
                              FakeContainerNode("n3")]
@@ -303,3 +318,18 @@ async def test_disconnect_uses_the_container_network() -> None:
     await eng.apply(step("partition", "route:n1"))
     assert nodes[0].calls == ["disconnect"]
     await eng.heal_all()
+
+
+def test_route_proxies_only_for_scenarios_that_partition() -> None:
+    from harness.faults.partition import needs_route_proxies
+    from harness.scenario.loader import parse_scenario
+
+    base = "name: x\ntopology: {broker: {nodes: %d}}\nmethod:\n  - fault: %s\n"
+    part = "{action: partition, target: 'route:n3', duration_s: 1}"
+    kill = "{action: kill, target: 'broker:stream-leader:S'}"
+    assert needs_route_proxies(parse_scenario(base % (3, part)))
+    assert needs_route_proxies(parse_scenario(
+        base % (3, "{action: part-kill, target: 'broker:n1', duration_s: 1}")))
+    assert not needs_route_proxies(parse_scenario(base % (3, kill)))
+    with pytest.raises(ValueError, match=r"route faults .* need topology\.broker\.nodes: 3"):
+        parse_scenario(base % (1, part))
