@@ -20,7 +20,7 @@ from harness.errors import HarnessError
 from harness.load.gates import LocustGates, LocustStats
 
 __all__ = ["DEFAULT_LOCUSTFILE", "LocustOutcome", "LocustProcessError", "locust_argv",
-           "read_locust_csv",
+           "read_locust_csv", "read_locust_rows",
            "run_locust"]
 
 #: The platform locustfile shipped with the harness.
@@ -108,6 +108,17 @@ def read_locust_csv(prefix: Path | str) -> LocustStats:
         p50_ms=num("50%"), p95_ms=num("95%"), p99_ms=num("99%"),
         rps=num("Requests/s") or 0.0,
     )
+
+
+def read_locust_rows(prefix: Path | str) -> dict[tuple[str, str], dict[str, str]]:
+    """Every row of ``<prefix>_stats.csv`` keyed by ``(Type, Name)`` (the aggregate is
+    ``("", "Aggregated")``)."""
+    path = Path(f"{prefix}_stats.csv")
+    try:
+        with path.open(newline="") as f:
+            return {(r.get("Type", ""), r.get("Name", "")): r for r in csv.DictReader(f)}
+    except OSError as e:
+        raise LocustProcessError(f"cannot read Locust stats {path}: {e}") from e
 
 
 @dataclass

@@ -47,6 +47,7 @@ if TYPE_CHECKING:
 
     from nats.aio.client import Client
     from nats.aio.msg import Msg
+    from nats.js import JetStreamContext
     from nats.js.api import PubAck
 
 __all__ = [
@@ -270,10 +271,20 @@ class JetStreamUser(NatsUser):
     #: Base URL of the registrar's HTTP API (``GET /records?id=...``); None = no E2E.
     registrar_url: str | None = None
 
+    def __init__(self, environment: Environment) -> None:
+        super().__init__(environment)
+        self._js: JetStreamContext | None = None
+        self._js_nc: Client | None = None
+
     def js_publish(self, subject: str, payload: bytes, *, headers: dict[str, str] | None = None,
                    timeout_s: float | None = None, name: str | None = None) -> PubAck | None:
         """JetStream publish; fires ``JS_PUB`` (PubAck latency). None on failure."""
-        js = self.nc.jetstream()
+        nc = self.nc
+        js = self._js
+        if js is None or self._js_nc is not nc:
+            # One context per user and connection: building it per request costs.
+            js = self._js = nc.jetstream()
+            self._js_nc = nc
         timeout = timeout_s or self.timeout_s
 
         async def call() -> tuple[float, PubAck | None, BaseException | None]:

@@ -1,0 +1,234 @@
+"""Benchmark of load injection: ``python -m bench.load`` (issue 5).
+
+256-byte messages with a unique ``Nats-Msg-Id``, one nats-server with JetStream file
+storage, side by side in one run (acked messages per second; median of ``--rounds``,
+variants interleaved per round so load swings on the shared machine hit them alike):
+
+(a) baseline: a naive nats-py loop of ``await js.publish``;
+(b) ``asyncio.gather`` of 1,000 ``js.publish`` at a time;
+(c) the injector (:mod:`harness.load.injector`) at ``MaxRate()`` with a 1,000 window, wire
+    engine; (c') the same on the nats-py engine, for reference;
+(d) the Locust ``BenchUser`` (``JetStreamUser``), 1 process, 50 users (a subprocess; its
+    requests per second from the harness' final Locust report);
+(e) the injector holding ``Constant(20000)`` for 30 s: achieved / target within +-2 %.
+
+Goals: (c) >= 100k acked msg/s and >= 8x (a); (d) >= 10k req/s per process; (e) within
++-2 %. The machine is shared (2 cores, other workers running): figures are noisy, ratios
+within one run are what to compare. ``--quick`` shortens everything for a smoke run.
+The table goes to stdout; the last line is ``RESULT {json}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import tempfile
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import nats
+import uvloop
+from nats.aio.client import Client
+from nats.js.api import StorageType, StreamConfig
+
+from harness.broker import NatsServer
+from harness.load import Constant, MaxRate, inject
+from harness.load.locust_run import locust_argv, run_locust
+
+STREAM = "BENCH_LOAD"
+SIZE = 256
+BODY = b"q" * SIZE
+INJECTOR_GOAL_PER_S = 100_000
+INJECTOR_VS_NAIVE_GOAL = 8.0
+LOCUST_GOAL_PER_S = 10_000
+HOLD_RATE_PER_S = 20_000
+HOLD_TOLERANCE = 0.02
+
+
+def _ids() -> Callable[[], str]:
+    prefix = uuid.uuid4().hex[:10]
+    n = 0
+
+    def next_id() -> str:
+        nonlocal n
+        n += 1
+        return f"{prefix}-{n}"
+
+    return next_id
+
+
+async def naive(nc: Client, subject: str, duration_s: float) -> float:
+    """(a) one ``await js.publish`` after the other."""
+    js = nc.jetstream()
+    next_id = _ids()
+    n = 0
+    t0 = time.perf_counter()
+    while time.perf_counter() - t0 < duration_s:
+        await js.publish(subject, BODY, headers={"Nats-Msg-Id": next_id()})
+        n += 1
+    return n / (time.perf_counter() - t0)
+
+
+async def gathered(nc: Client, subject: str, duration_s: float, in_flight: int = 1000) -> float:
+    """(b) ``asyncio.gather`` of ``in_flight`` publishes, again and again."""
+    js = nc.jetstream()
+    next_id = _ids()
+    n = 0
+    t0 = time.perf_counter()
+    while time.perf_counter() - t0 < duration_s:
+        acks = await asyncio.gather(*[
+            js.publish(subject, BODY, headers={"Nats-Msg-Id": next_id()}, timeout=10)
+            for _ in range(in_flight)])
+        n += len(acks)
+    return n / (time.perf_counter() - t0)
+
+
+async def injector(nc: Client, subject: str, duration_s: float, engine: str) -> float:
+    """(c) the injector at full speed."""
+    res = await inject(nc, subject, rate=MaxRate(), duration_s=duration_s, window=1000,
+                       engine=engine)  # type: ignore[arg-type]
+    if res.failed:
+        print(f"  note: {len(res.failed)} failed in injector run: "
+              f"{res.summary()['failure_reasons']}")
+    return res.achieved_rate_per_s
+
+
+async def locust_bench(url: str, duration_s: float, users: int, tmp: Path) -> dict[str, Any]:
+    """(d) Locust BenchUser in one process."""
+    report = tmp / "locust.json"
+    argv = locust_argv(host=url, users=users, run_time_s=duration_s, csv_prefix=tmp / "locust",
+                       report_json=report)
+    out = await run_locust(argv, timeout_s=duration_s + 120,
+                           env={"QIKI_LOCUST_BENCH": "1", "QIKI_BENCH_SUBJECT": "bench.locust"})
+    if not report.exists():
+        raise RuntimeError(f"Locust wrote no report (exit {out.returncode}):\n"
+                           f"{out.output[-3000:]}")
+    body = json.loads(report.read_text())
+    stats = body["stats"]
+    return {"rps": stats["rps"], "requests": stats["requests"], "failures": stats["failures"],
+            "p95_ms": stats["p95_ms"], "exit_code": out.returncode}
+
+
+async def hold(nc: Client, subject: str, duration_s: float) -> dict[str, Any]:
+    """(e) Constant(20000) for ``duration_s``."""
+    res = await inject(nc, subject, rate=Constant(HOLD_RATE_PER_S), duration_s=duration_s,
+                       window=5000)
+    s = res.summary()
+    return {"target_per_s": HOLD_RATE_PER_S, "achieved_per_s": s["achieved_rate_per_s"],
+            "ratio": s["rate_ratio"], "failed": s["failed"], "p50_ms": s["p50_ms"],
+            "p99_ms": s["p99_ms"], "max_send_lag_ms": s["max_send_lag_ms"],
+            "duration_s": duration_s}
+
+
+async def _purge(nc: Client) -> None:
+    await nc.jetstream().purge_stream(STREAM)
+
+
+async def main_async(args: argparse.Namespace) -> dict[str, Any]:
+    dur = 1.5 if args.quick else args.duration_s
+    rounds = 1 if args.quick else args.rounds
+    hold_s = 5.0 if args.quick else args.hold_s
+    locust_s = 4.0 if args.quick else args.locust_s
+    with tempfile.TemporaryDirectory(prefix="qiki-bench-load-") as tmpdir:
+        tmp = Path(tmpdir)
+        async with NatsServer(name="bench-load") as srv:
+            nc = await nats.connect(srv.client_url, pending_size=64 * 1024 * 1024)
+            try:
+                await nc.jetstream().add_stream(StreamConfig(
+                    name=STREAM, subjects=["bench.>"], storage=StorageType.FILE))
+                variants: dict[str, Callable[[], Awaitable[float]]] = {
+                    "a_naive": lambda: naive(nc, "bench.a", dur),
+                    "b_gather_1000": lambda: gathered(nc, "bench.b", dur),
+                    "c_injector": lambda: injector(nc, "bench.c", dur, "wire"),
+                    "c_injector_natspy": lambda: injector(nc, "bench.c2", dur, "nats-py"),
+                }
+                samples: dict[str, list[float]] = {k: [] for k in variants}
+                for r in range(rounds):
+                    order = list(variants) if r % 2 == 0 else list(reversed(variants))
+                    for name in order:
+                        await _purge(nc)
+                        samples[name].append(await variants[name]())
+                rates = {k: statistics.median(v) for k, v in samples.items()}
+                await _purge(nc)
+                loc = await locust_bench(srv.client_url, locust_s, args.users, tmp)
+                await _purge(nc)
+                held = await hold(nc, "bench.e", hold_s)
+            finally:
+                await nc.close()
+    return {"rates": rates, "samples": samples, "locust": loc, "hold": held,
+            "duration_s": dur, "rounds": rounds, "quick": args.quick}
+
+
+def report(r: dict[str, Any]) -> dict[str, Any]:
+    rates = r["rates"]
+    base = rates["a_naive"]
+    labels = {
+        "a_naive": "(a) naive await js.publish",
+        "b_gather_1000": "(b) asyncio.gather, 1000 in flight",
+        "c_injector": "(c) injector, MaxRate, window 1000 (wire)",
+        "c_injector_natspy": "(c') injector, nats-py engine",
+    }
+    print(f"load injection, {SIZE}-byte messages, JetStream file storage, "
+          f"{r['rounds']} round(s) x {r['duration_s']}s (median)")
+    print(f"{'variant':<46} {'acked msg/s':>12} {'vs (a)':>8}")
+    for k, label in labels.items():
+        print(f"{label:<46} {rates[k]:>12,.0f} {rates[k] / base:>7.1f}x")
+    loc = r["locust"]
+    print(f"{'(d) Locust JetStreamUser, 1 process, 50 users':<46} {loc['rps']:>12,.0f} "
+          f"{loc['rps'] / base:>7.1f}x   (failures {loc['failures']}, p95 {loc['p95_ms']} ms)")
+    h = r["hold"]
+    ratio = h["ratio"] or 0.0
+    print(f"(e) Constant({HOLD_RATE_PER_S}/s) for {h['duration_s']:.0f}s: achieved "
+          f"{h['achieved_per_s']:,.0f}/s = {ratio:.4f} of target, failed {h['failed']}, "
+          f"p50 {h['p50_ms']} ms, p99 {h['p99_ms']} ms, max send lag {h['max_send_lag_ms']} ms")
+    goals = {
+        "injector_ge_100k": rates["c_injector"] >= INJECTOR_GOAL_PER_S,
+        "injector_ge_8x_naive": rates["c_injector"] / base >= INJECTOR_VS_NAIVE_GOAL,
+        "locust_ge_10k": loc["rps"] >= LOCUST_GOAL_PER_S,
+        "hold_within_2pct": abs(ratio - 1.0) <= HOLD_TOLERANCE and h["failed"] == 0,
+    }
+    print("goals: " + ", ".join(f"{k}={'met' if v else 'NOT met'}" for k, v in goals.items()))
+    print("note: a shared 2-core machine (other workers running); nats-server and the "
+          f"publisher share it, so absolute rates are noisy. load average now: "
+          f"{os.getloadavg()[0]:.1f}")
+    return {
+        "bench": "load",
+        "size_bytes": SIZE,
+        "naive_per_s": round(base),
+        "gather_per_s": round(rates["b_gather_1000"]),
+        "injector_per_s": round(rates["c_injector"]),
+        "injector_natspy_per_s": round(rates["c_injector_natspy"]),
+        "injector_vs_naive": round(rates["c_injector"] / base, 2),
+        "gather_vs_naive": round(rates["b_gather_1000"] / base, 2),
+        "locust_rps": round(loc["rps"]),
+        "locust_failures": loc["failures"],
+        "hold": h,
+        "goals": goals,
+        "quick": r["quick"],
+        "loadavg_1m": round(os.getloadavg()[0], 2),
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of ``python -m bench.load``."""
+    p = argparse.ArgumentParser(prog="python -m bench.load", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="short smoke run")
+    p.add_argument("--duration-s", type=float, default=4.0, help="seconds per variant run")
+    p.add_argument("--rounds", type=int, default=3, help="rounds of (a)-(c) (median)")
+    p.add_argument("--locust-s", type=float, default=10.0, help="Locust run time")
+    p.add_argument("--users", type=int, default=50, help="Locust users")
+    p.add_argument("--hold-s", type=float, default=30.0, help="seconds of the 20k/s hold")
+    args = p.parse_args(argv)
+    result = uvloop.run(main_async(args))
+    print("RESULT " + json.dumps(report(result)))
+
+
+if __name__ == "__main__":
+    main()
