@@ -153,7 +153,7 @@ async def run(backend: str, runs: int) -> dict[str, Any]:
     }
     labels = {
         "bare_single": "bare nats-server -js -> healthz ok",
-        "single": f"{backend} NatsServer (1 node) ready",
+        "single": f"{backend} broker (1 node) ready",
         "bare_cluster": "bare 3 x nats-server -> meta leader",
         "cluster": f"{backend} cluster (3 nodes) -> meta leader",
     }

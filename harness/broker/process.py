@@ -336,7 +336,7 @@ class _ProcessBroker:
             "cluster": self._cluster,
             "jetstream": self.jetstream,
             "sync_always": self.sync_always,
-            "store_dir": str(self._store_arg or (self._workdir or Path()) / "store"),
+            "store_dir": str(self.store_dir) if self._store_arg or self._workdir else None,
             "nodes": [
                 {
                     "name": n.name,
