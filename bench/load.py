@@ -38,7 +38,7 @@ from nats.aio.client import Client
 from nats.js.api import StorageType, StreamConfig
 
 from harness.broker import NatsServer
-from harness.load import Constant, MaxRate, inject
+from harness.load import Constant, MaxRate, bytes_factory, inject
 from harness.load.locust_run import locust_argv, run_locust
 
 STREAM = "BENCH_LOAD"
@@ -92,7 +92,7 @@ async def gathered(nc: Client, subject: str, duration_s: float, in_flight: int =
 async def injector(nc: Client, subject: str, duration_s: float, engine: str) -> float:
     """(c) the injector at full speed."""
     res = await inject(nc, subject, rate=MaxRate(), duration_s=duration_s, window=1000,
-                       engine=engine)  # type: ignore[arg-type]
+                       engine=engine, factory=bytes_factory(SIZE))  # type: ignore[arg-type]
     if res.failed:
         print(f"  note: {len(res.failed)} failed in injector run: "
               f"{res.summary()['failure_reasons']}")
@@ -118,7 +118,7 @@ async def locust_bench(url: str, duration_s: float, users: int, tmp: Path) -> di
 async def hold(nc: Client, subject: str, duration_s: float) -> dict[str, Any]:
     """(e) Constant(20000) for ``duration_s``."""
     res = await inject(nc, subject, rate=Constant(HOLD_RATE_PER_S), duration_s=duration_s,
-                       window=5000)
+                       window=5000, factory=bytes_factory(SIZE))
     s = res.summary()
     return {"target_per_s": HOLD_RATE_PER_S, "achieved_per_s": s["achieved_rate_per_s"],
             "ratio": s["rate_ratio"], "failed": s["failed"], "p50_ms": s["p50_ms"],
