@@ -97,3 +97,37 @@ async def test_distributed_run_with_two_workers(nats_url: str, nc: Client,
     assert all(n > 0 for n in workers.values()), workers  # both contributed
     assert sum(workers.values()) == stats.requests
     assert 0 <= sum((await stream_counts(nc)).values()) - stats.requests <= 8
+
+
+async def test_users_reconnect_after_a_broker_restart(tmp_path: Path) -> None:
+    import nats
+
+    from harness.broker import NatsServer
+
+    async with NatsServer(name="locust-restart") as srv:
+        admin = await nats.connect(srv.client_url, max_reconnect_attempts=-1,
+                                   reconnect_time_wait=0.1)
+        try:
+            await ensure_platform_streams(admin)
+            argv = locust_argv(host=srv.client_url, users=4, run_time_s=9,
+                               csv_prefix=tmp_path / "l",
+                               gates=LocustGates(max_fail_ratio=0.5),
+                               report_json=tmp_path / "r.json")
+            locust = asyncio.create_task(run_locust(argv, timeout_s=120))
+            # restart once Locust is publishing
+            for _ in range(200):
+                await asyncio.sleep(0.1)
+                if sum((await stream_counts(admin)).values()) > 0:
+                    break
+            await srv.nodes[0].restart()
+            await asyncio.sleep(0.5)
+            at_restart = sum((await stream_counts(admin)).values())
+            out = await locust
+            after = sum((await stream_counts(admin)).values())
+        finally:
+            await admin.close()
+    assert out.returncode == 0, out.output[-3000:]
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["connection_events"]["reconnects"] >= 1
+    assert after > at_restart  # publishing went on after the reconnect
+    assert report["stats"]["requests"] > 0
