@@ -126,6 +126,27 @@ async def hold(nc: Client, subject: str, duration_s: float) -> dict[str, Any]:
             "duration_s": duration_s}
 
 
+def _proc_cpu_s(pid: int | None) -> float:
+    """user+system CPU seconds of ``pid`` (0 when unknown: not Linux, or exited)."""
+    if not pid:
+        return 0.0
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
+async def _measured(run: Callable[[], Awaitable[float]],
+                    server_pid: int | None) -> tuple[float, float, float]:
+    """(rate, client CPU us per message, server CPU us per message) of one variant run."""
+    c0, s0, w0 = time.process_time(), _proc_cpu_s(server_pid), time.perf_counter()
+    rate = await run()
+    c1, s1, w1 = time.process_time(), _proc_cpu_s(server_pid), time.perf_counter()
+    n = max(1.0, rate * (w1 - w0))
+    return rate, (c1 - c0) / n * 1e6, (s1 - s0) / n * 1e6
+
+
 async def _purge(nc: Client) -> None:
     await nc.jetstream().purge_stream(STREAM)
 
@@ -149,19 +170,25 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
                     "c_injector_natspy": lambda: injector(nc, "bench.c2", dur, "nats-py"),
                 }
                 samples: dict[str, list[float]] = {k: [] for k in variants}
+                cpu: dict[str, list[tuple[float, float]]] = {k: [] for k in variants}
+                pid = srv.nodes[0].pid
                 for r in range(rounds):
                     order = list(variants) if r % 2 == 0 else list(reversed(variants))
                     for name in order:
                         await _purge(nc)
-                        samples[name].append(await variants[name]())
+                        rate, c_us, s_us = await _measured(variants[name], pid)
+                        samples[name].append(rate)
+                        cpu[name].append((c_us, s_us))
                 rates = {k: statistics.median(v) for k, v in samples.items()}
+                cpu_us = {k: (statistics.median([c for c, _ in v]),
+                              statistics.median([s for _, s in v])) for k, v in cpu.items()}
                 await _purge(nc)
                 loc = await locust_bench(srv.client_url, locust_s, args.users, tmp)
                 await _purge(nc)
                 held = await hold(nc, "bench.e", hold_s)
             finally:
                 await nc.close()
-    return {"rates": rates, "samples": samples, "locust": loc, "hold": held,
+    return {"rates": rates, "samples": samples, "cpu_us": cpu_us, "locust": loc, "hold": held,
             "duration_s": dur, "rounds": rounds, "quick": args.quick}
 
 
@@ -176,9 +203,13 @@ def report(r: dict[str, Any]) -> dict[str, Any]:
     }
     print(f"load injection, {SIZE}-byte messages, JetStream file storage, "
           f"{r['rounds']} round(s) x {r['duration_s']}s (median)")
-    print(f"{'variant':<46} {'acked msg/s':>12} {'vs (a)':>8}")
+    cpu_us = r["cpu_us"]
+    print(f"{'variant':<46} {'acked msg/s':>12} {'vs (a)':>8} {'client us/msg':>14} "
+          f"{'server us/msg':>14}")
     for k, label in labels.items():
-        print(f"{label:<46} {rates[k]:>12,.0f} {rates[k] / base:>7.1f}x")
+        c_us, s_us = cpu_us[k]
+        print(f"{label:<46} {rates[k]:>12,.0f} {rates[k] / base:>7.1f}x {c_us:>14.1f} "
+              f"{s_us:>14.1f}")
     loc = r["locust"]
     print(f"{'(d) Locust JetStreamUser, 1 process, 50 users':<46} {loc['rps']:>12,.0f} "
           f"{loc['rps'] / base:>7.1f}x   (failures {loc['failures']}, p95 {loc['p95_ms']} ms)")
@@ -196,7 +227,9 @@ def report(r: dict[str, Any]) -> dict[str, Any]:
     print("goals: " + ", ".join(f"{k}={'met' if v else 'NOT met'}" for k, v in goals.items()))
     print("note: a shared 2-core machine (other workers running); nats-server and the "
           f"publisher share it, so absolute rates are noisy. load average now: "
-          f"{os.getloadavg()[0]:.1f}")
+          f"{os.getloadavg()[0]:.1f}. CPU us/msg (client = this process, server = "
+          "nats-server) is the less load-dependent cost: with a core each, the bound is about "
+          "1e6 / max(client, server) msg/s.")
     return {
         "bench": "load",
         "size_bytes": SIZE,
@@ -208,6 +241,8 @@ def report(r: dict[str, Any]) -> dict[str, Any]:
         "gather_vs_naive": round(rates["b_gather_1000"] / base, 2),
         "locust_rps": round(loc["rps"]),
         "locust_failures": loc["failures"],
+        "client_cpu_us_per_msg": {k: round(v[0], 2) for k, v in cpu_us.items()},
+        "server_cpu_us_per_msg": {k: round(v[1], 2) for k, v in cpu_us.items()},
         "hold": h,
         "goals": goals,
         "quick": r["quick"],
