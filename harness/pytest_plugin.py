@@ -57,6 +57,50 @@ def pytest_configure(config: pytest.Config) -> None:
         config.addinivalue_line("markers", f"{name}: {text}")
 
 
+_docker_gate_result: tuple[str, str] | None = None
+_docker_session_env_set = False
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Label this session's containers (``qiki-harness.session``) for cleanup at the end:
+    the testcontainers reaper cannot be pulled offline, so the plugin cleans up by label."""
+    global _docker_session_env_set
+    from harness.containers.engine import SESSION_ENV, new_run_id
+
+    os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")
+    if SESSION_ENV not in os.environ:
+        os.environ[SESSION_ENV] = f"pytest-{new_run_id()}"
+        _docker_session_env_set = True
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Remove whatever containers and networks this session left, if Docker was used."""
+    from harness.containers.engine import SESSION_ENV, cleanup, session_selector
+
+    label = os.environ.get(SESSION_ENV)
+    if _docker_gate_result is not None and _docker_gate_result[0] == "run" and label:
+        cleanup(session_selector(label))
+    if _docker_session_env_set:
+        os.environ.pop(SESSION_ENV, None)
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """``docker``-marked tests skip with the reason when no engine answers, and fail when
+    ``QIKI_REQUIRE_DOCKER=1`` (CI must not pass by skipping the container backend)."""
+    global _docker_gate_result
+    if item.get_closest_marker("docker") is None:
+        return
+    if _docker_gate_result is None:
+        from harness.containers.testing import docker_gate
+
+        _docker_gate_result = docker_gate()
+    action, reason = _docker_gate_result
+    if action == "skip":
+        pytest.skip(reason)
+    if action == "fail":
+        pytest.fail(reason, pytrace=False)
+
+
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
     """Scenario files become :class:`ScenarioFile` collectors."""
     if (
@@ -82,6 +126,9 @@ class ScenarioFile(pytest.File):
         item = ScenarioItem.from_parent(self, name=scenario.name, scenario=scenario)
         for marker in scenario.markers:
             item.add_marker(marker)
+        backend = self.config.getoption("--qiki-backend") or scenario.topology.broker.backend
+        if backend == "container":
+            item.add_marker("docker")
         yield item
 
 

@@ -223,6 +223,9 @@ class ScenarioRunner:
                                    detail="steady state did not hold before the method")
                 await self._rollbacks(p, engine, state)
                 await self._drain(p, state)
+                # One last sample, so lag checks judge the end state even of a run shorter
+                # than the sampling interval.
+                state.lag.extend(await p.sample_lag(p.now()))
                 self.progress.say("checks")
                 j.checks = await self._checks(p, engine, state)
                 if j.steady_state_before and all(c.passed for c in j.steady_state_before):
@@ -251,6 +254,7 @@ class ScenarioRunner:
         start = p.now()
         deadline = time.monotonic() + spec.timeout_s
         while True:
+            state.lag.extend(await p.sample_lag(p.now()))
             results = await self._evaluate(p, None, state, spec.checks, steady=True)
             if all(r.passed for r in results) or time.monotonic() >= deadline:
                 break
