@@ -427,8 +427,12 @@ class FaultEngine:
 
         def during(state: dict[str, Any]) -> bool:
             if step.action in ("partition", "disconnect", "part-kill"):
-                node = state["nodes"].get(hit or "", {})
-                return node.get("routes", -1) == 0 and (not cluster or leaders_ok(state))
+                # Cut off: no routes on the node, and its peers have dropped theirs to it.
+                cut_off = all(
+                    n.get("routes") == (0 if name == hit else len(nodes) - 2)
+                    for name, n in state["nodes"].items()
+                )
+                return cut_off and (not cluster or leaders_ok(state))
             if not cluster:
                 return True
             # A new leader is elected among the nodes still running.

@@ -424,6 +424,9 @@ class ScenarioRunner:
             return
         start = p.now()
         ok = await self._until(lambda: self._lag_below(p, 1), self.scenario.drain_timeout_s)
+        # The drain saw the lag it waited for; the lag checks must see it too (the sampler
+        # may not have run since).
+        state.lag.extend(await p.sample_lag(p.now()))
         self._timeline(state.journal, "drain", "registrar caught up", start, p.now(), ok=ok,
                        detail="" if ok else f"lag not 0 after {self.scenario.drain_timeout_s}s")
 
