@@ -24,6 +24,7 @@ import argparse
 import asyncio
 import json
 import os
+import resource
 import statistics
 import tempfile
 import time
@@ -102,6 +103,7 @@ async def injector(nc: Client, subject: str, duration_s: float, engine: str) -> 
 async def locust_bench(url: str, duration_s: float, users: int, tmp: Path) -> dict[str, Any]:
     """(d) Locust BenchUser in one process."""
     report = tmp / "locust.json"
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     argv = locust_argv(host=url, users=users, run_time_s=duration_s, csv_prefix=tmp / "locust",
                        report_json=report)
     out = await run_locust(argv, timeout_s=duration_s + 120,
@@ -109,10 +111,14 @@ async def locust_bench(url: str, duration_s: float, users: int, tmp: Path) -> di
     if not report.exists():
         raise RuntimeError(f"Locust wrote no report (exit {out.returncode}):\n"
                            f"{out.output[-3000:]}")
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     body = json.loads(report.read_text())
     stats = body["stats"]
+    # CPU of the whole Locust process (start-up included), per request
+    cpu_s = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
     return {"rps": stats["rps"], "requests": stats["requests"], "failures": stats["failures"],
-            "p95_ms": stats["p95_ms"], "exit_code": out.returncode}
+            "p95_ms": stats["p95_ms"], "exit_code": out.returncode,
+            "cpu_us_per_req": cpu_s / max(1, stats["requests"]) * 1e6}
 
 
 async def hold(nc: Client, subject: str, duration_s: float) -> dict[str, Any]:
@@ -212,7 +218,8 @@ def report(r: dict[str, Any]) -> dict[str, Any]:
               f"{s_us:>14.1f}")
     loc = r["locust"]
     print(f"{'(d) Locust JetStreamUser, 1 process, 50 users':<46} {loc['rps']:>12,.0f} "
-          f"{loc['rps'] / base:>7.1f}x   (failures {loc['failures']}, p95 {loc['p95_ms']} ms)")
+          f"{loc['rps'] / base:>7.1f}x {loc['cpu_us_per_req']:>14.1f}   "
+          f"(failures {loc['failures']}, p95 {loc['p95_ms']} ms; CPU incl. start-up)")
     h = r["hold"]
     ratio = h["ratio"] or 0.0
     print(f"(e) Constant({HOLD_RATE_PER_S}/s) for {h['duration_s']:.0f}s: achieved "
@@ -241,6 +248,7 @@ def report(r: dict[str, Any]) -> dict[str, Any]:
         "gather_vs_naive": round(rates["b_gather_1000"] / base, 2),
         "locust_rps": round(loc["rps"]),
         "locust_failures": loc["failures"],
+        "locust_cpu_us_per_req": round(loc["cpu_us_per_req"], 1),
         "client_cpu_us_per_msg": {k: round(v[0], 2) for k, v in cpu_us.items()},
         "server_cpu_us_per_msg": {k: round(v[1], 2) for k, v in cpu_us.items()},
         "hold": h,

@@ -142,7 +142,8 @@ class WireClient:
 
     def __init__(self, servers: Sequence[str], *, auth: WireAuth | None = None,
                  name: str = "qiki-harness-load", connect_timeout_s: float = 2.0,
-                 reconnect_wait_s: float = 0.25) -> None:
+                 reconnect_wait_s: float = 0.25,
+                 on_event: Callable[[str], None] | None = None) -> None:
         self.servers = list(servers)
         self.auth = auth or WireAuth()
         self.name = name
@@ -157,6 +158,12 @@ class WireClient:
         self.connected = asyncio.Event()
         self.events: list[str] = []
         self.server_errors: list[str] = []
+        self._on_event = on_event
+
+    def _event(self, text: str) -> None:
+        self.events.append(text)
+        if self._on_event is not None:
+            self._on_event(text)
 
     def _on_reply(self, tail: bytes, payload: bytes, status: bytes | None) -> None:
         if self._on_reply_cb is not None:
@@ -219,7 +226,7 @@ class WireClient:
         self.connected.clear()
         if self._closed:
             return
-        self.events.append(f"disconnected: {exc!r}" if exc else "disconnected")
+        self._event(f"disconnected: {exc!r}" if exc else "disconnected")
         if self._reconnecting is None or self._reconnecting.done():
             self._reconnecting = asyncio.get_running_loop().create_task(self._reconnect())
 
@@ -233,7 +240,7 @@ class WireClient:
             for url in self.servers:
                 try:
                     await self._open(url)
-                    self.events.append("reconnected")
+                    self._event("reconnected")
                     return
                 except (OSError, WireError, TimeoutError):
                     continue
@@ -263,3 +270,112 @@ class WireClient:
         self.connected.clear()
         if proto is not None and proto.transport is not None:
             proto.transport.close()
+
+
+class PubAckError(Exception):
+    """A JetStream publish was refused: no stream (``no_responders``) or an error PubAck."""
+
+    def __init__(self, reason: str, *, no_responders: bool = False) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.no_responders = no_responders
+
+
+#: done(elapsed_s, puback_payload_or_None, error_or_None) -- called in the loop thread.
+Done = Callable[[float, "bytes | None", "BaseException | None"], None]
+
+
+class PubAckMux:
+    """JetStream publishes with PubAcks routed to per-message callbacks: no task, no future
+    per publish (what the Locust users need to reach 10k req/s per process, issue 5).
+
+    All methods run in the event loop's thread.
+    """
+
+    def __init__(self, client: WireClient) -> None:
+        import itertools
+        import time
+        import uuid
+
+        self.client = client
+        self._seq = itertools.count(1)
+        self._pending: dict[int, tuple[Done, asyncio.TimerHandle, float]] = {}
+        self._clock = time.perf_counter
+        self._inbox = f"_INBOX.{uuid.uuid4().hex}"
+        self._reply = self._inbox.encode() + b"."
+
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`close` ran."""
+        return self.client._closed
+
+    async def start(self) -> None:
+        """Connect and subscribe to the PubAck inbox."""
+        await self.client.connect(self._inbox, self._on_reply)
+
+    def publish(self, subject: str, payload: bytes, headers: dict[str, str] | None,
+                timeout_s: float, done: Done) -> None:
+        """Publish; ``done`` is called exactly once: PubAck, refusal, disconnect or timeout."""
+        if not self.client.connected.is_set():
+            done(0.0, None, WireError("not connected to NATS (reconnecting)"))
+            return
+        seq = next(self._seq)
+        subj = subject.encode()
+        if headers:
+            hdr = b"NATS/1.0\r\n" + "".join(
+                f"{k}: {v}\r\n" for k, v in headers.items()).encode() + b"\r\n"
+            hl = len(hdr)
+            cmd = b"HPUB %b %b%d %d %d\r\n%b%b\r\n" % (subj, self._reply, seq, hl,
+                                                     hl + len(payload), hdr, payload)
+        else:
+            cmd = b"PUB %b %b%d %d\r\n%b\r\n" % (subj, self._reply, seq, len(payload), payload)
+        loop = asyncio.get_running_loop()
+        handle = loop.call_later(timeout_s, self._expire, seq, timeout_s)
+        self._pending[seq] = (done, handle, self._clock())
+        if not self.client.write([cmd]):
+            self._pending.pop(seq, None)
+            handle.cancel()
+            done(0.0, None, WireError("not connected to NATS (reconnecting)"))
+
+    def _expire(self, seq: int, timeout_s: float) -> None:
+        entry = self._pending.pop(seq, None)
+        if entry is not None:
+            done, _h, t0 = entry
+            done(self._clock() - t0, None, TimeoutError(f"no PubAck within {timeout_s}s"))
+
+    def _on_reply(self, tail: bytes, payload: bytes, status: bytes | None) -> None:
+        try:
+            seq = int(tail)
+        except ValueError:
+            return
+        entry = self._pending.pop(seq, None)
+        if entry is None:
+            return
+        done, handle, t0 = entry
+        handle.cancel()
+        elapsed = self._clock() - t0
+        if status == b"503":
+            done(elapsed, None, PubAckError("no stream for the subject (no responders)",
+                                            no_responders=True))
+        elif not payload or b'"error"' in payload:
+            try:
+                body = json.loads(payload)
+                err = body.get("error") if isinstance(body, dict) else None
+            except ValueError:
+                err = {"description": f"unparseable PubAck {payload[:80]!r}"}
+            if err:
+                done(elapsed, None, PubAckError(
+                    f"server error {err.get('code')}/{err.get('err_code')}: "
+                    f"{err.get('description')}"))
+            else:
+                done(elapsed, payload, None)
+        else:
+            done(elapsed, payload, None)
+
+    async def close(self) -> None:
+        """Fail what is pending and close the connection."""
+        pending, self._pending = self._pending, {}
+        for done, handle, t0 in pending.values():
+            handle.cancel()
+            done(self._clock() - t0, None, WireError("connection closed"))
+        await self.client.close()

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 import gevent
@@ -160,6 +160,37 @@ class AsyncBridge:
             # GreenletExit (Locust stopping a user) and friends: do not leave the task behind.
             self._cancel(holder)
             raise
+
+    def call(self, start: Callable[[Callable[[T], None]], None],
+             timeout_s: float | None = None) -> T:
+        """Run ``start(resolve)`` in the loop thread and block this greenlet until
+        ``resolve(value)`` is called there (once). The cheap path for callback-style
+        operations: no task and no future on the asyncio side.
+
+        ``start`` must not raise after having called ``resolve``; an exception it raises
+        before is re-raised here.
+        """
+        loop = self.loop
+        hub_loop = gevent.get_hub().loop
+        result: gevent.event.AsyncResult = gevent.event.AsyncResult()
+
+        def resolve(value: T) -> None:
+            hub_loop.run_callback_threadsafe(result.set, value)
+
+        def begin() -> None:
+            try:
+                start(resolve)
+            except BaseException as e:
+                hub_loop.run_callback_threadsafe(result.set_exception, e)
+
+        try:
+            loop.call_soon_threadsafe(begin)
+        except RuntimeError:
+            raise BridgeError(f"{self.name}: the asyncio bridge has stopped") from None
+        try:
+            return result.get(timeout=timeout_s)  # type: ignore[no-any-return]
+        except gevent.Timeout:
+            raise BridgeTimeout(f"{self.name}: no result within {timeout_s}s") from None
 
     def _cancel(self, holder: list[asyncio.Task[Any]]) -> None:
         loop = self._loop

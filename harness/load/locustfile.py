@@ -40,6 +40,8 @@ locust_users.register(events)
 
 #: ``QIKI_LOCUST_BENCH=1`` swaps the platform user for :class:`BenchUser` (``bench.load``).
 _BENCH = os.environ.get("QIKI_LOCUST_BENCH") == "1"
+#: ``QIKI_LOCUST_FAST_PUBLISH=0`` publishes through nats-py's ``js.publish`` instead.
+_FAST = os.environ.get("QIKI_LOCUST_FAST_PUBLISH", "1") != "0"
 
 _streams_checked: set[str] = set()
 _frame_ids = itertools.count()
@@ -103,6 +105,7 @@ class PlatformUser(JetStreamUser):
     """
 
     abstract = _BENCH
+    fast_publish = _FAST
     wait_time = constant(0)
 
     def on_start(self) -> None:
@@ -143,6 +146,7 @@ class BenchUser(JetStreamUser):
     """
 
     abstract = not _BENCH
+    fast_publish = _FAST
     wait_time = constant(0)
 
     def on_start(self) -> None:

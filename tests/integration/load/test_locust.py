@@ -22,14 +22,15 @@ async def stream_counts(nc: Client) -> dict[str, int]:
     return {name: (await js.stream_info(name)).state.messages for name in PLATFORM_STREAMS}
 
 
+@pytest.mark.parametrize("fast", ["1", "0"], ids=["fast-publish", "nats-py"])
 async def test_headless_run_publishes_and_writes_reports(nats_url: str, nc: Client,
-                                                         tmp_path: Path) -> None:
+                                                         tmp_path: Path, fast: str) -> None:
     await ensure_platform_streams(nc)
     prefix = tmp_path / "locust"
     argv = locust_argv(host=nats_url, users=10, run_time_s=5, csv_prefix=prefix,
                        html=tmp_path / "locust.html", gates=LocustGates(max_fail_ratio=0.0),
                        report_json=tmp_path / "locust.json")
-    out = await run_locust(argv, timeout_s=90)
+    out = await run_locust(argv, timeout_s=90, env={"QIKI_LOCUST_FAST_PUBLISH": fast})
     assert out.returncode == 0, out.output[-3000:]
     stats = read_locust_csv(prefix)
     assert stats.requests > 0
