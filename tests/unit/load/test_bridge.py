@@ -82,6 +82,27 @@ SCRIPT = textwrap.dedent('''
     gevent.sleep(0.2)
     assert cancelled["yes"]
 
+    # callback-style calls: resolved from the loop thread, errors of start() re-raised
+    def start(resolve):
+        asyncio.get_running_loop().call_later(0.01, resolve, 7)
+
+    assert bridge.call(start, timeout_s=10) == 7
+
+    def bad(resolve):
+        raise ValueError("nope")
+
+    try:
+        bridge.call(bad, timeout_s=10)
+        raise SystemExit("start() error not surfaced")
+    except ValueError as e:
+        assert "nope" in str(e)
+
+    try:
+        bridge.call(lambda resolve: None, timeout_s=0.2)
+        raise SystemExit("never-resolved call did not time out")
+    except BridgeTimeout:
+        pass
+
     # stop ends the thread; later runs fail clearly instead of hanging
     pending = gevent.spawn(bridge.run, asyncio.sleep(30), 60)
     gevent.sleep(0.1)
