@@ -528,7 +528,9 @@ class NatsServer(_ProcessBroker):
 class NatsCluster(_ProcessBroker):
     """``size`` nats-server nodes (n1..nN) routed on 127.0.0.1 with JetStream clustering.
 
-    Ready when every node answers healthz and all agree on an elected JetStream meta leader.
+    Ready when every node answers healthz, all agree on an elected JetStream meta leader and
+    (``wait_placement``, default) an R``size`` stream can be placed: a probe memory stream is
+    created and deleted, since the leader learns its peers' capacity only after the election.
     Clients get no ``connect_urls`` gossip (``cluster.no_advertise``), so a client pointed at
     a proxy stays behind it.
 
@@ -560,6 +562,7 @@ class NatsCluster(_ProcessBroker):
         route_url_for: RouteUrlFor | None = None,
         log_dir: str | Path | None = None,
         ready_timeout_s: float = 15.0,
+        wait_placement: bool = True,
     ) -> None:
         if not isinstance(size, int) or isinstance(size, bool) or size < 1:
             raise ValueError(f"NatsCluster size must be an int >= 1, got {size!r}")
@@ -577,9 +580,14 @@ class NatsCluster(_ProcessBroker):
         self.size = size
         self.cluster_name = cluster_name
         self.route_url_for = route_url_for
+        self.wait_placement = wait_placement
 
     def __repr__(self) -> str:
         return f"<NatsCluster {self.cluster_name} size={self.size} urls={self.client_urls}>"
+
+    def node(self, name: str) -> NatsNode:
+        """Node by server name (same as :meth:`get_node`; the container backend's spelling)."""
+        return self.get_node(name)
 
     def _can_repick_ports(self) -> bool:
         # Route proxies were set up for the first ports; new ports would strand them.
@@ -631,14 +639,22 @@ class NatsCluster(_ProcessBroker):
         try:
             async with asyncio.timeout(self._ready_timeout_s):
                 await self._wait_meta_agreed()
+                if self.wait_placement:
+                    await self._wait_placement()
         except TimeoutError:
             leaders = await self._meta_leaders()
             tails = "\n".join(
                 f"  {n.name}: " + " | ".join(n.log_text().splitlines()[-3:]) for n in self._nodes
             )
+            what = (
+                f"could not place an R{self.size} stream"
+                if leaders[0] is not None and all(ldr == leaders[0] for ldr in leaders)
+                else "no JetStream meta leader agreed"
+            )
             raise BrokerStartError(
-                f"NatsCluster: no JetStream meta leader agreed within "
-                f"{self._ready_timeout_s:g} s (each node sees {leaders}).\nLast log lines:\n"
+                f"NatsCluster: {what} within "
+                f"{self._ready_timeout_s:g} s (each node sees meta leader {leaders}).\n"
+                "Last log lines:\n"
                 f"{tails}\nHint: check that the routes are reachable (route_url_for/proxies) "
                 "and that every node runs the same nats-server version."
             ) from None
@@ -651,6 +667,61 @@ class NatsCluster(_ProcessBroker):
                 return
             await asyncio.sleep(delay)
             delay = min(delay * 1.5, 0.05)
+
+    async def _wait_placement(self) -> None:
+        """Wait until every node answers JetStream API requests and an R<size> stream fits.
+
+        Right after the election, (1) a request sent to a non-leader can be dropped while
+        route interest propagates (the client sees a timeout), and (2) the leader may not
+        know its peers' capacity yet ("no suitable peers for placement", err_code 10005).
+        So: ``$JS.API.INFO`` through each node (answered by the meta leader, no side
+        effects), then a probe R<size> memory stream created and deleted. Callers and tests
+        need no retry loop of their own.
+        """
+        import nats
+        from nats.js.api import StorageType, StreamConfig
+
+        clients = [
+            await nats.connect(
+                servers=[n.client_url], connect_timeout=2, allow_reconnect=False, name="qiki-ready"
+            )
+            for n in self._nodes
+        ]
+        try:
+
+            async def api_answers(nc: Any) -> None:
+                delay = 0.005
+                while True:
+                    try:
+                        await nc.request("$JS.API.INFO", b"", timeout=0.2)
+                        return
+                    except (nats.errors.Error, TimeoutError):
+                        await asyncio.sleep(delay)
+                        delay = min(delay * 1.5, 0.05)
+
+            await asyncio.gather(*(api_answers(nc) for nc in clients))
+            name = "QIKI_HARNESS_READY_PROBE"
+            config = StreamConfig(
+                name=name,
+                subjects=["_qiki_harness.ready_probe"],
+                num_replicas=self.size,
+                storage=StorageType.MEMORY,
+            )
+            # A retried create of the same config is idempotent.
+            js = clients[0].jetstream(timeout=1.0)
+            delay = 0.01
+            while True:
+                try:
+                    await js.add_stream(config)
+                    break
+                except (nats.errors.Error, TimeoutError):
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 1.5, 0.1)
+            await clients[0].jetstream(timeout=5.0).delete_stream(name)
+        finally:
+            for nc in clients:
+                with contextlib.suppress(Exception):
+                    await nc.close()
 
     async def meta_leader(self, *, timeout_s: float = 10.0) -> str:
         """Name of the JetStream meta leader as reported by the running nodes.

@@ -112,6 +112,7 @@ async def test_cluster_forms_with_meta_leader(cluster: NatsCluster) -> None:
     leader = await cluster.meta_leader()
     assert leader in {"n1", "n2", "n3"}
     assert cluster.get_node(leader).name == leader
+    assert cluster.node(leader) is cluster.get_node(leader)
     with pytest.raises(KeyError, match="'n9'"):
         cluster.get_node("n9")
     for node in cluster.nodes:
