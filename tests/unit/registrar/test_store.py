@@ -7,7 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from services.registrar.store import RegistrarStore, Row, StoreError, rejection_key
+from services.registrar.store import (
+    RegistrarStore,
+    Row,
+    StoreError,
+    record_key,
+    rejection_key,
+)
 
 
 def row(code: int, source: str, event_id: str, *, stored_at: float = 1000.0,
@@ -28,15 +34,41 @@ def test_batch_is_idempotent_on_source_and_id(tmp_path: Path) -> None:
         assert st.counts_by_code() == {201: 1, 210: 2, 702: 1}
 
 
-def test_unique_constraint_is_in_the_schema(tmp_path: Path) -> None:
+def test_unique_key_is_in_the_schema(tmp_path: Path) -> None:
     """The guarantee must hold for any writer, not just write_batch's INSERT OR IGNORE."""
     with RegistrarStore(tmp_path / "r.db") as st:
         st.write_batch([row(210, "a", "1")])
     conn = sqlite3.connect(tmp_path / "r.db")
     with pytest.raises(sqlite3.IntegrityError):
-        conn.execute("INSERT INTO records (code, source, event_id, stored_at, data_size) "
-                     "VALUES (210, 'a', '1', 0, 0)")
+        conn.execute("INSERT INTO records (key, code, source, event_id, stored_at, data_size) "
+                     "VALUES (?, 210, 'a', '1', 0, 0)", (record_key("a", "1"),))
     conn.close()
+
+
+def test_hash_collisions_never_shadow_another_event(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Force every (source, id) onto the same key: each event is still stored exactly once."""
+    import services.registrar.store as store_mod
+
+    monkeypatch.setattr(store_mod, "record_key", lambda source, event_id: 42)
+    with RegistrarStore(tmp_path / "r.db") as st:
+        assert st.write_batch([row(210, "a", "1"), row(210, "b", "1"), row(211, "a", "2")]) == {
+            210: 2, 211: 1}
+        # Redeliveries, interleaved with one new event, in one batch.
+        assert st.write_batch([row(211, "a", "2"), row(201, "c", "3"), row(210, "a", "1")]) == {
+            201: 1}
+        assert st.count() == 4
+        assert {(r.source, r.event_id) for r in st.query()} == {
+            ("a", "1"), ("b", "1"), ("a", "2"), ("c", "3")}
+        (rec,) = st.query(source="b", event_id="1")
+        assert rec.code == 210
+
+
+def test_in_batch_duplicates_are_stored_once(tmp_path: Path) -> None:
+    with RegistrarStore(tmp_path / "r.db") as st:
+        assert st.write_batch([row(210, "a", "1"), row(210, "a", "1")]) == {210: 1}
+        assert st.query(source="a", event_id="1")[0].event_id == "1"
 
 
 def test_query_filters_and_paging(tmp_path: Path) -> None:
