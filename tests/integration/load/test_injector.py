@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 from nats.aio.client import Client
-from nats.js.api import StreamConfig
+from nats.js.api import DiscardPolicy, StreamConfig
 
 from harness.errors import ConfigError
 from harness.load import (
@@ -107,7 +107,8 @@ async def test_subject_without_stream_fails_every_id_without_hanging(nc: Client,
 async def test_server_error_in_puback_is_recorded(nc: Client, engine: Engine) -> None:
     # A stream limited to 10 messages that refuses new ones: PubAcks carry {"error": ...}
     await nc.jetstream().add_stream(StreamConfig(
-        name=f"LOADFULL{engine[0]}", subjects=["loadfull.>"], max_msgs=10, discard="new"))
+        name=f"LOADFULL{engine[0]}", subjects=["loadfull.>"], max_msgs=10,
+        discard=DiscardPolicy.NEW))
     res = await inject(nc, "loadfull.a", rate=MaxRate(), count=30, window=5, engine=engine)
     assert len(res.acked) == 10
     assert len(res.failed) == 20
