@@ -215,7 +215,9 @@ class ManagedProcess:
             # A local append-mode open is instant; not worth a thread hop.
             self._log_fh = open(self.log_path, "a", encoding="utf-8")  # noqa: ASYNC230
         if self._spawns:
-            self._append_line(f"--- {self.name}: restart {self.restarts} ---")
+            self._append_line(
+                f"--- {self.name}: start #{self._spawns + 1} (restart {self.restarts}) ---"
+            )
         mark = len(self._lines)
         try:
             self._proc = await asyncio.create_subprocess_exec(

@@ -221,3 +221,39 @@ async def test_two_servers_do_not_collide() -> None:
             == 4
         )
         await asyncio.gather(add_stream(a.client_url), add_stream(b.client_url))
+
+
+async def test_without_jetstream() -> None:
+    async with NatsServer(jetstream=False) as srv:
+        varz = await srv.node.monitor("/varz")
+        assert not varz.get("jetstream", {}).get("config")
+
+
+async def test_port_race_on_first_start_retries_with_fresh_ports(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Another process grabbing a picked port before nats-server binds it is survived."""
+    import socket
+
+    from harness.broker import process
+
+    squatter = socket.socket()
+    squatter.bind(("127.0.0.1", 0))
+    squatter.listen()
+    taken = squatter.getsockname()[1]
+    real = process.free_ports
+    calls: list[int] = []
+
+    def racy_free_ports(count: int) -> list[int]:
+        calls.append(count)
+        ports = real(count)
+        return [taken, *ports[1:]] if len(calls) == 1 else ports
+
+    monkeypatch.setattr(process, "free_ports", racy_free_ports)
+    try:
+        async with NatsServer() as srv:
+            assert srv.node.client_port != taken
+            assert "address already in use" in srv.node.log_text()
+            assert len(calls) == 2
+    finally:
+        squatter.close()
