@@ -424,7 +424,9 @@ class _ProcessBroker:
                 await self._wait_formed()
                 return
             await asyncio.gather(*(n.stop(1.0) for n in self._nodes))
-            port_race = all(_PORT_IN_USE.search(str(e)) for e in errors if isinstance(e, Exception))
+            port_race = all(
+                isinstance(e, Exception) and _PORT_IN_USE.search(str(e)) for e in errors
+            )
             if not port_race or attempt == _START_ATTEMPTS or not self._can_repick_ports():
                 first = errors[0]
                 if isinstance(first, ProcessError):
@@ -436,7 +438,9 @@ class _ProcessBroker:
     async def start(self) -> None:
         """Start every node and wait until the deployment is ready."""
         if self._started:
-            raise BrokerError(f"{type(self).__name__} already started")
+            raise BrokerError(
+                f"{type(self).__name__} was already started; create a new one to start again"
+            )
         self._started = True
         t0 = time.perf_counter()
         try:
