@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import json
 import os
-import socket
+import re
 import sys
 import time
 import urllib.request
@@ -47,11 +47,8 @@ TAP_SUBJECTS = ("qiki.radar.v1.>", "qiki.events.v1.>")
 INJECTED_HEADER = "Qiki-Harness-Injected"
 
 
-def free_port() -> int:
-    """A currently free TCP port on 127.0.0.1 (kept by the service across restarts)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+#: The first line a reference service prints once it serves: ``READY http://127.0.0.1:PORT``.
+READY_RE = re.compile(r"^READY (http://127\.0\.0\.1:\d+)")
 
 
 def http_get_json(url: str, timeout_s: float = 2.0) -> Any:
@@ -282,13 +279,14 @@ class Platform:
 
     async def _start_service(self, name: str) -> ServiceProcess:
         spec = self.topology.services[name]  # type: ignore[index]
-        port = free_port()
         proxy: FaultProxy | None = None
         settings = self.settings(name=f"qiki-{name}")
         if spec.proxied:
             proxy = await self._proxy_for(name)
             settings = self.settings(name=f"qiki-{name}", servers=[proxy.url])
-        argv = [sys.executable, "-m", f"services.{name}", "--http-port", str(port)]
+        # Port 0: the service binds a free port itself and says which on its READY line; a
+        # port picked here could be taken by another process before the service binds it.
+        argv = [sys.executable, "-m", f"services.{name}", "--http-port", "0"]
         if name == "registrar":
             argv += ["--db", str(self.run_dir / "registrar.db")]
             if spec.batch:
@@ -303,12 +301,23 @@ class Platform:
                 argv += ["--threshold", f"{key}={limit}"]
         elif name == "radar_sim" and spec.rate_hz:
             argv += ["--rate-hz", str(spec.rate_hz)]
-        url = f"http://127.0.0.1:{port}"
+        bound: list[str] = []
+
+        async def ready(p: ManagedProcess) -> None:
+            if not bound:
+                line = await p.wait_for_log(READY_RE)
+                url = READY_RE.search(line).group(1)  # type: ignore[union-attr]
+                bound.append(url)
+                # Restarts keep the port, so the URL handed out stays valid.
+                p.argv[p.argv.index("--http-port") + 1] = url.rpartition(":")[2]
+            else:
+                await _healthz(bound[0] + "/healthz")
+
         proc = ManagedProcess(
             argv,
             name=name,
             env=self.service_env(settings),
-            ready=lambda _p: _healthz(url + "/healthz"),
+            ready=ready,
             ready_timeout_s=20.0,
             log_path=self.run_dir / "logs" / f"{name}.log",
             hint=f"run `python -m services.{name} --help`; the log above says why it stopped",
@@ -317,7 +326,7 @@ class Platform:
         self._stack.push_async_callback(proc.close)
         await proc.start()
         self.event("service.started", service=name, pid=proc.pid)
-        return ServiceProcess(name=name, proc=proc, http_url=url, proxy=proxy)
+        return ServiceProcess(name=name, proc=proc, http_url=bound[0], proxy=proxy)
 
     async def _proxy_for(self, name: str) -> FaultProxy:
         assert self.broker is not None
