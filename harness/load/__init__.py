@@ -16,9 +16,19 @@ from harness.load.injector import (
     inject,
     run_load,
 )
-from harness.load.rates import Burst, Constant, MaxRate, Ramp, Rate, Steps
+from harness.load.locust_run import (
+    DEFAULT_LOCUSTFILE,
+    LocustOutcome,
+    LocustProcessError,
+    locust_argv,
+    read_locust_csv,
+    read_locust_rows,
+    run_locust,
+)
+from harness.load.rates import Burst, Constant, MaxRate, Ramp, Rate, Steps, parse_rate
 
 __all__ = [
+    "DEFAULT_LOCUSTFILE",
     "Burst",
     "Constant",
     "GateResult",
@@ -26,6 +36,8 @@ __all__ = [
     "LoadGates",
     "LoadResult",
     "LocustGates",
+    "LocustOutcome",
+    "LocustProcessError",
     "LocustStats",
     "MaxRate",
     "OutMessage",
@@ -36,6 +48,11 @@ __all__ = [
     "bytes_factory",
     "cloudevent_factory",
     "inject",
+    "locust_argv",
+    "parse_rate",
     "percentile",
+    "read_locust_csv",
+    "read_locust_rows",
     "run_load",
+    "run_locust",
 ]

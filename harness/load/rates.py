@@ -16,7 +16,7 @@ import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
-__all__ = ["Burst", "Constant", "MaxRate", "Ramp", "Rate", "Steps"]
+__all__ = ["Burst", "Constant", "MaxRate", "Ramp", "Rate", "Steps", "parse_rate"]
 
 
 def _check_rate(owner: str, field: str, value: float, *, allow_zero: bool = False) -> float:
@@ -299,3 +299,41 @@ class Steps(Rate):
     def __repr__(self) -> str:
         inner = ", ".join(f"{_num(r)}/s for {_num(d)}s" for r, d in self.steps)
         return f"Steps({inner})"
+
+
+def parse_rate(text: str) -> Rate:
+    """A rate from its command-line / scenario form, e.g. for ``qiki-harness load --rate``:
+
+    ``1000`` or ``constant:1000`` -> Constant(1000/s); ``ramp:100:5000:30`` -> Ramp(100/s ->
+    5000/s over 30s); ``burst:10000:500:2`` -> Burst(500 at 10000/s every 2s);
+    ``steps:1000x10,5000x20`` -> Steps(1000/s for 10s, 5000/s for 20s); ``max`` -> MaxRate().
+
+    Raises ValueError naming the text and the expected forms.
+    """
+    expected = ("expected N, constant:N, ramp:START:END:SECONDS, burst:RATE:SIZE:EVERY_S, "
+                "steps:RATExSECONDS,... or max")
+    raw = text.strip().lower()
+    kind, _, rest = raw.partition(":")
+    try:
+        if raw == "max":
+            return MaxRate()
+        if not rest:
+            return Constant(float(raw.removesuffix("/s")))
+        args = rest.split(":")
+        if kind == "constant" and len(args) == 1:
+            return Constant(float(args[0].removesuffix("/s")))
+        if kind == "ramp" and len(args) == 3:
+            return Ramp(float(args[0]), float(args[1]), float(args[2]))
+        if kind == "burst" and len(args) == 3:
+            return Burst(float(args[0]), int(args[1]), float(args[2]))
+        if kind == "steps" and len(args) == 1:
+            steps = []
+            for part in args[0].split(","):
+                rate, sep, dur = part.partition("x")
+                if not sep:
+                    raise ValueError(f"step {part!r} is not RATExSECONDS")
+                steps.append((float(rate), float(dur)))
+            return Steps(steps)
+    except ValueError as e:
+        raise ValueError(f"rate {text!r}: {e}; {expected}") from None
+    raise ValueError(f"rate {text!r} not understood; {expected}")

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from harness.load.rates import Burst, Constant, MaxRate, Ramp, Steps
+from harness.load.rates import Burst, Constant, MaxRate, Ramp, Steps, parse_rate
 
 
 def first(rate: object, n: int) -> list[float]:
@@ -141,3 +141,28 @@ def test_constant_count_matches_walking_the_schedule(rate: float, dur: float) ->
     assert n >= 1
     assert c.offset_of(n - 1) < dur + 1e-9
     assert c.offset_of(n) >= dur - 1e-9
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("1000", "Constant(1000/s)"),
+    ("constant:250/s", "Constant(250/s)"),
+    ("ramp:100:5000:30", "Ramp(100/s -> 5000/s over 30s)"),
+    ("burst:10000:500:2", "Burst(500 at 10000/s every 2s)"),
+    ("steps:1000x10,5000x20", "Steps(1000/s for 10s, 5000/s for 20s)"),
+    ("MAX", "MaxRate()"),
+])
+def test_parse_rate_forms(text: str, expected: str) -> None:
+    assert repr(parse_rate(text)) == expected
+
+
+@pytest.mark.parametrize(("text", "fragment"), [
+    ("fast", "could not convert"),
+    ("ramp:1:2", "not understood"),
+    ("constant:-5", "rate_per_s must be > 0"),
+    ("steps:10-5", "not RATExSECONDS"),
+])
+def test_parse_rate_errors_name_the_text_and_the_forms(text: str, fragment: str) -> None:
+    with pytest.raises(ValueError, match="expected N, constant:N") as info:
+        parse_rate(text)
+    assert repr(text) in str(info.value)
+    assert fragment in str(info.value)
