@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -28,6 +29,11 @@ from services.lagmon.thresholds import (
 )
 
 log = logging.getLogger("services.lagmon")
+
+
+def _http_host() -> str:
+    """Bind address: 127.0.0.1 unless $QIKI_HTTP_HOST says otherwise (a container: 0.0.0.0)."""
+    return os.environ.get("QIKI_HTTP_HOST") or "127.0.0.1"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -154,7 +160,7 @@ async def _amain(args: argparse.Namespace) -> int:
             "/metrics": monitor.metrics_view,
             "/lag": monitor.lag_view,
         }
-        async with HttpServer(routes, port=args.http_port) as http:
+        async with HttpServer(routes, host=_http_host(), port=args.http_port) as http:
             try:
                 await monitor.poll_once()
             except Exception as exc:  # the broker may still be coming up: keep going

@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -23,6 +24,11 @@ from services.lagmon.httpd import HttpServer
 from services.radar_sim.service import RadarSimulator, SimMetrics, SimSubjects
 
 log = logging.getLogger("services.radar_sim")
+
+
+def _http_host() -> str:
+    """Bind address: 127.0.0.1 unless $QIKI_HTTP_HOST says otherwise (a container: 0.0.0.0)."""
+    return os.environ.get("QIKI_HTTP_HOST") or "127.0.0.1"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -126,7 +132,7 @@ async def _amain(args: argparse.Namespace) -> int:
         except ValueError as exc:
             return _fail(str(exc))
         routes = {"/healthz": sim.healthz, "/metrics": sim.metrics_view}
-        async with HttpServer(routes, port=args.http_port) as http:
+        async with HttpServer(routes, host=_http_host(), port=args.http_port) as http:
             print(f"READY {http.url}", flush=True)
             log.info(
                 "publishing %s frames at %.3g Hz (seed %d%s) to %s",

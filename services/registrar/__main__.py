@@ -31,7 +31,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--botspec", type=Path, default=None,
                    help="BotSpec YAML (default: $QIKI_BOTSPEC or scenarios/specs/BotSpec.yaml)")
     p.add_argument("--http-port", type=int, default=0, help="query/metrics port on 127.0.0.1 "
-                   "(0 = any free port; printed in the READY line)")
+                   "(or $QIKI_HTTP_HOST; 0 = any free port; printed in the READY line)")
     p.add_argument("--batch", type=int, default=None,
                    help="max messages per stored batch (default: the BotSpec's, 1000)")
     p.add_argument("--max-bytes", type=int, default=None,
@@ -79,6 +79,8 @@ async def _run(args: argparse.Namespace) -> int:
             config=config,
             nats=settings,
             http_port=args.http_port,
+            # A container publishes the port: it asks for 0.0.0.0 here (default 127.0.0.1).
+            http_host=os.environ.get("QIKI_HTTP_HOST") or "127.0.0.1",
             batch=args.batch,
             max_bytes=args.max_bytes,
             max_data_bytes=args.max_data_bytes,
