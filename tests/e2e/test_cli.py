@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.smoke
 
 SCENARIOS = Path(__file__).resolve().parents[2] / "scenarios"
 Qiki = Callable[..., subprocess.CompletedProcess[str]]
