@@ -8,6 +8,7 @@ spawned and remove the temp dirs they created.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import re
 import shutil
@@ -42,6 +43,17 @@ _HINT = (
 _PORT_IN_USE = re.compile(r"address already in use", re.IGNORECASE)
 _VERSION_LINE = re.compile(r"Version:\s+(\S+)")
 _START_ATTEMPTS = 3  # fresh ports after a port race with another process
+
+# Safety net, like harness._process's PID set: temp dirs of brokers not closed when the
+# interpreter exits normally (a test that forgot its ``async with``) are removed then.
+_LIVE_DIRS: set[Path] = set()
+
+
+@atexit.register
+def _remove_leftover_dirs() -> None:
+    for path in list(_LIVE_DIRS):
+        shutil.rmtree(path, ignore_errors=True)
+    _LIVE_DIRS.clear()
 
 
 async def _poll_healthz(node: NatsNode, path: str = HEALTHZ_JS) -> None:
@@ -383,6 +395,7 @@ class _ProcessBroker:
         try:
             binary = self._binary_arg or find_nats_server()
             self._workdir = Path(tempfile.mkdtemp(prefix="qiki-nats-"))
+            _LIVE_DIRS.add(self._workdir)
             store_root = self.store_dir
             for name in self._names:
                 node_store = store_root / name if self._cluster else store_root
@@ -401,10 +414,14 @@ class _ProcessBroker:
                 )
         except BaseException:
             self._nodes = []
-            if self._workdir is not None:
-                shutil.rmtree(self._workdir, ignore_errors=True)
-                self._workdir = None
+            self._remove_workdir()
             raise
+
+    def _remove_workdir(self) -> None:
+        if self._workdir is not None:
+            shutil.rmtree(self._workdir, ignore_errors=True)
+            _LIVE_DIRS.discard(self._workdir)
+            self._workdir = None
 
     def _can_repick_ports(self) -> bool:
         return True
@@ -456,9 +473,7 @@ class _ProcessBroker:
         try:
             await asyncio.gather(*(n.process.close() for n in self._nodes))
         finally:
-            if self._workdir is not None:
-                shutil.rmtree(self._workdir, ignore_errors=True)
-                self._workdir = None
+            self._remove_workdir()
 
     async def __aenter__(self) -> Self:
         await self.start()

@@ -257,3 +257,31 @@ async def test_port_race_on_first_start_retries_with_fresh_ports(
             assert len(calls) == 2
     finally:
         squatter.close()
+
+
+def test_interpreter_exit_reaps_a_forgotten_server(tmp_path: Path) -> None:
+    """The atexit safety nets: a broker never closed still leaves no process and no dir."""
+    import subprocess
+    import sys
+    import time
+
+    script = (
+        "import asyncio\n"
+        "from harness.broker import NatsServer\n"
+        "async def main():\n"
+        "    srv = NatsServer()\n"
+        "    await srv.start()\n"
+        "    print(srv.node.pid, srv.workdir, flush=True)\n"
+        "asyncio.run(main())\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True
+    )
+    pid_text, workdir = out.stdout.split()
+    pid = int(pid_text)
+    for _ in range(100):  # the kill is delivered at exit; the reaping parent is gone
+        if not alive(pid):
+            break
+        time.sleep(0.02)
+    assert not alive(pid)
+    assert not Path(workdir).exists()
