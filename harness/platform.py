@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Protocol, Self
 
 import nats
 from nats.aio.client import Client
@@ -31,12 +31,16 @@ from harness._process import ManagedProcess
 from harness.broker.base import Broker
 from harness.broker.errors import BrokerError
 from harness.checks.observations import LagSample, RegistrarRecord, TappedMessage
+from harness.errors import SetupError
 from harness.faults.partition import RouteProxies
 from harness.faults.proxy import FaultProxy
 from harness.scenario.model import Topology
 from services.common.botspec import RuntimeConfig, default_botspec_path, load_runtime_config
 from services.common.botspec import provision as provision_layout
 from services.common.settings import NatsSettings
+
+if TYPE_CHECKING:
+    from harness.containers.services import ServiceContainer
 
 #: Subjects the tap listens to: the platform's event spaces (not the dead-letter space,
 #: which holds malformed messages by design).
@@ -109,12 +113,111 @@ async def wait_placement_ready(broker: Broker, *, replicas: int, timeout_s: floa
             await nc.close()
 
 
+class ServiceRunner(Protocol):
+    """What runs a service: a :class:`ManagedProcess` or a :class:`ContainerServiceProc`."""
+
+    @property
+    def pid(self) -> int | None: ...
+    @property
+    def running(self) -> bool: ...
+    @property
+    def restarts(self) -> int: ...
+    async def kill(self) -> None: ...
+    async def terminate(self) -> None: ...
+    async def pause(self) -> None: ...
+    async def resume(self) -> None: ...
+    async def restart(self) -> None: ...
+    def log_text(self) -> str: ...
+
+
+class ContainerServiceProc:
+    """A :class:`ServiceContainer` seen through the process-like interface the runner, the
+    fault engine and the journal use (``pid``, ``running``, ``restarts``, signals)."""
+
+    def __init__(self, container: ServiceContainer, log_path: Path) -> None:
+        self.container = container
+        self.log_path = log_path
+        self._pid: int | None = None
+        self._running = False
+
+    @property
+    def pid(self) -> int | None:
+        """The service's pid on the host (the container's init process) while it runs."""
+        return self._pid if self._running else None
+
+    @property
+    def running(self) -> bool:
+        """True while the container runs (paused counts), as of the last operation on it."""
+        return self._running
+
+    @property
+    def restarts(self) -> int:
+        """How often the container was restarted."""
+        return self.container.restarts
+
+    def _refresh_sync(self) -> None:
+        c = self.container._container
+        if c is None:
+            self._running, self._pid = False, None
+            return
+        c.reload()
+        state = c.attrs.get("State", {})
+        self._running = bool(state.get("Running"))
+        self._pid = int(state.get("Pid") or 0) or None
+
+    async def refresh(self) -> None:
+        """Re-read the container's state from the engine."""
+        await asyncio.to_thread(self._refresh_sync)
+
+    async def start(self) -> None:
+        """Start the container and wait for the service's READY line."""
+        await self.container.start()
+        await self.refresh()
+
+    async def kill(self) -> None:
+        """SIGKILL (docker kill)."""
+        await self.container.kill()
+        await self.refresh()
+
+    async def terminate(self) -> None:
+        """SIGTERM and wait (docker stop)."""
+        await self.container.terminate()
+        await self.refresh()
+
+    async def pause(self) -> None:
+        """docker pause (the cgroup freezes, like SIGSTOP)."""
+        await self.container.pause()
+
+    async def resume(self) -> None:
+        """docker unpause."""
+        await self.container.resume()
+
+    async def restart(self) -> None:
+        """Same container, same published port; waits for a new READY line."""
+        await self.container.restart()
+        await self.refresh()
+
+    def log_text(self) -> str:
+        """The container's log across restarts."""
+        return self.container.log_text()
+
+    async def close(self) -> None:
+        """Keep the log in the run directory (as a process's is), then remove the container."""
+        text = self.log_text()
+        if text:
+            with contextlib.suppress(OSError):
+                self.log_path.parent.mkdir(parents=True, exist_ok=True)
+                self.log_path.write_text(text, encoding="utf-8")
+        self._running, self._pid = False, None
+        await self.container.close()
+
+
 @dataclass
 class ServiceProcess:
-    """A reference service running as a child process, with its HTTP endpoint and link."""
+    """A reference service (child process or container), with its HTTP endpoint and link."""
 
     name: str
-    proc: ManagedProcess
+    proc: ServiceRunner
     http_url: str
     proxy: FaultProxy | None = None
 
@@ -202,6 +305,7 @@ class Platform:
         self.tap = Tap() if tap else None
         self.events: list[dict[str, Any]] = []
         self._stack = AsyncExitStack()
+        self._services_image: str | None = None
         self.t0 = time.monotonic()
 
     # ------------------------------------------------------------------ helpers
@@ -277,18 +381,12 @@ class Platform:
         self.route_proxies = routes
         return broker
 
-    async def _start_service(self, name: str) -> ServiceProcess:
+    def _service_args(self, name: str, *, db: str) -> list[str]:
+        """The service's own options from the topology (both for a process and a container)."""
         spec = self.topology.services[name]  # type: ignore[index]
-        proxy: FaultProxy | None = None
-        settings = self.settings(name=f"qiki-{name}")
-        if spec.proxied:
-            proxy = await self._proxy_for(name)
-            settings = self.settings(name=f"qiki-{name}", servers=[proxy.url])
-        # Port 0: the service binds a free port itself and says which on its READY line; a
-        # port picked here could be taken by another process before the service binds it.
-        argv = [sys.executable, "-m", f"services.{name}", "--http-port", "0"]
+        argv: list[str] = []
         if name == "registrar":
-            argv += ["--db", str(self.run_dir / "registrar.db")]
+            argv += ["--db", db]
             if spec.batch:
                 argv += ["--batch", str(spec.batch)]
         elif name == "lagmon":
@@ -301,6 +399,21 @@ class Platform:
                 argv += ["--threshold", f"{key}={limit}"]
         elif name == "radar_sim" and spec.rate_hz:
             argv += ["--rate-hz", str(spec.rate_hz)]
+        return argv
+
+    async def _start_service(self, name: str) -> ServiceProcess:
+        if self.topology.services_in == "container":
+            return await self._start_service_container(name)
+        spec = self.topology.services[name]  # type: ignore[index]
+        proxy: FaultProxy | None = None
+        settings = self.settings(name=f"qiki-{name}")
+        if spec.proxied:
+            proxy = await self._proxy_for(name)
+            settings = self.settings(name=f"qiki-{name}", servers=[proxy.url])
+        # Port 0: the service binds a free port itself and says which on its READY line; a
+        # port picked here could be taken by another process before the service binds it.
+        argv = [sys.executable, "-m", f"services.{name}", "--http-port", "0"]
+        argv += self._service_args(name, db=str(self.run_dir / "registrar.db"))
         bound: list[str] = []
 
         async def ready(p: ManagedProcess) -> None:
@@ -327,6 +440,39 @@ class Platform:
         await proc.start()
         self.event("service.started", service=name, pid=proc.pid)
         return ServiceProcess(name=name, proc=proc, http_url=bound[0], proxy=proxy)
+
+    async def _start_service_container(self, name: str) -> ServiceProcess:
+        """The service in a container on the broker's network (``services_in: container``).
+
+        It reaches the nodes by their network aliases; its HTTP port is published on
+        127.0.0.1, so ``http_url`` works from here as a process's does. The registrar's store
+        lives in the container (the checks read it through ``/records``).
+        """
+        from harness.broker.container import ContainerBroker
+        from harness.containers.services import ServiceContainer
+
+        if not isinstance(self.broker, ContainerBroker):
+            raise SetupError(
+                f"topology.services_in: container needs the container backend, not "
+                f"{self.backend!r}. Hint: --backend container (a Docker engine must answer)"
+            )
+        container = ServiceContainer(
+            f"services.{name}",
+            broker=self.broker,
+            args=self._service_args(name, db="/data/registrar.db"),
+            env={
+                "QIKI_NATS_PING_INTERVAL_S": str(self.topology.ping_interval_s),
+                "QIKI_NATS_NAME": f"qiki-{name}",
+            },
+            image=self._services_image,
+        )
+        proc = ContainerServiceProc(container, self.run_dir / "logs" / f"{name}.log")
+        # Registered before the start, so a sibling's failure still removes this one.
+        self._stack.push_async_callback(proc.close)
+        await proc.start()
+        self.event("service.started", service=name, pid=proc.pid,
+                   container=container.container_name)
+        return ServiceProcess(name=name, proc=proc, http_url=container.http_url)
 
     async def _proxy_for(self, name: str) -> FaultProxy:
         assert self.broker is not None
@@ -364,6 +510,11 @@ class Platform:
                 await self._proxy_for("load")
             # Services start side by side: each spends most of its start-up importing.
             names = [n for n, spec in self.topology.services.items() if spec.enabled]
+            if names and self.topology.services_in == "container":
+                from harness.containers.images import ensure_services_image
+
+                # Built (or found by content hash) once, not by three concurrent starts.
+                self._services_image = (await asyncio.to_thread(ensure_services_image)).tag
             started = await asyncio.gather(
                 *(self._start_service(n) for n in names), return_exceptions=True
             )

@@ -94,6 +94,27 @@ class Topology(_Model):
     #: NATS client ping interval for services and load: a blackhole is only noticed by
     #: PING/PONG, so chaos runs want this short.
     ping_interval_s: float = Field(default=1.0, gt=0, le=120)
+    #: where the reference services run: host processes, or containers on the broker's
+    #: docker network ("everything in containers"; needs the container backend)
+    services_in: Literal["process", "container"] = "process"
+
+    @model_validator(mode="after")
+    def _services_in_containers(self) -> Topology:
+        if self.services_in != "container":
+            return self
+        if self.broker.backend not in ("container", "auto"):
+            raise ValueError(
+                f"services_in: container needs broker.backend: container (or auto with a "
+                f"Docker engine), got {self.broker.backend!r}"
+            )
+        proxied = sorted(n for n, s in self.services.items() if s.enabled and s.proxied)
+        if proxied:
+            raise ValueError(
+                f"services_in: container cannot put services behind a fault proxy on the host "
+                f"(proxied: true on {', '.join(proxied)}); use broker faults or services_in: "
+                "process"
+            )
+        return self
 
 
 # --------------------------------------------------------------------------- rates and steps
