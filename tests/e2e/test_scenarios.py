@@ -49,6 +49,12 @@ VARIANTS = [
         "registrar.codes", "code 924 recorded 10 time(s), expected at least 11",
         id="malformed-events-count-never-reached",
     ),
+    pytest.param(
+        "load-sla",
+        ("puback_p99_ms: 1000", "puback_p99_ms: 0.001"),
+        "load.gates", "FAIL puback_p99_ms",
+        id="load-sla-impossible-gate",
+    ),
 ]
 
 SMOKE_PAUSE = (
