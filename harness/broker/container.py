@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, Self, cast
 
 from harness.broker import _http
 from harness.broker._config import HOST, deep_merge, free_ports, render_config
+from harness.broker._ready import wait_placement
 from harness.broker.errors import BrokerError, BrokerStartError
 from harness.containers.engine import (
     LABEL_NAME,
@@ -504,6 +505,11 @@ class ContainerBroker:
                 ],
                 # Clients must only ever see the 127.0.0.1 published URLs.
                 "no_advertise": True,
+                # A disconnected node's routes go silent (no FIN/RST): short route pings
+                # make its peers drop them within ~3 s, so a `disconnect` is a partition
+                # the cluster notices (the default route ping is minutes).
+                "ping_interval": "1s",
+                "ping_max": 3,
             }
         return deep_merge(config, self.extra_config)
 
@@ -638,7 +644,15 @@ class ContainerBroker:
         while True:
             leaders = await self._meta_leaders()
             if leaders[0] is not None and all(ldr == leaders[0] for ldr in leaders):
-                return
+                # Agreed is not yet usable: see wait_placement (shared with the process
+                # backend).
+                remaining = max(0.1, deadline - time.monotonic())
+                try:
+                    async with asyncio.timeout(remaining):
+                        await wait_placement(self.client_urls, len(self._nodes))
+                    return
+                except TimeoutError:
+                    leaders = await self._meta_leaders()
             if time.monotonic() >= deadline:
                 tails = "\n".join(
                     f"  {n.name}: " + " | ".join(n.log_text().splitlines()[-3:])
