@@ -130,13 +130,14 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 def cmd_down(args: argparse.Namespace) -> int:
     """Remove every container and network the harness labelled (also after a crash)."""
-    from harness.containers.engine import ROOT_SELECTOR, cleanup, docker_available
+    from harness.containers.engine import LABEL_RUN, ROOT_SELECTOR, cleanup, docker_available
 
     ok, why = docker_available()
     if not ok:
         print(f"no Docker engine ({why}): nothing to clean up")
         return EXIT_OK
-    report = cleanup(ROOT_SELECTOR)
+    # --run: one run's (or test session's) leftovers only, leaving concurrent runs alone.
+    report = cleanup(f"{LABEL_RUN}={args.run}" if args.run else ROOT_SELECTOR)
     print(f"removed {len(report.containers)} container(s), {len(report.networks)} network(s)")
     for name, error in report.errors.items():
         _err(f"could not remove {name}: {error}")
@@ -277,6 +278,8 @@ def build_parser() -> argparse.ArgumentParser:
     u.set_defaults(func=cmd_up)
 
     d = sub.add_parser("down", help="remove containers and networks the harness labelled")
+    d.add_argument("--run", metavar="RUN_ID", default=None,
+                   help="only this run's resources (label qiki-harness.run=RUN_ID)")
     d.set_defaults(func=cmd_down)
 
     b = sub.add_parser("botspec", help="validate a BotSpec or generate its runtime config")
