@@ -29,7 +29,6 @@ from nats.js import JetStreamContext
 
 from harness._process import ManagedProcess
 from harness.broker.base import Broker
-from harness.broker.errors import BrokerError
 from harness.checks.observations import LagSample, RegistrarRecord, TappedMessage
 from harness.errors import SetupError
 from harness.faults.partition import RouteProxies
@@ -76,41 +75,6 @@ def http_get_json_or_ok(url: str) -> None:
     with urllib.request.urlopen(url, timeout=1.0) as resp:
         if resp.status >= 300:
             raise OSError(f"{url}: HTTP {resp.status}")
-
-
-async def wait_placement_ready(broker: Broker, *, replicas: int, timeout_s: float = 15.0) -> None:
-    """Wait until the cluster can place an R``replicas`` stream.
-
-    A cluster is "formed" once a meta leader is agreed, but the leader learns the other
-    servers' JetStream capacity a moment later; until then stream creation fails with
-    "no suitable peers for placement" (err_code 10005). A throwaway probe stream answers
-    the only question that matters here.
-    """
-    from nats.js.api import StreamConfig
-    from nats.js.errors import APIError
-
-    nc = await nats.connect(**broker.nats_settings(name="qiki-harness-probe").connect_kwargs())
-    try:
-        js = nc.jetstream(timeout=2.0)
-        deadline = time.monotonic() + timeout_s
-        name = f"QIKI_PLACEMENT_PROBE_{os.getpid()}"
-        while True:
-            try:
-                await js.add_stream(StreamConfig(name=name, subjects=[f"_qiki.probe.{name}"],
-                                                 num_replicas=replicas))
-                await js.delete_stream(name)
-                return
-            except (APIError, TimeoutError) as exc:
-                if time.monotonic() >= deadline:
-                    raise BrokerError(
-                        f"the {replicas}-node cluster cannot place an R{replicas} stream after "
-                        f"{timeout_s:g} s: {exc}. Hint: the node logs in the run's logs/ say "
-                        "which peers are missing"
-                    ) from exc
-                await asyncio.sleep(0.1)
-    finally:
-        with contextlib.suppress(Exception):
-            await nc.close()
 
 
 class ServiceRunner(Protocol):
@@ -487,9 +451,9 @@ class Platform:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         try:
             if self.broker is None:
+                # Clusters are ready only once an R<nodes> stream can be placed (the backends
+                # wait for that), so provisioning below never races the election.
                 self.broker = await self._open_broker()
-                if len(self.broker.nodes) > 1:
-                    await wait_placement_ready(self.broker, replicas=len(self.broker.nodes))
             self.event("broker.ready", backend=self.backend, urls=self.broker.client_urls)
             settings = self.settings(name="qiki-harness")
             self.nc = await nats.connect(

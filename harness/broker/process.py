@@ -23,6 +23,7 @@ from harness._process import ManagedProcess, ProcessError
 from harness.broker import _http
 from harness.broker._binary import find_nats_server
 from harness.broker._config import HOST, deep_merge, free_ports, render_config
+from harness.broker._ready import wait_placement
 from harness.broker.errors import BrokerError, BrokerStartError
 
 if TYPE_CHECKING:
@@ -688,59 +689,8 @@ class NatsCluster(_ProcessBroker):
             delay = min(delay * 1.5, 0.05)
 
     async def _wait_placement(self) -> None:
-        """Wait until every node answers JetStream API requests and an R<size> stream fits.
-
-        Right after the election, (1) a request sent to a non-leader can be dropped while
-        route interest propagates (the client sees a timeout), and (2) the leader may not
-        know its peers' capacity yet ("no suitable peers for placement", err_code 10005).
-        So: ``$JS.API.INFO`` through each node (answered by the meta leader, no side
-        effects), then a probe R<size> memory stream created and deleted. Callers and tests
-        need no retry loop of their own.
-        """
-        import nats
-        from nats.js.api import StorageType, StreamConfig
-
-        clients = [
-            await nats.connect(
-                servers=[n.client_url], connect_timeout=2, allow_reconnect=False, name="qiki-ready"
-            )
-            for n in self._nodes
-        ]
-        try:
-
-            async def api_answers(nc: Any) -> None:
-                delay = 0.005
-                while True:
-                    try:
-                        await nc.request("$JS.API.INFO", b"", timeout=0.2)
-                        return
-                    except (nats.errors.Error, TimeoutError):
-                        await asyncio.sleep(delay)
-                        delay = min(delay * 1.5, 0.05)
-
-            await asyncio.gather(*(api_answers(nc) for nc in clients))
-            name = "QIKI_HARNESS_READY_PROBE"
-            config = StreamConfig(
-                name=name,
-                subjects=["_qiki_harness.ready_probe"],
-                num_replicas=self.size,
-                storage=StorageType.MEMORY,
-            )
-            # A retried create of the same config is idempotent.
-            js = clients[0].jetstream(timeout=1.0)
-            delay = 0.01
-            while True:
-                try:
-                    await js.add_stream(config)
-                    break
-                except (nats.errors.Error, TimeoutError):
-                    await asyncio.sleep(delay)
-                    delay = min(delay * 1.5, 0.1)
-            await clients[0].jetstream(timeout=5.0).delete_stream(name)
-        finally:
-            for nc in clients:
-                with contextlib.suppress(Exception):
-                    await nc.close()
+        """Every node answers JetStream API requests and an R<size> stream fits."""
+        await wait_placement([n.client_url for n in self._nodes], self.size)
 
     async def meta_leader(self, *, timeout_s: float = 10.0) -> str:
         """Name of the JetStream meta leader as reported by the running nodes.

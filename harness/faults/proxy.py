@@ -462,7 +462,9 @@ class _Connection:
             )
         except OSError as exc:
             self.proxy._connect_failures += 1
-            log.warning(
+            # Expected while a proxied cluster starts (peers dial before every node listens)
+            # and while a node is down; counted in stats, so not a warning on every run.
+            log.info(
                 "fault proxy %s: upstream %s:%s refused connection %s: %s",
                 self.proxy.name, self.proxy.upstream_host, self.proxy.upstream_port, self.id, exc,
             )
