@@ -688,7 +688,8 @@ def _fast_binary(headers: Mapping[str, str], payload: bytes, check_data: bool) -
     id_ = attrs.pop("id", "")
     source = attrs.pop("source", "")
     type_ = attrs.pop("type", "")
-    if not id_ or not type_ or attrs.pop("specversion", None) != SPECVERSION:
+    # Anything short of complete goes to the general decoder, which names the violation.
+    if not id_ or not source or not type_ or attrs.pop("specversion", None) != SPECVERSION:
         return None
     if source not in _KNOWN_SOURCES:
         if not _URI_REFERENCE.fullmatch(source):

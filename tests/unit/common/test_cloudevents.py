@@ -627,3 +627,17 @@ def test_fast_path_agrees_with_the_general_decoder(
 def test_undecodable_required_header_is_reported_once() -> None:
     found = check_message(valid_binary_headers(id="%zz"), b"", require_msg_id=False)
     assert [(v.rule, v.attribute) for v in found] == [("header-encoding", "id")]
+
+
+@pytest.mark.parametrize("source", [None, ""])
+def test_binary_event_without_source_is_rejected(source: str | None) -> None:
+    # The fast binary path once accepted an empty or missing ce-source (found by the
+    # registrar's hypothesis test); both decoders must name the missing attribute.
+    headers = {"ce-specversion": "1.0", "ce-id": "e1", "ce-type": "t.x",
+               "ce-datacontenttype": "application/json", "Nats-Msg-Id": "e1"}
+    if source is not None:
+        headers["ce-source"] = source
+    with pytest.raises(CloudEventError) as info:
+        from_message(headers, b"{}")
+    assert info.value.attribute == "source"
+    assert any(v.attribute == "source" for v in check_message(headers, b"{}"))
