@@ -13,6 +13,8 @@ Measured per run (teardown not counted):
   its default readiness (an R3 stream can be placed, a probe stream created and deleted).
 
 Goals (issue 2): single <= 50 ms and <= 3x the bare start; cluster <= 500 ms.
+Goals with ``--backend container`` (issue 6; the image is built or found first, not timed):
+single <= 1.5 s median of 10 runs, 3-node cluster <= 5 s median of 5 runs.
 Prints a table, then a last line ``RESULT {json}``.
 """
 
@@ -37,6 +39,10 @@ from harness.broker._config import HOST, free_ports
 SINGLE_GOAL_MS = 50.0
 SINGLE_RATIO_GOAL = 3.0
 CLUSTER_GOAL_MS = 500.0
+CONTAINER_SINGLE_GOAL_MS = 1500.0
+CONTAINER_CLUSTER_GOAL_MS = 5000.0
+#: a 3-node container cluster takes seconds (vfs storage is slow): fewer runs of it
+CONTAINER_CLUSTER_RUNS = 5
 
 Measure = Callable[[], Awaitable[float]]
 
@@ -130,6 +136,13 @@ def backend_start(backend: str, nodes: int, **options: Any) -> Measure:
 async def run(backend: str, runs: int) -> dict[str, Any]:
     """Measure every row; return the RESULT mapping."""
     await bare_single()  # warm the page cache for the binary: first exec is an outlier
+    image: dict[str, Any] = {}
+    if backend == "container":
+        from harness.containers.images import ensure_nats_image
+
+        # Built offline (or found) before timing: startup is measured, not the build.
+        info = await asyncio.to_thread(ensure_nats_image)
+        image = {"image": info.tag, "image_source": info.source}
     cases: dict[str, Measure] = {
         "bare_single": bare_single,
         "single": backend_start(backend, 1),
@@ -145,8 +158,11 @@ async def run(backend: str, runs: int) -> dict[str, Any]:
     samples: dict[str, list[float]] = {key: [] for key in cases}
     # Interleaved (one of each per round), so load from other processes on this shared
     # machine hits baseline and ours alike instead of skewing one block of runs.
-    for _ in range(runs):
+    cluster_runs = min(runs, CONTAINER_CLUSTER_RUNS) if backend == "container" else runs
+    for i in range(runs):
         for key, measure in cases.items():
+            if "cluster" in key and i >= cluster_runs:
+                continue
             samples[key].append(await measure() * 1000.0)
     rows = {key: (statistics.median(v), v) for key, v in samples.items()}
 
@@ -154,11 +170,17 @@ async def run(backend: str, runs: int) -> dict[str, Any]:
         return round(rows[key][0], 1)
 
     ratio = rows["single"][0] / rows["bare_single"][0] if rows["bare_single"][0] else None
-    goals = {
-        "single_le_50ms": rows["single"][0] <= SINGLE_GOAL_MS,
-        "single_le_3x_bare": ratio is not None and ratio <= SINGLE_RATIO_GOAL,
-        "cluster_le_500ms": rows["cluster"][0] <= CLUSTER_GOAL_MS,
-    }
+    if backend == "container":
+        goals = {
+            "single_le_1500ms": rows["single"][0] <= CONTAINER_SINGLE_GOAL_MS,
+            "cluster_le_5000ms": rows["cluster"][0] <= CONTAINER_CLUSTER_GOAL_MS,
+        }
+    else:
+        goals = {
+            "single_le_50ms": rows["single"][0] <= SINGLE_GOAL_MS,
+            "single_le_3x_bare": ratio is not None and ratio <= SINGLE_RATIO_GOAL,
+            "cluster_le_500ms": rows["cluster"][0] <= CLUSTER_GOAL_MS,
+        }
     labels = {
         "bare_single": "bare nats-server -js -> healthz ok",
         "single": f"{backend} broker (1 node) ready",
@@ -166,23 +188,30 @@ async def run(backend: str, runs: int) -> dict[str, Any]:
         "cluster": f"{backend} cluster (3 nodes) -> meta leader",
         "cluster_placeable": f"{backend} cluster -> R3 stream placeable",
     }
-    print(f"broker startup, {runs} runs each, median / min / max in ms")
+    print(f"broker startup, {runs} runs each (clusters: {cluster_runs}), "
+          "median / min / max in ms")
     print(f"{'case':<44} {'median':>8} {'min':>8} {'max':>8}")
     for key, label in labels.items():
         if key not in rows:
             continue
         m, s = rows[key]
         print(f"{label:<44} {m:8.1f} {min(s):8.1f} {max(s):8.1f}")
-    print(
-        f"single / bare = {ratio:.2f}x (goal <= {SINGLE_RATIO_GOAL:g}x, <= {SINGLE_GOAL_MS:g} ms); "
-        f"cluster goal <= {CLUSTER_GOAL_MS:g} ms"
-        if ratio is not None
-        else "single / bare: n/a"
-    )
+    if backend == "container":
+        print(f"image {image['image']} ({image['image_source']}); goals: single <= "
+              f"{CONTAINER_SINGLE_GOAL_MS:g} ms, cluster <= {CONTAINER_CLUSTER_GOAL_MS:g} ms")
+    else:
+        print(
+            f"single / bare = {ratio:.2f}x (goal <= {SINGLE_RATIO_GOAL:g}x, "
+            f"<= {SINGLE_GOAL_MS:g} ms); cluster goal <= {CLUSTER_GOAL_MS:g} ms"
+            if ratio is not None
+            else "single / bare: n/a"
+        )
     return {
         "bench": "broker_startup",
         "backend": backend,
         "runs": runs,
+        "cluster_runs": cluster_runs,
+        **image,
         "bare_single_ms": med("bare_single"),
         "single_ms": med("single"),
         "single_ratio": round(ratio, 2) if ratio is not None else None,
