@@ -19,8 +19,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from services.common.botspec import BotSpecError, load_runtime_config
+from services.common.http import HttpServer
 from services.common.settings import NatsSettings, connect
-from services.lagmon.httpd import HttpServer
 from services.lagmon.service import LagMonitor
 from services.lagmon.thresholds import (
     Thresholds,

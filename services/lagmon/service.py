@@ -8,7 +8,6 @@ to a connection, a timer and the HTTP endpoints.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from collections.abc import Iterable, Sequence
@@ -17,8 +16,8 @@ from typing import Any
 from nats.aio.client import Client
 
 from services.common.cloudevents import CloudEvent, new_event, publish_event
+from services.common.http import Response, json_response
 from services.lagmon.events import DEFAULT_HEALTH_SUBJECT, SOURCE
-from services.lagmon.httpd import Response
 from services.lagmon.metrics import CONTENT_TYPE, LagMetrics
 from services.lagmon.poller import AgeMode, LagPoller, LagSnapshot
 from services.lagmon.thresholds import (
@@ -224,4 +223,4 @@ class LagMonitor:
             "missing": [{"stream": s, "consumer": c} for s, c in self.missing_consumers()],
             "last_error": self.last_error,
         }
-        return Response(200, json.dumps(body).encode(), "application/json")
+        return json_response(body)

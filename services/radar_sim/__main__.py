@@ -19,8 +19,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from services.common.botspec import BotSpecError, load_runtime_config
+from services.common.http import HttpServer
 from services.common.settings import NatsSettings, connect
-from services.lagmon.httpd import HttpServer
 from services.radar_sim.service import RadarSimulator, SimMetrics, SimSubjects
 
 log = logging.getLogger("services.radar_sim")

@@ -21,7 +21,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from pydantic import BaseModel
 
 from services.common.cloudevents import new_event, publish_event
-from services.lagmon.httpd import Response
+from services.common.http import Response
 from services.radar_sim import events as ev
 from services.radar_sim.simulation import Scene, split_by_band
 

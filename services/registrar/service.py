@@ -35,10 +35,10 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from services.common.cloudevents import CloudEventError, from_message, new_event, to_binary
 from services.common.codes import RegistrarCode, rejection_code_for
+from services.common.http import HttpServer, Response, json_response
 from services.common.settings import NatsSettings, connect
 
 from .codemap import LIFECYCLE_TYPES, CodeMapper
-from .http import HttpServer, Response, json_response
 from .metrics import RegistrarMetrics
 from .pull import PullConsumer, install_fast_header_parser, parse_ack_subject
 from .store import RegistrarStore, Row, rejection_key
@@ -206,7 +206,7 @@ class Registrar:
             host=opts.http_host,
             port=opts.http_port,
         )
-        await self.http.__aenter__()
+        await self.http.start()
         self._tasks.append(asyncio.create_task(self._publisher(), name="registrar-outbox"))
         for pc in self.consumers:
             self._tasks.append(asyncio.create_task(self._consume(pc), name=f"reg-{pc.durable}"))
@@ -259,7 +259,7 @@ class Registrar:
             with contextlib.suppress(Exception):
                 await self.nc.close()
         if self.http is not None:
-            await self.http.__aexit__(None, None, None)
+            await self.http.close()
         if self.store is not None:
             store = self.store
             await asyncio.get_running_loop().run_in_executor(self._db, store.close)

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from services.lagmon.httpd import HttpServer, Response
+from services.common.http import HttpServer, Response
 from services.lagmon.metrics import LagMetrics
 from services.lagmon.poller import ConsumerLag, LagSnapshot
 from services.lagmon.thresholds import (

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from services.registrar.http import HttpServer, Response, json_response
+from services.common.http import HttpServer, Response, json_response
 
 
 async def _get(port: int, raw: bytes) -> tuple[int, bytes]:
