@@ -10,17 +10,22 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import logging
-import os
-import signal
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 
 from services.common.botspec import BotSpecError, load_runtime_config
-from services.common.http import HttpServer
-from services.common.settings import NatsSettings, connect
+from services.common.http import HttpServer, http_host
+from services.common.runner import (
+    UsageError,
+    add_common_arguments,
+    check_http_port,
+    nats_connection,
+    nats_settings,
+    print_ready,
+    run_main,
+    stop_on_signals,
+)
 from services.lagmon.service import LagMonitor
 from services.lagmon.thresholds import (
     Thresholds,
@@ -31,11 +36,6 @@ from services.lagmon.thresholds import (
 log = logging.getLogger("services.lagmon")
 
 
-def _http_host() -> str:
-    """Bind address: 127.0.0.1 unless $QIKI_HTTP_HOST says otherwise (a container: 0.0.0.0)."""
-    return os.environ.get("QIKI_HTTP_HOST") or "127.0.0.1"
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The command line."""
     p = argparse.ArgumentParser(
@@ -43,10 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Poll JetStream durable consumer lag; export Prometheus metrics; publish "
         "qiki.lagmon.v1.ThresholdCrossed/ThresholdCleared CloudEvents on threshold crossings.",
     )
-    p.add_argument("--nats-url", help="NATS URL(s), comma-separated (default: QIKI_NATS_URL)")
-    p.add_argument("--botspec", type=Path, help="BotSpec path (default: QIKI_BOTSPEC or shipped)")
+    add_common_arguments(p)
     p.add_argument("--interval-s", type=float, help="poll interval (default: from the BotSpec)")
-    p.add_argument("--http-port", type=int, default=0, help="HTTP port on 127.0.0.1 (0 = free)")
     p.add_argument(
         "--threshold",
         action="append",
@@ -78,28 +76,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--age-mode", choices=("exact", "approx"), default="exact")
     p.add_argument("--timeout-s", type=float, default=2.0, help="per request (default 2.0)")
-    p.add_argument("--log-level", default="INFO")
     return p
-
-
-def _fail(msg: str) -> int:
-    print(f"lagmon: error: {msg}", file=sys.stderr)
-    return 2
 
 
 async def _amain(args: argparse.Namespace) -> int:
     try:
         config = load_runtime_config(args.botspec)
     except (BotSpecError, OSError) as exc:
-        return _fail(str(exc))
+        raise UsageError(str(exc)) from exc
     lag_cfg = config.lagmon
     interval_s = args.interval_s if args.interval_s is not None else lag_cfg.poll_interval_s or 1.0
     if interval_s <= 0:
-        return _fail(f"--interval-s {interval_s}: expected seconds > 0")
+        raise UsageError(f"--interval-s {interval_s}: expected seconds > 0")
     if args.timeout_s <= 0:
-        return _fail(f"--timeout-s {args.timeout_s}: expected seconds > 0")
-    if not 0 <= args.http_port <= 65535:
-        return _fail(f"--http-port {args.http_port}: expected 0..65535")
+        raise UsageError(f"--timeout-s {args.timeout_s}: expected seconds > 0")
+    check_http_port(args.http_port)
     try:
         specs = [
             ThresholdSpec(consumer=w.durable, threshold=w.lag_threshold, stream=w.stream)
@@ -110,11 +101,13 @@ async def _amain(args: argparse.Namespace) -> int:
             specs, default=args.default_threshold, clear_ratio=args.clear_ratio
         )
     except (ThresholdSpecError, ValueError) as exc:
-        return _fail(str(exc))
+        raise UsageError(str(exc)) from exc
 
     streams = list(dict.fromkeys([w.stream for w in lag_cfg.watch]))
     if not streams and not args.stream:
-        return _fail("nothing to watch: the BotSpec configures no consumers and no --stream given")
+        raise UsageError(
+            "nothing to watch: the BotSpec configures no consumers and no --stream given"
+        )
     # Configured consumers, plus every consumer of each --stream (or of every stream with
     # --all-consumers).
     watch: list[tuple[str, str]] | None = [(w.stream, w.durable) for w in lag_cfg.watch]
@@ -122,28 +115,10 @@ async def _amain(args: argparse.Namespace) -> int:
         watch = None
         streams = list(dict.fromkeys([*streams, *args.stream]))
 
-    try:
-        settings = NatsSettings.from_env()
-        if settings.name is None:
-            settings = settings.with_overrides(name="qiki-lagmon")
-        if args.nats_url:
-            settings = settings.with_overrides(
-                servers=[u.strip() for u in args.nats_url.split(",") if u.strip()]
-            )
-    except ValueError as exc:
-        return _fail(str(exc))
-
-    try:
-        nc = await connect(settings)
-    except ConnectionError as exc:
-        print(f"lagmon: {exc}", file=sys.stderr)
-        return 1
-
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    try:
+    settings = nats_settings(args.nats_url, name="qiki-lagmon")
+    async with nats_connection(settings) as nc:
+        stop = asyncio.Event()
+        stop_on_signals(stop.set)
         monitor = LagMonitor(
             nc,
             streams=streams,
@@ -160,12 +135,12 @@ async def _amain(args: argparse.Namespace) -> int:
             "/metrics": monitor.metrics_view,
             "/lag": monitor.lag_view,
         }
-        async with HttpServer(routes, host=_http_host(), port=args.http_port) as http:
+        async with HttpServer(routes, host=http_host(), port=args.http_port) as http:
             try:
                 await monitor.poll_once()
             except Exception as exc:  # the broker may still be coming up: keep going
                 log.warning("first poll failed: %s: %s", type(exc).__name__, exc)
-            print(f"READY {http.url}", flush=True)
+            print_ready(http.url)
             log.info(
                 "watching %s on %s every %.3g s; thresholds %s",
                 "all consumers" if watch is None else f"{len(watch)} consumers",
@@ -174,24 +149,13 @@ async def _amain(args: argparse.Namespace) -> int:
                 thresholds.as_dict(),
             )
             await monitor.run(stop)
-    finally:
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(nc.drain(), timeout=2.0)
-        with contextlib.suppress(Exception):
-            await nc.close()
     log.info("stopped")
     return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit code."""
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level.upper(),
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    return asyncio.run(_amain(args))
+    return run_main("lagmon", build_parser(), _amain, argv)
 
 
 if __name__ == "__main__":
