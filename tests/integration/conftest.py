@@ -1,4 +1,6 @@
-"""Real nats-server for the lag monitor's integration tests."""
+"""Fixtures the integration areas share; ``nats_server`` itself comes from the project's pytest
+plugin (``harness.pytest_plugin``: a fresh JetStream server on free 127.0.0.1 ports, reaped after
+the test).  An area's own conftest may still define fixtures of the same names; its own win."""
 
 from __future__ import annotations
 
@@ -13,15 +15,8 @@ from services.common.botspec import RuntimeConfig, load_runtime_config, provisio
 
 
 @pytest.fixture
-async def nats_server() -> AsyncIterator[NatsServer]:
-    """A fresh single-node JetStream server on free 127.0.0.1 ports (reaped after the test)."""
-    async with NatsServer() as srv:
-        yield srv
-
-
-@pytest.fixture
 async def nc(nats_server: NatsServer) -> AsyncIterator[Client]:
-    """A connected client."""
+    """A connected client (plain ``nats.connect``: no reconnect settings of the services)."""
     client = await nats.connect(nats_server.client_url)
     try:
         yield client
