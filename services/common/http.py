@@ -27,7 +27,14 @@ from types import TracebackType
 from typing import Any, cast
 from urllib.parse import parse_qs, urlsplit
 
-__all__ = ["Handler", "HttpServer", "Response", "http_host", "json_response"]
+__all__ = [
+    "METRICS_CONTENT_TYPE",
+    "Handler",
+    "HttpServer",
+    "Response",
+    "http_host",
+    "json_response",
+]
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +48,8 @@ _REASONS = {
     503: "Service Unavailable",
 }
 _MAX_REQUEST_BYTES = 16 * 1024
+#: Prometheus text exposition format 0.0.4 (what ``/metrics`` answers with).
+METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 _READ_TIMEOUT_S = 10.0
 
 

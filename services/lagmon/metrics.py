@@ -33,9 +33,6 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from services.lagmon.poller import ConsumerLag, LagSnapshot
 from services.lagmon.thresholds import ThresholdTracker
 
-CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-
-
 # (name, help, ConsumerLag attribute)
 _FAMILIES: tuple[tuple[str, str, str], ...] = (
     ("qiki_jetstream_consumer_lag", "Messages not yet acknowledged: num_pending + num_ack_pending",

@@ -16,9 +16,9 @@ from typing import Any
 from nats.aio.client import Client
 
 from services.common.cloudevents import CloudEvent, new_event, publish_event
-from services.common.http import Response, json_response
+from services.common.http import METRICS_CONTENT_TYPE, Response, json_response
 from services.lagmon.events import DEFAULT_HEALTH_SUBJECT, SOURCE
-from services.lagmon.metrics import CONTENT_TYPE, LagMetrics
+from services.lagmon.metrics import LagMetrics
 from services.lagmon.poller import AgeMode, LagPoller, LagSnapshot
 from services.lagmon.thresholds import (
     Key,
@@ -210,7 +210,7 @@ class LagMonitor:
 
     def metrics_view(self) -> Response:
         """``/metrics``: Prometheus text format."""
-        return Response(200, self.metrics.render(), CONTENT_TYPE)
+        return Response(200, self.metrics.render(), METRICS_CONTENT_TYPE)
 
     def lag_view(self) -> Response:
         """``/lag``: JSON of the last poll, thresholds and who is over."""

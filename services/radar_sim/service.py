@@ -21,14 +21,13 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from pydantic import BaseModel
 
 from services.common.cloudevents import new_event, publish_event
-from services.common.http import Response
+from services.common.http import METRICS_CONTENT_TYPE, Response
 from services.radar_sim import events as ev
 from services.radar_sim.simulation import Scene, split_by_band
 
 log = logging.getLogger(__name__)
 
 FrameMode = Literal["combined", "split"]
-CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
 @dataclass(frozen=True)
@@ -266,4 +265,4 @@ class RadarSimulator:
     def metrics_view(self) -> Response:
         """``/metrics``."""
         self.metrics.connected.set(1 if self._nc.is_connected else 0)
-        return Response(200, self.metrics.render(), CONTENT_TYPE)
+        return Response(200, self.metrics.render(), METRICS_CONTENT_TYPE)
