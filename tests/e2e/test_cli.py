@@ -8,9 +8,6 @@ import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from pathlib import Path
 
-import pytest
-
-
 SCENARIOS = Path(__file__).resolve().parents[2] / "scenarios"
 Qiki = Callable[..., subprocess.CompletedProcess[str]]
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-
 QUIET_SCENARIO = """\
 name: {name}
 markers: [{marker}]
