@@ -464,7 +464,9 @@ class Platform:
             )
             self._stack.push_async_callback(self._close_client)
             self.js = self.nc.jetstream()
-            await provision_layout(self.js, self.config)
+            # Creating R3 streams and consumers on a loaded machine (containers on vfs) can
+            # take longer than the client's default 5 s API timeout.
+            await provision_layout(self.nc.jetstream(timeout=15.0), self.config)
             if self.tap is not None:
                 self.tap.t0 = self.t0
                 for subject in TAP_SUBJECTS:
