@@ -25,12 +25,11 @@ import os
 import re
 import time
 from collections.abc import Mapping
-from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self, cast
+from typing import Any, cast
 
-from harness.broker import _http
 from harness.broker._config import HOST, deep_merge, free_ports, render_config
 from harness.broker._ready import wait_placement
+from harness.broker.base import HEALTHZ_JS, ClusterMonitor, MonitoredNode
 from harness.broker.errors import BrokerError, BrokerStartError
 from harness.containers.engine import (
     LABEL_NAME,
@@ -43,12 +42,8 @@ from harness.containers.engine import (
 )
 from harness.containers.images import ImageInfo, ensure_nats_image
 
-if TYPE_CHECKING:
-    from services.common.settings import NatsSettings
-
 __all__ = ["ContainerBroker", "ContainerNode"]
 
-HEALTHZ_JS = "/healthz?js-enabled-only=true"
 CLIENT_PORT = 4222
 MONITOR_PORT = 8222
 ROUTE_PORT = 6222
@@ -66,7 +61,7 @@ def _disable_reaper() -> None:
     os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")
 
 
-class ContainerNode:
+class ContainerNode(MonitoredNode):
     """One nats-server container. Implements :class:`harness.broker.Node`.
 
     State properties (``running``, ``paused``, ``pid``) reflect the last docker operation or
@@ -104,16 +99,6 @@ class ContainerNode:
     def container_id(self) -> str | None:
         """Docker container id, None before start."""
         return cast(str, self._container.id) if self._container is not None else None
-
-    @property
-    def client_url(self) -> str:
-        """``nats://127.0.0.1:PORT`` (published client port)."""
-        return f"nats://{HOST}:{self.client_port}"
-
-    @property
-    def monitor_url(self) -> str:
-        """``http://127.0.0.1:PORT`` (published monitoring port)."""
-        return f"http://{HOST}:{self.monitor_port}"
 
     @property
     def internal_client_url(self) -> str:
@@ -206,12 +191,8 @@ class ContainerNode:
         deadline = time.monotonic() + timeout_s
         next_check = time.monotonic() + 0.5
         while True:
-            try:
-                status, _ = await _http.get(HOST, self.monitor_port, HEALTHZ_JS, timeout_s=1.0)
-                if status == 200:
-                    break
-            except (OSError, TimeoutError):
-                pass  # not listening yet (docker-proxy accepts, then closes)
+            if await self.healthy():  # False while not listening (docker-proxy accepts, closes)
+                break
             now = time.monotonic()
             if now >= next_check:
                 # a server that exited (bad config, crash) will never answer: fail now
@@ -348,20 +329,8 @@ class ContainerNode:
         except Exception as exc:  # container gone: say so instead of failing a report
             return f"(log unavailable: {exc})"
 
-    async def monitor(self, path: str, *, timeout_s: float = 1.0) -> Any:
-        """GET a monitoring endpoint (e.g. ``/jsz``) through the published port; JSON."""
-        return await _http.get_json(HOST, self.monitor_port, path, timeout_s=timeout_s)
 
-    async def healthy(self, path: str = HEALTHZ_JS, *, timeout_s: float = 1.0) -> bool:
-        """True if ``path`` (a /healthz variant) answers 200 right now."""
-        try:
-            status, _ = await _http.get(HOST, self.monitor_port, path, timeout_s=timeout_s)
-        except (OSError, TimeoutError):
-            return False
-        return status == 200
-
-
-class ContainerBroker:
+class ContainerBroker(ClusterMonitor[ContainerNode]):
     """``size`` nats-server containers with JetStream; an async context manager.
 
     ``size=1``: a single node (ready on healthz). ``size>1``: a cluster named
@@ -373,6 +342,7 @@ class ContainerBroker:
     """
 
     backend = "container"
+    _LIVE_WORD = "live"
 
     def __init__(
         self,
@@ -411,16 +381,8 @@ class ContainerBroker:
         self.startup_s: float | None = None
 
     # --------------------------------------------------------------- protocol
-
-    @property
-    def nodes(self) -> list[ContainerNode]:
-        """The server nodes."""
-        return list(self._nodes)
-
-    @property
-    def client_urls(self) -> list[str]:
-        """Client URL of every node (127.0.0.1 published ports)."""
-        return [n.client_url for n in self._nodes]
+    # nodes, client_urls (127.0.0.1 published ports), version (from /varz), nats_settings,
+    # async with, meta_leader, stream_leader: see NodeSet and ClusterMonitor.
 
     @property
     def internal_client_urls(self) -> list[str]:
@@ -432,28 +394,9 @@ class ContainerBroker:
         """Name of the run's docker network (``qiki-<run id>``)."""
         return f"qiki-{self.run_id}"
 
-    @property
-    def version(self) -> str:
-        """nats-server version (``2.15.1``), from ``/varz``."""
-        for node in self._nodes:
-            if node.version:
-                return node.version
-        raise BrokerError("nats-server version unknown: the broker has not been started")
-
     def node(self, name: str) -> ContainerNode:
         """Node by server name; raises KeyError naming the known names."""
-        for n in self._nodes:
-            if n.name == name:
-                return n
-        raise KeyError(f"no node named {name!r}; nodes are {[n.name for n in self._nodes]}")
-
-    def nats_settings(self, **overrides: Any) -> NatsSettings:
-        """:class:`NatsSettings` with every node's published client URL."""
-        from services.common.settings import NatsSettings
-
-        fields: dict[str, Any] = {"servers": self.client_urls}
-        fields.update(overrides)
-        return NatsSettings(**fields)
+        return self._find_node(name)
 
     def describe(self) -> dict[str, Any]:
         """Journal-safe description of the deployment."""
@@ -611,116 +554,26 @@ class ContainerBroker:
                 n._running = n._paused = n._connected = False
             client.close()
 
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
-
     # ------------------------------------------------------------ clustering
 
-    async def _meta_leaders(self) -> list[str | None]:
-        async def one(node: ContainerNode) -> str | None:
-            if not node.running or node.paused:
-                return None
-            try:
-                jsz = await node.monitor("/jsz", timeout_s=0.5)
-            except (OSError, TimeoutError):
-                return None
-            leader = (jsz.get("meta_cluster") or {}).get("leader")
-            return leader if isinstance(leader, str) and leader else None
-
-        return list(await asyncio.gather(*(one(n) for n in self._nodes)))
+    def _is_live(self, node: ContainerNode) -> bool:
+        # A disconnected node is cut off from the cluster: its view does not count.
+        return node.running and not node.paused and node.connected
 
     async def _wait_formed(self) -> None:
-        deadline = time.monotonic() + self.ready_timeout_s
-        delay = 0.01
-        while True:
-            leaders = await self._meta_leaders()
-            if leaders[0] is not None and all(ldr == leaders[0] for ldr in leaders):
+        try:
+            async with asyncio.timeout(self.ready_timeout_s):
+                await self._wait_meta_agreed()
                 # Agreed is not yet usable: see wait_placement (shared with the process
                 # backend).
-                remaining = max(0.1, deadline - time.monotonic())
-                try:
-                    async with asyncio.timeout(remaining):
-                        await wait_placement(self.client_urls, len(self._nodes))
-                    return
-                except TimeoutError:
-                    leaders = await self._meta_leaders()
-            if time.monotonic() >= deadline:
-                tails = "\n".join(
-                    f"  {n.name}: " + " | ".join(n.log_text().splitlines()[-3:])
-                    for n in self._nodes
-                )
-                raise BrokerStartError(
-                    f"ContainerBroker: no JetStream meta leader agreed within "
-                    f"{self.ready_timeout_s:g} s (each node sees {leaders}).\nLast log lines:\n"
-                    f"{tails}\nHint: check the routes on network {self.network_name}."
-                )
-            await asyncio.sleep(delay)
-            delay = min(delay * 1.5, 0.05)
-
-    async def meta_leader(self, *, timeout_s: float = 10.0) -> str:
-        """Name of the JetStream meta leader agreed by the running, connected nodes.
-
-        Waits up to ``timeout_s`` for an election (e.g. right after the leader was killed).
-        """
-        deadline = time.monotonic() + timeout_s
-        delay = 0.01
-        while True:
-            live = [n for n in self._nodes if n.running and not n.paused and n.connected]
-            leaders = [
-                ldr
-                for n, ldr in zip(self._nodes, await self._meta_leaders(), strict=True)
-                if ldr is not None and n in live
-            ]
-            names = {n.name for n in live}
-            if leaders and leaders[0] in names and all(ldr == leaders[0] for ldr in leaders):
-                return leaders[0]
-            if time.monotonic() >= deadline:
-                raise BrokerError(
-                    f"no JetStream meta leader among live nodes {sorted(names)} after "
-                    f"{timeout_s:g} s (nodes report {leaders})"
-                )
-            await asyncio.sleep(delay)
-            delay = min(delay * 1.5, 0.1)
-
-    async def stream_leader(
-        self, stream: str, *, account: str = "$G", timeout_s: float = 10.0
-    ) -> ContainerNode:
-        """The node leading ``stream`` (asked of the live nodes via ``/jsz``)."""
-        deadline = time.monotonic() + timeout_s
-        delay = 0.01
-        while True:
-            seen: dict[str, str | None] = {}
-            live = [n for n in self._nodes if n.running and not n.paused and n.connected]
-            for node in live:
-                with contextlib.suppress(OSError, TimeoutError):
-                    jsz = await node.monitor(
-                        f"/jsz?accounts=true&streams=true&acc={account}", timeout_s=0.5
-                    )
-                    for acc in jsz.get("account_details") or []:
-                        for sd in acc.get("stream_detail") or []:
-                            if sd.get("name") == stream:
-                                seen[node.name] = (sd.get("cluster") or {}).get("leader")
-            votes = {ldr for ldr in seen.values() if ldr}
-            if len(votes) == 1:
-                (leader,) = votes
-                if leader in {n.name for n in live}:
-                    return self.node(leader)
-            if time.monotonic() >= deadline:
-                raise BrokerError(
-                    f"stream {stream!r}: no live leader after {timeout_s:g} s "
-                    f"(nodes report {seen or 'no such stream'})"
-                )
-            await asyncio.sleep(delay)
-            delay = min(delay * 1.5, 0.1)
+                await wait_placement(self.client_urls, len(self._nodes))
+        except TimeoutError:
+            leaders = await self._meta_leaders()
+            raise BrokerStartError(
+                f"ContainerBroker: no JetStream meta leader agreed within "
+                f"{self.ready_timeout_s:g} s (each node sees {leaders}).\nLast log lines:\n"
+                f"{self._log_tails()}\nHint: check the routes on network {self.network_name}."
+            ) from None
 
 
 def create_broker(*, nodes: int = 1, url: str | None = None, **options: Any) -> ContainerBroker:

@@ -9,25 +9,20 @@ from __future__ import annotations
 
 import asyncio
 import atexit
-import contextlib
 import re
 import shutil
 import tempfile
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self
+from typing import Any
 
 from harness._process import ManagedProcess, ProcessError
-from harness.broker import _http
 from harness.broker._binary import find_nats_server
 from harness.broker._config import HOST, deep_merge, free_ports, render_config
 from harness.broker._ready import wait_placement
+from harness.broker.base import HEALTHZ_JS, ClusterMonitor, MonitoredNode, NodeSet
 from harness.broker.errors import BrokerError, BrokerStartError
-
-if TYPE_CHECKING:
-    from services.common.settings import NatsSettings
 
 __all__ = ["NatsCluster", "NatsNode", "NatsServer", "RouteUrlFor"]
 
@@ -35,7 +30,6 @@ RouteUrlFor = Callable[[int, int, int], str]
 """``(from_idx, to_idx, peer_route_port) -> route URL`` used by node ``from_idx`` to reach
 ``to_idx``; lets the chaos layer put a TCP proxy on every route (partitions)."""
 
-HEALTHZ_JS = "/healthz?js-enabled-only=true"
 _HINT = (
     "the log lines above are nats-server's own (a config error names the field, which may "
     "come from extra_config); set NATS_SERVER_BIN to another nats-server (v2.10+) if this "
@@ -63,17 +57,13 @@ async def _poll_healthz(node: NatsNode, path: str = HEALTHZ_JS) -> None:
     while True:
         if not node.running:
             raise BrokerError(f"{node.name}: exited while waiting for {path}")
-        try:
-            status, _ = await _http.get(HOST, node.monitor_port, path, timeout_s=1.0)
-            if status == 200:
-                return
-        except (OSError, TimeoutError):
-            pass  # not listening yet
+        if await node.healthy(path):  # False while not listening yet
+            return
         await asyncio.sleep(delay)
         delay = min(delay * 1.5, 0.025)
 
 
-class NatsNode:
+class NatsNode(MonitoredNode):
     """One nats-server process: ports, store, config file and the process handle.
 
     Ports and store survive :meth:`restart`, so clients and peers find it again.
@@ -119,16 +109,6 @@ class NatsNode:
     def name(self) -> str:
         """Server name, also ``server_name`` in the config."""
         return self._name
-
-    @property
-    def client_url(self) -> str:
-        """``nats://127.0.0.1:PORT``."""
-        return f"nats://{HOST}:{self.client_port}"
-
-    @property
-    def monitor_url(self) -> str:
-        """``http://127.0.0.1:PORT`` (monitoring: /healthz, /varz, /jsz, /routez ...)."""
-        return f"http://{HOST}:{self.monitor_port}"
 
     @property
     def route_url(self) -> str | None:
@@ -234,26 +214,12 @@ class NatsNode:
         """Captured server log (stdout and stderr), across restarts."""
         return self.process.log_text()
 
-    # ----------------------------------------------------------- monitoring
-
-    async def monitor(self, path: str, *, timeout_s: float = 1.0) -> Any:
-        """GET a monitoring endpoint (e.g. ``/jsz?streams=true``) and return its JSON."""
-        return await _http.get_json(HOST, self.monitor_port, path, timeout_s=timeout_s)
-
-    async def healthy(self, path: str = HEALTHZ_JS, *, timeout_s: float = 1.0) -> bool:
-        """True if ``path`` (a /healthz variant) answers 200 right now."""
-        try:
-            status, _ = await _http.get(HOST, self.monitor_port, path, timeout_s=timeout_s)
-        except (OSError, TimeoutError):
-            return False
-        return status == 200
-
 
 def _as_path(value: str | Path | None) -> Path | None:
     return Path(value).expanduser() if value is not None else None
 
 
-class _ProcessBroker:
+class _ProcessBroker(NodeSet[NatsNode]):
     """Shared lifecycle of :class:`NatsServer` and :class:`NatsCluster`."""
 
     backend = "process"
@@ -293,24 +259,8 @@ class _ProcessBroker:
         self.startup_s: float | None = None
 
     # --------------------------------------------------------------- protocol
-
-    @property
-    def nodes(self) -> list[NatsNode]:
-        """The server nodes (one for :class:`NatsServer`)."""
-        return list(self._nodes)
-
-    @property
-    def client_urls(self) -> list[str]:
-        """Client URL of every node."""
-        return [n.client_url for n in self._nodes]
-
-    @property
-    def version(self) -> str:
-        """nats-server version (``2.15.1``), read from the startup log."""
-        for node in self._nodes:
-            if node.version:
-                return node.version
-        raise BrokerError("nats-server version unknown: the broker has not been started")
+    # nodes, client_urls, version (read from the startup log), nats_settings, async with:
+    # see NodeSet.
 
     @property
     def store_dir(self) -> Path:
@@ -328,18 +278,7 @@ class _ProcessBroker:
 
     def get_node(self, name: str) -> NatsNode:
         """Node by server name; raises KeyError naming the known names."""
-        for n in self._nodes:
-            if n.name == name:
-                return n
-        raise KeyError(f"no node named {name!r}; nodes are {[n.name for n in self._nodes]}")
-
-    def nats_settings(self, **overrides: Any) -> NatsSettings:
-        """:class:`NatsSettings` with every node's client URL (no credentials needed)."""
-        from services.common.settings import NatsSettings
-
-        fields: dict[str, Any] = {"servers": self.client_urls}
-        fields.update(overrides)
-        return NatsSettings(**fields)
+        return self._find_node(name)
 
     def describe(self) -> dict[str, Any]:
         """Journal-safe description of the deployment."""
@@ -476,18 +415,6 @@ class _ProcessBroker:
         finally:
             self._remove_workdir()
 
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
-
 
 class NatsServer(_ProcessBroker):
     """A single nats-server with JetStream on free 127.0.0.1 ports.
@@ -545,7 +472,7 @@ class NatsServer(_ProcessBroker):
         return f"<NatsServer {url}>"
 
 
-class NatsCluster(_ProcessBroker):
+class NatsCluster(ClusterMonitor[NatsNode], _ProcessBroker):
     """``size`` nats-server nodes (n1..nN) routed on 127.0.0.1 with JetStream clustering.
 
     Ready when every node answers healthz, all agree on an elected JetStream meta leader and
@@ -641,20 +568,6 @@ class NatsCluster(_ProcessBroker):
         config["cluster"] = cluster
         return config
 
-    async def _meta_leaders(self) -> list[str | None]:
-        async def one(node: NatsNode) -> str | None:
-            if not node.running or node.paused:
-                return None
-            try:
-                jsz = await node.monitor("/jsz", timeout_s=0.5)
-            except (OSError, TimeoutError):
-                return None
-            meta = jsz.get("meta_cluster") or {}
-            leader = meta.get("leader")
-            return leader if isinstance(leader, str) and leader else None
-
-        return list(await asyncio.gather(*(one(n) for n in self._nodes)))
-
     async def _wait_formed(self) -> None:
         try:
             async with asyncio.timeout(self._ready_timeout_s):
@@ -663,9 +576,7 @@ class NatsCluster(_ProcessBroker):
                     await self._wait_placement()
         except TimeoutError:
             leaders = await self._meta_leaders()
-            tails = "\n".join(
-                f"  {n.name}: " + " | ".join(n.log_text().splitlines()[-3:]) for n in self._nodes
-            )
+            tails = self._log_tails()
             what = (
                 f"could not place an R{self.size} stream"
                 if leaders[0] is not None and all(ldr == leaders[0] for ldr in leaders)
@@ -679,74 +590,9 @@ class NatsCluster(_ProcessBroker):
                 "and that every node runs the same nats-server version."
             ) from None
 
-    async def _wait_meta_agreed(self) -> None:
-        delay = 0.005
-        while True:
-            leaders = await self._meta_leaders()
-            if leaders[0] is not None and all(ldr == leaders[0] for ldr in leaders):
-                return
-            await asyncio.sleep(delay)
-            delay = min(delay * 1.5, 0.05)
-
     async def _wait_placement(self) -> None:
         """Every node answers JetStream API requests and an R<size> stream fits."""
         await wait_placement([n.client_url for n in self._nodes], self.size)
 
-    async def meta_leader(self, *, timeout_s: float = 10.0) -> str:
-        """Name of the JetStream meta leader as reported by the running nodes.
-
-        Waits (up to ``timeout_s``) for an election if there is no leader now, e.g. right
-        after the leader was killed.
-        """
-        deadline = time.monotonic() + timeout_s
-        delay = 0.01
-        while True:
-            leaders = [ldr for ldr in await self._meta_leaders() if ldr is not None]
-            live = {n.name for n in self._nodes if n.running and not n.paused}
-            if leaders and leaders[0] in live and all(ldr == leaders[0] for ldr in leaders):
-                return leaders[0]
-            if time.monotonic() >= deadline:
-                raise BrokerError(
-                    f"no JetStream meta leader among running nodes {sorted(live)} after "
-                    f"{timeout_s:g} s (nodes report {leaders})"
-                )
-            await asyncio.sleep(delay)
-            delay = min(delay * 1.5, 0.1)
-
-    async def stream_leader(
-        self, stream: str, *, account: str = "$G", timeout_s: float = 10.0
-    ) -> NatsNode:
-        """The node leading ``stream`` (asked of the running nodes via ``/jsz``).
-
-        Waits up to ``timeout_s`` for an elected leader that is running (after a leader kill
-        the stream elects a new one). Raises :class:`BrokerError` naming what was seen.
-        """
-        deadline = time.monotonic() + timeout_s
-        delay = 0.01
-        seen: dict[str, str | None] = {}
-        while True:
-            seen = {}
-            for node in self._nodes:
-                if not node.running or node.paused:
-                    continue
-                with contextlib.suppress(OSError, TimeoutError):
-                    jsz = await node.monitor(
-                        f"/jsz?accounts=true&streams=true&acc={account}", timeout_s=0.5
-                    )
-                    for acc in jsz.get("account_details") or []:
-                        for sd in acc.get("stream_detail") or []:
-                            if sd.get("name") == stream:
-                                seen[node.name] = (sd.get("cluster") or {}).get("leader")
-            live = {n.name for n in self._nodes if n.running and not n.paused}
-            votes = {ldr for ldr in seen.values() if ldr}
-            if len(votes) == 1:
-                (leader,) = votes
-                if leader in live:
-                    return self.get_node(leader)
-            if time.monotonic() >= deadline:
-                raise BrokerError(
-                    f"stream {stream!r}: no running leader after {timeout_s:g} s "
-                    f"(nodes report {seen or 'no such stream'}; running: {sorted(live)})"
-                )
-            await asyncio.sleep(delay)
-            delay = min(delay * 1.5, 0.1)
+    def _stream_leader_detail(self, live: set[str]) -> str:
+        return f"; running: {sorted(live)}"
