@@ -35,9 +35,11 @@ from harness.containers.engine import (
     LABEL_NAME,
     LABEL_ROLE,
     cleanup,
+    container_log_text,
     docker_client,
     new_run_id,
     run_labels,
+    run_resource_name,
     run_selector,
 )
 from harness.containers.images import ImageInfo, ensure_nats_image
@@ -93,7 +95,7 @@ class ContainerNode(MonitoredNode):
     @property
     def container_name(self) -> str:
         """Docker container name (``qiki-<run id>-<name>``)."""
-        return f"qiki-{self._broker.run_id}-{self._name}"
+        return run_resource_name(self._broker.run_id, self._name)
 
     @property
     def container_id(self) -> str | None:
@@ -320,14 +322,7 @@ class ContainerNode(MonitoredNode):
 
     def log_text(self) -> str:
         """The container's log (stdout and stderr) across restarts; '' before start."""
-        if self._container is None:
-            return ""
-        try:
-            return cast(bytes, self._container.logs(stdout=True, stderr=True)).decode(
-                "utf-8", "replace"
-            )
-        except Exception as exc:  # container gone: say so instead of failing a report
-            return f"(log unavailable: {exc})"
+        return container_log_text(self._container)
 
 
 class ContainerBroker(ClusterMonitor[ContainerNode]):
@@ -392,7 +387,7 @@ class ContainerBroker(ClusterMonitor[ContainerNode]):
     @property
     def network_name(self) -> str:
         """Name of the run's docker network (``qiki-<run id>``)."""
-        return f"qiki-{self.run_id}"
+        return run_resource_name(self.run_id)
 
     def node(self, name: str) -> ContainerNode:
         """Node by server name; raises KeyError naming the known names."""

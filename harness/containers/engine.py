@@ -13,7 +13,7 @@ import os
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from harness.errors import SetupError
 
@@ -65,6 +65,25 @@ def run_labels(run_id: str, **extra: str) -> dict[str, str]:
         labels[LABEL_SESSION] = session
     labels.update(extra)
     return labels
+
+
+def run_resource_name(run_id: str, name: str | None = None) -> str:
+    """Docker name of run ``run_id``'s network (``qiki-<run id>``) or container ``name``."""
+    return f"qiki-{run_id}" if name is None else f"qiki-{run_id}-{name}"
+
+
+def container_log_text(container: Any) -> str:
+    """A container's log (stdout and stderr, across restarts); '' for None.
+
+    A container that is gone yields a line saying so instead of an error, so a report that
+    quotes the log does not fail.
+    """
+    if container is None:
+        return ""
+    try:
+        return cast(bytes, container.logs(stdout=True, stderr=True)).decode("utf-8", "replace")
+    except Exception as exc:
+        return f"(log unavailable: {exc})"
 
 
 def run_selector(run_id: str) -> str:

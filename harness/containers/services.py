@@ -15,11 +15,17 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Mapping, Sequence
-from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from harness.broker._config import HOST, free_ports
-from harness.containers.engine import LABEL_NAME, LABEL_ROLE, run_labels
+from harness.broker.base import StartClose
+from harness.containers.engine import (
+    LABEL_NAME,
+    LABEL_ROLE,
+    container_log_text,
+    run_labels,
+    run_resource_name,
+)
 from harness.containers.images import ensure_services_image
 from harness.errors import SetupError
 
@@ -32,7 +38,7 @@ __all__ = ["ServiceContainer"]
 SERVICE_HTTP_PORT = 8080
 
 
-class ServiceContainer:
+class ServiceContainer(StartClose):
     """One reference service in a container; an async context manager.
 
     ``module``: ``services.registrar`` etc. ``args``: extra command-line arguments.
@@ -73,7 +79,7 @@ class ServiceContainer:
     @property
     def container_name(self) -> str:
         """Docker container name (``qiki-<run id>-<name>``)."""
-        return f"qiki-{self._broker.run_id}-{self.name}"
+        return run_resource_name(self._broker.run_id, self.name)
 
     @property
     def http_url(self) -> str:
@@ -154,18 +160,6 @@ class ServiceContainer:
             with contextlib.suppress(Exception):
                 await asyncio.to_thread(tc.stop)
 
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
-
     def _require(self) -> Any:
         if self._container is None:
             raise SetupError(f"service container {self.name} is not started")
@@ -207,9 +201,4 @@ class ServiceContainer:
 
     def log_text(self) -> str:
         """The container's log (stdout and stderr) across restarts."""
-        if self._container is None:
-            return ""
-        try:
-            return cast(bytes, self._container.logs()).decode("utf-8", "replace")
-        except Exception as exc:
-            return f"(log unavailable: {exc})"
+        return container_log_text(self._container)
