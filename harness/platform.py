@@ -466,7 +466,7 @@ class Platform:
             self.js = self.nc.jetstream()
             # Creating R3 streams and consumers on a loaded machine (containers on vfs) can
             # take longer than the client's default 5 s API timeout.
-            await provision_layout(self.nc.jetstream(timeout=15.0), self.config)
+            await self._provision()
             if self.tap is not None:
                 self.tap.t0 = self.t0
                 for subject in TAP_SUBJECTS:
@@ -491,6 +491,22 @@ class Platform:
         except BaseException:
             await self.close()
             raise
+
+    async def _provision(self, attempts: int = 3) -> None:
+        """Create the layout; a timed-out API request is retried (provisioning is
+        idempotent): a fresh cluster on a loaded machine sometimes drops the first one."""
+        assert self.nc is not None
+        for attempt in range(1, attempts + 1):
+            try:
+                await provision_layout(self.nc.jetstream(timeout=15.0), self.config)
+                return
+            except TimeoutError:
+                if attempt == attempts:
+                    raise SetupError(
+                        f"creating the JetStream layout timed out {attempts} times; "
+                        "Hint: the broker logs in the run's logs/ say why it is not answering"
+                    ) from None
+                self.event("provision.retry", attempt=attempt)
 
     async def _close_client(self) -> None:
         if self.nc is not None and not self.nc.is_closed:
