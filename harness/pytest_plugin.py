@@ -5,8 +5,8 @@
   test items carrying their markers, so ``pytest -m smoke`` runs the smoke scenarios along
   with smoke-marked tests.
 - Fixtures for users' own tests: ``nats_server``, ``nats_client``, ``jetstream``,
-  ``qiki_platform``, ``scenario_runner``, ``contract_checker``. Each is a thin ``yield``
-  around an object that also works without pytest.
+  ``qiki_platform``, ``scenario_runner``, ``scenario_journal``, ``contract_checker``. Each
+  is a thin ``yield`` around an object that also works without pytest.
 - allure-pytest: when it is active, a scenario's timeline becomes steps and its journal and
   HTML report are attached.
 """
@@ -265,6 +265,24 @@ if pytest_asyncio is not None:
                                 scenario_file=Path(source) if is_file else None)
 
         return run
+
+    @pytest.fixture
+    def scenario_journal(
+        request: pytest.FixtureRequest, scenario_runner: Callable[..., Journal]
+    ) -> Callable[..., Journal]:
+        """``scenario_journal(path)`` -> the journal of that scenario file, reusing the run of
+        its collected item when it already ran in this session (a scenario is slow: a test
+        that only inspects its journal should not run it twice)."""
+
+        def get(path: str | Path) -> Journal:
+            wanted = Path(path).resolve()
+            for item in request.session.items:
+                if (isinstance(item, ScenarioItem) and item.path.resolve() == wanted
+                        and item.journal is not None):
+                    return item.journal
+            return scenario_runner(wanted)
+
+        return get
 
     @pytest.fixture
     def contract_checker() -> Callable[..., list[ContractViolation]]:

@@ -117,8 +117,8 @@ def test_registrar_kill_in_a_container(scenario_runner: Runner) -> None:
     assert during and during[0]["state"]["running"] is False
 
 
-def test_container_partition_disconnect(scenario_runner: Runner) -> None:
-    j = scenario_runner(SCENARIOS / "chaos-container-partition.yaml")
+def test_container_partition_disconnect(scenario_journal: Runner) -> None:
+    j = scenario_journal(SCENARIOS / "chaos-container-partition.yaml")
     _passed(j)
     assert [f.action for f in j.faults] == ["disconnect"]
     during = [e for e in _events(j, "fault.evidence") if e["phase"] == "during"]
