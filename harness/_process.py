@@ -16,9 +16,9 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
-from types import TracebackType
-from typing import IO, Self
+from typing import IO
 
+from harness._resource import AsyncResource
 from harness.errors import HarnessError, SetupError
 
 __all__ = [
@@ -70,7 +70,7 @@ def _proc_state(pid: int) -> str | None:
     return data[end + 2 : end + 3] if end >= 0 else None
 
 
-class ManagedProcess:
+class ManagedProcess(AsyncResource):
     """One child process with captured output, signals, restart and an async readiness probe.
 
     ``async with ManagedProcess([...], name="x") as p:`` starts it (and waits for ``ready``)
@@ -412,18 +412,3 @@ class ManagedProcess:
         finally:
             self._close_log()
 
-    async def __aenter__(self) -> Self:
-        try:
-            await self.start()
-        except BaseException:
-            await self.close()
-            raise
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()

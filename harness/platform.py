@@ -19,8 +19,7 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from types import TracebackType
-from typing import TYPE_CHECKING, Any, Protocol, Self
+from typing import TYPE_CHECKING, Any, Protocol
 
 import nats
 from nats.aio.client import Client
@@ -28,6 +27,7 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
 from harness._process import ManagedProcess
+from harness._resource import AsyncResource
 from harness.broker.base import Broker
 from harness.checks.observations import LagSample, RegistrarRecord, TappedMessage
 from harness.errors import SetupError
@@ -230,7 +230,7 @@ class Tap:
         )
 
 
-class Platform:
+class Platform(AsyncResource):
     """Broker + layout + services + harness client; ``async with Platform(...) as p``.
 
     ``broker`` may be given (already entered by the caller) or is opened from
@@ -517,17 +517,6 @@ class Platform:
         """Stop services, proxies, client and broker (reverse order)."""
         await self._stack.aclose()
 
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
     async def _on_disconnect(self) -> None:
         self.event("harness.disconnected")

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, Self, TypeVar, runtime_checkable
 
+from harness._resource import AsyncResource
 from harness.broker import _http
 from harness.broker._config import HOST
 from harness.broker.errors import BrokerError
@@ -196,28 +197,8 @@ class ServerNode(Node, Protocol):
 N = TypeVar("N", bound=ServerNode)
 
 
-class StartClose:
-    """Mixin: ``async with x`` is ``await x.start()`` ... ``await x.close()``."""
-
-    async def start(self) -> None:
-        """Bring the resource up (cleaning up after itself on failure)."""
-        raise NotImplementedError
-
-    async def close(self) -> None:
-        """Take the resource down; idempotent."""
-        raise NotImplementedError
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
+#: The broker modules' name for :class:`harness._resource.AsyncResource`.
+StartClose = AsyncResource
 
 
 class NodeSet(StartClose, Generic[N]):
