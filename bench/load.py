@@ -7,7 +7,10 @@ variants interleaved per round so load swings on the shared machine hit them ali
 (a) baseline: a naive nats-py loop of ``await js.publish``;
 (b) ``asyncio.gather`` of 1,000 ``js.publish`` at a time;
 (c) the injector (:mod:`harness.load.injector`) at ``MaxRate()`` with a 1,000 window, wire
-    engine; (c') the same on the nats-py engine, for reference;
+    engine; (c') the same on the nats-py engine, for reference; (c-) and (c--), where the
+    server's time goes: the same as (c) but WITHOUT ``Nats-Msg-Id`` (no JetStream dedup
+    bookkeeping), and that again on a memory-storage stream (no file store). Only (c) counts
+    for the goals: the injector's messages always carry their id;
 (d) the Locust ``BenchUser`` (``JetStreamUser``), 1 process, 50 users (a subprocess; its
     requests per second from the harness' final Locust report);
 (e) the injector holding ``Constant(20000)`` for 30 s: achieved / target within +-2 %.
@@ -40,9 +43,11 @@ from nats.js.api import StorageType, StreamConfig
 
 from harness.broker import NatsServer
 from harness.load import Constant, MaxRate, bytes_factory, inject
+from harness.load.injector import OutMessage, PayloadFactory
 from harness.load.locust_run import locust_argv, run_locust
 
 STREAM = "BENCH_LOAD"
+MEM_STREAM = "BENCH_LOAD_MEM"
 SIZE = 256
 BODY = b"q" * SIZE
 INJECTOR_GOAL_PER_S = 100_000
@@ -90,10 +95,23 @@ async def gathered(nc: Client, subject: str, duration_s: float, in_flight: int =
     return n / (time.perf_counter() - t0)
 
 
-async def injector(nc: Client, subject: str, duration_s: float, engine: str) -> float:
+def _no_msgid_factory() -> PayloadFactory:
+    """Like ``bytes_factory(SIZE)`` but without the ``Nats-Msg-Id`` header (ids are still
+    accounted by the injector): only to show what JetStream's dedup costs the server."""
+    rid = uuid.uuid4().hex[:12]
+
+    def make(seq: int) -> OutMessage:
+        return OutMessage(f"{rid}-{seq}", BODY, None)
+
+    return make
+
+
+async def injector(nc: Client, subject: str, duration_s: float, engine: str,
+                   factory: PayloadFactory | None = None) -> float:
     """(c) the injector at full speed."""
     res = await inject(nc, subject, rate=MaxRate(), duration_s=duration_s, window=1000,
-                       engine=engine, factory=bytes_factory(SIZE))  # type: ignore[arg-type]
+                       engine=engine,  # type: ignore[arg-type]
+                       factory=factory or bytes_factory(SIZE))
     if res.failed:
         print(f"  note: {len(res.failed)} failed in injector run: "
               f"{res.summary()['failure_reasons']}")
@@ -155,6 +173,7 @@ async def _measured(run: Callable[[], Awaitable[float]],
 
 async def _purge(nc: Client) -> None:
     await nc.jetstream().purge_stream(STREAM)
+    await nc.jetstream().purge_stream(MEM_STREAM)
 
 
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
@@ -169,11 +188,17 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             try:
                 await nc.jetstream().add_stream(StreamConfig(
                     name=STREAM, subjects=["bench.>"], storage=StorageType.FILE))
+                await nc.jetstream().add_stream(StreamConfig(
+                    name=MEM_STREAM, subjects=["benchmem.>"], storage=StorageType.MEMORY))
                 variants: dict[str, Callable[[], Awaitable[float]]] = {
                     "a_naive": lambda: naive(nc, "bench.a", dur),
                     "b_gather_1000": lambda: gathered(nc, "bench.b", dur),
                     "c_injector": lambda: injector(nc, "bench.c", dur, "wire"),
                     "c_injector_natspy": lambda: injector(nc, "bench.c2", dur, "nats-py"),
+                    "c_injector_no_msgid": lambda: injector(nc, "bench.c3", dur, "wire",
+                                                            _no_msgid_factory()),
+                    "c_injector_mem_no_msgid": lambda: injector(nc, "benchmem.c4", dur, "wire",
+                                                                _no_msgid_factory()),
                 }
                 samples: dict[str, list[float]] = {k: [] for k in variants}
                 cpu: dict[str, list[tuple[float, float]]] = {k: [] for k in variants}
@@ -206,6 +231,8 @@ def report(r: dict[str, Any]) -> dict[str, Any]:
         "b_gather_1000": "(b) asyncio.gather, 1000 in flight",
         "c_injector": "(c) injector, MaxRate, window 1000 (wire)",
         "c_injector_natspy": "(c') injector, nats-py engine",
+        "c_injector_no_msgid": "(c-) as (c), NO Nats-Msg-Id (no dedup)",
+        "c_injector_mem_no_msgid": "(c--) as (c-), memory storage",
     }
     print(f"load injection, {SIZE}-byte messages, JetStream file storage, "
           f"{r['rounds']} round(s) x {r['duration_s']}s (median)")
@@ -216,6 +243,10 @@ def report(r: dict[str, Any]) -> dict[str, Any]:
         c_us, s_us = cpu_us[k]
         print(f"{label:<46} {rates[k]:>12,.0f} {rates[k] / base:>7.1f}x {c_us:>14.1f} "
               f"{s_us:>14.1f}")
+    c_cl, c_sv = cpu_us["c_injector"]
+    print(f"(c) bound: {'nats-server' if c_sv >= c_cl else 'the publisher'} "
+          f"(server {c_sv:.1f} vs client {c_cl:.1f} us/msg, one core each -> about "
+          f"{1e6 / max(c_cl, c_sv, 1e-9):,.0f} msg/s at most)")
     loc = r["locust"]
     print(f"{'(d) Locust JetStreamUser, 1 process, 50 users':<46} {loc['rps']:>12,.0f} "
           f"{loc['rps'] / base:>7.1f}x {loc['cpu_us_per_req']:>14.1f}   "
@@ -244,6 +275,8 @@ def report(r: dict[str, Any]) -> dict[str, Any]:
         "gather_per_s": round(rates["b_gather_1000"]),
         "injector_per_s": round(rates["c_injector"]),
         "injector_natspy_per_s": round(rates["c_injector_natspy"]),
+        "injector_no_msgid_per_s": round(rates["c_injector_no_msgid"]),
+        "injector_mem_no_msgid_per_s": round(rates["c_injector_mem_no_msgid"]),
         "injector_vs_naive": round(rates["c_injector"] / base, 2),
         "gather_vs_naive": round(rates["b_gather_1000"] / base, 2),
         "locust_rps": round(loc["rps"]),
