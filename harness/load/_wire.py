@@ -19,6 +19,7 @@ import contextlib
 import json
 import logging
 import random
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import cast
@@ -30,6 +31,8 @@ log = logging.getLogger(__name__)
 OnReply = Callable[[bytes, bytes, bytes | None], None]
 
 _CRLF = b"\r\n"
+#: ``MSG <subject> <sid> [reply] <size>\r\n`` -> (subject, size).
+_MSG_HEAD = re.compile(rb"MSG (\S+) \S+ (?:\S+ )?(\d+)\r\n")
 
 
 class WireError(Exception):
@@ -80,21 +83,36 @@ class _Proto(asyncio.Protocol):
         buf += data
         pos = 0
         n = len(buf)
-        on_reply = self.owner._on_reply
-        prefix_len = self.owner._prefix_len
+        owner = self.owner
+        on_reply = owner._on_reply_cb
+        prefix_len = owner._prefix_len
+        match_msg = _MSG_HEAD.match
         while pos < n:
+            # The hot case, a PubAck: one regex call parses the whole head line.
+            m = match_msg(buf, pos)
+            if m is not None:
+                subject, size_b = m.groups()
+                start = m.end()
+                stop = start + int(size_b)
+                if stop + 2 > n:
+                    break
+                if on_reply is not None:
+                    on_reply(subject[prefix_len:], bytes(buf[start:stop]), None)
+                pos = stop + 2
+                continue
             end = buf.find(_CRLF, pos)
             if end < 0:
                 break
             op = buf[pos:pos + 4]
             if op == b"MSG ":
-                # MSG <subject> <sid> [reply] <size>
+                # MSG <subject> <sid> [reply] <size> (a head line the regex did not take)
                 parts = bytes(buf[pos + 4:end]).split()
                 size = int(parts[-1])
                 if end + 2 + size + 2 > n:
                     break
                 payload = bytes(buf[end + 2:end + 2 + size])
-                on_reply(parts[0][prefix_len:], payload, None)
+                if on_reply is not None:
+                    on_reply(parts[0][prefix_len:], payload, None)
                 pos = end + 2 + size + 2
             elif op == b"HMSG":
                 # HMSG <subject> <sid> [reply] <hdr_size> <total_size>
@@ -107,7 +125,8 @@ class _Proto(asyncio.Protocol):
                 # first header line: "NATS/1.0 503" (status) or "NATS/1.0"
                 first = hdr.split(_CRLF, 1)[0].split()
                 status = first[1] if len(first) > 1 else None
-                on_reply(parts[0][prefix_len:], payload, status)
+                if on_reply is not None:
+                    on_reply(parts[0][prefix_len:], payload, status)
                 pos = end + 2 + total + 2
             else:
                 line = bytes(buf[pos:end])
@@ -164,10 +183,6 @@ class WireClient:
         self.events.append(text)
         if self._on_event is not None:
             self._on_event(text)
-
-    def _on_reply(self, tail: bytes, payload: bytes, status: bytes | None) -> None:
-        if self._on_reply_cb is not None:
-            self._on_reply_cb(tail, payload, status)
 
     async def connect(self, inbox: str, on_reply: OnReply) -> None:
         """Connect, subscribe to ``<inbox>.*`` and route replies to ``on_reply``."""
@@ -245,12 +260,14 @@ class WireClient:
                 except (OSError, WireError, TimeoutError):
                     continue
 
-    def write(self, data: list[bytes]) -> bool:
-        """Queue protocol bytes; False when not connected (nothing was written)."""
+    def write(self, data: bytes | bytearray) -> bool:
+        """Queue protocol bytes; False when not connected (nothing was written).
+
+        The caller must not change ``data`` afterwards (the transport may keep it)."""
         proto = self._proto
         if proto is None or proto.transport is None or proto.transport.is_closing():
             return False
-        proto.transport.write(b"".join(data))
+        proto.transport.write(data)
         return True
 
     async def drain(self) -> None:
@@ -332,7 +349,7 @@ class PubAckMux:
         loop = asyncio.get_running_loop()
         handle = loop.call_later(timeout_s, self._expire, seq, timeout_s)
         self._pending[seq] = (done, handle, self._clock())
-        if not self.client.write([cmd]):
+        if not self.client.write(cmd):
             self._pending.pop(seq, None)
             handle.cancel()
             done(0.0, None, WireError("not connected to NATS (reconnecting)"))
