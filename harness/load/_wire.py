@@ -51,7 +51,8 @@ class WireAuth:
 class _Proto(asyncio.Protocol):
     def __init__(self, owner: WireClient) -> None:
         self.owner = owner
-        self.buf = bytearray()
+        #: Unparsed bytes (a frame split across reads).
+        self.buf = b""
         self.transport: asyncio.Transport | None = None
         self.info: asyncio.Future[dict[str, object]] = asyncio.get_running_loop().create_future()
         self.pong: asyncio.Future[None] | None = None
@@ -79,8 +80,9 @@ class _Proto(asyncio.Protocol):
         self.owner._lost(self, exc)
 
     def data_received(self, data: bytes) -> None:
-        buf = self.buf
-        buf += data
+        # Parse straight out of ``data`` (immutable bytes: slices are the payloads, no second
+        # copy); only a split frame's start is carried over.
+        buf = self.buf + data if self.buf else bytes(data)
         pos = 0
         n = len(buf)
         owner = self.owner
@@ -97,7 +99,7 @@ class _Proto(asyncio.Protocol):
                 if stop + 2 > n:
                     break
                 if on_reply is not None:
-                    on_reply(subject[prefix_len:], bytes(buf[start:stop]), None)
+                    on_reply(subject[prefix_len:], buf[start:stop], None)
                 pos = stop + 2
                 continue
             end = buf.find(_CRLF, pos)
@@ -106,22 +108,22 @@ class _Proto(asyncio.Protocol):
             op = buf[pos:pos + 4]
             if op == b"MSG ":
                 # MSG <subject> <sid> [reply] <size> (a head line the regex did not take)
-                parts = bytes(buf[pos + 4:end]).split()
+                parts = buf[pos + 4:end].split()
                 size = int(parts[-1])
                 if end + 2 + size + 2 > n:
                     break
-                payload = bytes(buf[end + 2:end + 2 + size])
+                payload = buf[end + 2:end + 2 + size]
                 if on_reply is not None:
                     on_reply(parts[0][prefix_len:], payload, None)
                 pos = end + 2 + size + 2
             elif op == b"HMSG":
                 # HMSG <subject> <sid> [reply] <hdr_size> <total_size>
-                parts = bytes(buf[pos + 5:end]).split()
+                parts = buf[pos + 5:end].split()
                 hdr_size, total = int(parts[-2]), int(parts[-1])
                 if end + 2 + total + 2 > n:
                     break
-                hdr = bytes(buf[end + 2:end + 2 + hdr_size])
-                payload = bytes(buf[end + 2 + hdr_size:end + 2 + total])
+                hdr = buf[end + 2:end + 2 + hdr_size]
+                payload = buf[end + 2 + hdr_size:end + 2 + total]
                 # first header line: "NATS/1.0 503" (status) or "NATS/1.0"
                 first = hdr.split(_CRLF, 1)[0].split()
                 status = first[1] if len(first) > 1 else None
@@ -129,10 +131,10 @@ class _Proto(asyncio.Protocol):
                     on_reply(parts[0][prefix_len:], payload, status)
                 pos = end + 2 + total + 2
             else:
-                line = bytes(buf[pos:end])
+                line = buf[pos:end]
                 pos = end + 2
                 self._control(line)
-        del buf[:pos]
+        self.buf = buf[pos:] if pos < n else b""
 
     def _control(self, line: bytes) -> None:
         if line == b"PING":

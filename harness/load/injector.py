@@ -28,7 +28,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 from harness.errors import ConfigError
 from harness.load._wire import WireAuth, WireClient
@@ -60,10 +60,13 @@ REASON_NO_STREAM = "no responders (no stream bound to the subject?)"
 REASON_STOPPED = "no ack before the run stopped"
 
 
-@dataclass(frozen=True, slots=True)
-class OutMessage:
+class OutMessage(NamedTuple):
     """One message to publish: its unique ``id`` (the delivery check's key), payload and
-    headers (which should carry ``Nats-Msg-Id: id``); ``subject`` overrides the run's."""
+    headers (which should carry ``Nats-Msg-Id: id``); ``subject`` overrides the run's.
+
+    Immutable. A named tuple rather than a frozen dataclass: one is built per message, and a
+    frozen dataclass' ``__init__`` alone cost ~0.8 us here (about 10 % of the client's
+    per-message CPU)."""
 
     id: str
     payload: bytes
