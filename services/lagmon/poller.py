@@ -136,24 +136,27 @@ def _approx_age_s(since_raw: str | None, now: datetime) -> float:
 
 
 def _consumer_from_info(
-    info: dict[str, Any], now: datetime, *, approx: bool = True
+    info: dict[str, Any],
+    now: datetime,
+    *,
+    approx: bool = True,
+    times: dict[tuple[str, int, str], datetime] | None = None,
+    ages: dict[tuple[str, int, str], float] | None = None,
 ) -> tuple[ConsumerLag, str | None]:
     """Build a ConsumerLag and return the raw time its approximate age counts from.
 
-    ``approx=False`` leaves the age 0 (the caller resolves it exactly): parsing two
-    timestamps per consumer is a large share of a 2,000-consumer poll.
+    ``approx=False`` leaves the age 0 (the caller resolves it exactly) unless the publish
+    time of the consumer's oldest unacked message is already in ``times`` (the exact mode's
+    cache, keyed ``(stream, ack floor + 1, filter or ">")``): then the age is exact at once
+    (``age_exact=True``) and ``ages`` memoises it per key for this poll, so consumers at
+    the same floor share one computation and no second pass rebuilds them.
     """
     get = info.get
     ack_floor = get("ack_floor") or {}
     num_pending = int(get("num_pending") or 0)
     num_ack_pending = int(get("num_ack_pending") or 0)
-    since_raw: str | None = None
-    age = 0.0
-    if num_pending + num_ack_pending > 0:
-        last = ack_floor.get("last_active")
-        since_raw = last if last and not last.startswith("0001-") else get("created")
-        if approx:
-            age = _approx_age_s(since_raw, now)
+    floor_seq = int(ack_floor.get("stream_seq") or 0)
+    stream = str(get("stream_name", ""))
     config = get("config") or {}
     filter_subject = config.get("filter_subject")
     if not filter_subject:
@@ -161,26 +164,56 @@ def _consumer_from_info(
         # With several filters the oldest unacked message may be on any of them: look up the
         # next message on any subject (older or equal, so the age never under-reports).
         filter_subject = filters[0] if filters and len(filters) == 1 else None
+    if not isinstance(filter_subject, str):
+        filter_subject = None
+    since_raw: str | None = None
+    age = 0.0
+    exact = False
+    if num_pending + num_ack_pending > 0:
+        last = ack_floor.get("last_active")
+        since_raw = last if last and not last.startswith("0001-") else get("created")
+        if approx:
+            age = _approx_age_s(since_raw, now)
+        elif times is not None:
+            key = (stream, floor_seq + 1, filter_subject or ">")
+            when = times.get(key)
+            if when is not None:
+                known = ages.get(key) if ages is not None else None
+                if known is None:
+                    known = max(0.0, (now - when).total_seconds())
+                    if ages is not None:
+                        ages[key] = known
+                age = known
+                exact = True
     cluster = get("cluster")
     leader = cluster.get("leader") if cluster else None
     delivered = get("delivered") or {}
-    lag = ConsumerLag(
-        stream=str(get("stream_name", "")),
-        consumer=str(get("name", "")),
-        num_pending=num_pending,
-        num_ack_pending=num_ack_pending,
-        num_redelivered=int(get("num_redelivered") or 0),
-        num_waiting=int(get("num_waiting") or 0),
-        ack_floor_stream_seq=int(ack_floor.get("stream_seq") or 0),
-        delivered_stream_seq=int(delivered.get("stream_seq") or 0),
-        oldest_unacked_age_s=age,
-        age_exact=False,
-        # A standalone server has no cluster block: it is the leader of everything.
-        leader=leader,
-        leaderless=cluster is not None and not leader,
-        filter_subject=filter_subject if isinstance(filter_subject, str) else None,
+    # Positional tuple construction: a NamedTuple's keyword __new__ costs several times more
+    # and a 2,000-consumer poll builds 2,000 of these (bench.lagmon_poll). Field order of
+    # ConsumerLag.
+    lag = _new_tuple(
+        ConsumerLag,
+        (
+            stream,
+            str(get("name", "")),
+            num_pending,
+            num_ack_pending,
+            int(get("num_redelivered") or 0),
+            int(get("num_waiting") or 0),
+            floor_seq,
+            int(delivered.get("stream_seq") or 0),
+            age,
+            exact,
+            # A standalone server has no cluster block: it is the leader of everything.
+            leader,
+            cluster is not None and not leader,
+            filter_subject,
+        ),
     )
     return lag, since_raw
+
+
+_new_tuple = tuple.__new__
 
 
 class LagPoller:
@@ -221,6 +254,8 @@ class LagPoller:
         # time never changes and no message can appear below an existing sequence, so a stuck
         # consumer costs no lookup after the first poll. Bounded; cleared when full.
         self._time_cache: OrderedDict[tuple[str, int, str], datetime] = OrderedDict()
+        # stream -> consumer total of the last listing (pages to request up front).
+        self._known_total: dict[str, int] = {}
 
     def wanted(self, stream: str, consumer: str) -> bool:
         """Whether this poller reports the consumer."""
@@ -240,19 +275,38 @@ class LagPoller:
         return resp
 
     async def list_consumers(self, stream: str) -> tuple[list[dict[str, Any]], list[str]]:
-        """Raw consumer infos of one stream, every page, and the names listed as missing."""
+        """Raw consumer infos of one stream, every page, and the names listed as missing.
+
+        The pages the previous poll saw are requested together with page one (no round trip
+        waiting for ``total`` first); pages beyond them, if the stream gained consumers, are
+        requested once page one tells how many there are.
+        """
         subject = f"{self._prefix}.CONSUMER.LIST.{stream}"
-        first = await self._request(subject, {"offset": 0})
-        infos: list[dict[str, Any]] = list(first.get("consumers") or [])
-        missing: list[str] = list(first.get("missing") or [])
+        known = self._known_total.get(stream, 0)
+        guess = range(_PAGE_LIMIT, known, _PAGE_LIMIT)
+        first, *pages = await asyncio.gather(
+            self._request(subject, {"offset": 0}),
+            *(self._request(subject, {"offset": o}) for o in guess),
+        )
         total = int(first.get("total") or 0)
         limit = int(first.get("limit") or _PAGE_LIMIT) or _PAGE_LIMIT
-        offsets = range(len(infos), total, limit) if infos else range(0)
+        got = len(first.get("consumers") or [])
+        if got != limit or limit != _PAGE_LIMIT:
+            # Another page size (or a short first page): the guessed offsets may not line up
+            # with the pages the server cuts; page on from what page one returned instead.
+            pages, guess = [], range(0)
+        infos: list[dict[str, Any]] = list(first.get("consumers") or [])
+        missing: list[str] = list(first.get("missing") or [])
+        start = guess[-1] + limit if guess else got
+        offsets = range(start, total, limit) if got else range(0)
         if offsets:
-            pages = await asyncio.gather(*(self._request(subject, {"offset": o}) for o in offsets))
-            for page in pages:
-                infos.extend(page.get("consumers") or [])
-                missing.extend(page.get("missing") or [])
+            pages += await asyncio.gather(
+                *(self._request(subject, {"offset": o}) for o in offsets)
+            )
+        for page in pages:
+            infos.extend(page.get("consumers") or [])
+            missing.extend(page.get("missing") or [])
+        self._known_total[stream] = total
         return infos, missing
 
     async def poll(self) -> LagSnapshot:
@@ -267,6 +321,10 @@ class LagPoller:
         errors: dict[str, str] = {}
         lagging: dict[tuple[str, str], str | None] = {}
         approx = self.age_mode == "approx"
+        # Exact mode: ages whose message time is cached are set while building (no second
+        # pass); only the others are looked up in _resolve_ages.
+        times = None if approx else self._time_cache
+        ages: dict[tuple[str, int, str], float] = {}
         for stream, result in zip(self.streams, results, strict=True):
             if isinstance(result, BaseException):
                 if not isinstance(result, Exception):
@@ -279,10 +337,14 @@ class LagPoller:
                     info["stream_name"] = stream
                 if not self.wanted(stream, info.get("name", "")):
                     continue
-                lag, since_raw = _consumer_from_info(info, now, approx=approx)
+                lag, since_raw = _consumer_from_info(
+                    info, now, approx=approx, times=times, ages=ages
+                )
                 key = (lag.stream, lag.consumer)
                 consumers[key] = lag  # dedupe: overlapping pages keep the last view
-                if lag.num_pending + lag.num_ack_pending > 0:
+                if lag.age_exact:
+                    lagging.pop(key, None)  # a later page's view already resolved
+                elif lag.num_pending + lag.num_ack_pending > 0:
                     lagging[key] = since_raw
             missing.extend(
                 (stream, name)

@@ -22,7 +22,6 @@ from services.lagmon.metrics import LagMetrics
 from services.lagmon.poller import AgeMode, LagPoller, LagSnapshot
 from services.lagmon.thresholds import (
     Key,
-    LagReading,
     Thresholds,
     ThresholdTracker,
     Transition,
@@ -106,14 +105,8 @@ class LagMonitor:
         if not snap.stream_errors:
             self._last_ok_monotonic = time.monotonic()
         self.metrics.missing.set(len(self.missing_consumers()))
-        readings = [
-            LagReading(
-                c.stream, c.consumer, c.lag, c.num_pending, c.num_ack_pending, c.num_redelivered
-            )
-            for c in snap.consumers.values()
-            # A leaderless consumer's numbers are a stale replica's: decide nothing on them.
-            if not c.leaderless
-        ]
+        # A leaderless consumer's numbers are a stale replica's: decide nothing on them.
+        readings = [c for c in snap.consumers.values() if not c.leaderless]
         for transition in self.tracker.evaluate(readings):
             await self._announce(transition)
         log.debug(

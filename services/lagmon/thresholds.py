@@ -18,7 +18,7 @@ import math
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, Protocol
 
 from services.lagmon.events import THRESHOLD_CLEARED, THRESHOLD_CROSSED
 
@@ -130,6 +130,31 @@ class LagReading:
     num_redelivered: int
 
 
+class ReadingLike(Protocol):
+    """Anything with a :class:`LagReading`'s fields (e.g. a poller's ``ConsumerLag``)."""
+
+    @property
+    def stream(self) -> str: ...
+    @property
+    def consumer(self) -> str: ...
+    @property
+    def lag(self) -> int: ...
+    @property
+    def num_pending(self) -> int: ...
+    @property
+    def num_ack_pending(self) -> int: ...
+    @property
+    def num_redelivered(self) -> int: ...
+
+
+def _as_reading(r: ReadingLike) -> LagReading:
+    if isinstance(r, LagReading):
+        return r
+    return LagReading(
+        r.stream, r.consumer, r.lag, r.num_pending, r.num_ack_pending, r.num_redelivered
+    )
+
+
 @dataclass(frozen=True)
 class Transition:
     """A change of state to announce: ``kind`` is the CloudEvent type."""
@@ -173,18 +198,26 @@ class ThresholdTracker:
         """Every consumer currently over its threshold."""
         return frozenset(self._over)
 
-    def evaluate(self, readings: Iterable[LagReading]) -> list[Transition]:
-        """Transitions the readings imply; none is applied until :meth:`commit`."""
+    def evaluate(self, readings: Iterable[ReadingLike]) -> list[Transition]:
+        """Transitions the readings imply; none is applied until :meth:`commit`.
+
+        Readings may be :class:`LagReading` or anything with its fields (the lag monitor
+        passes its ``ConsumerLag`` tuples: building a LagReading for each of 2,000 consumers
+        per poll cost more than the decision); transitions always carry a LagReading.
+        """
         out: list[Transition] = []
+        for_consumer = self.thresholds.for_consumer
+        over = self._over
         for r in readings:
-            threshold = self.thresholds.for_consumer(r.stream, r.consumer)
+            stream, consumer = r.stream, r.consumer
+            threshold = for_consumer(stream, consumer)
             if threshold is None:
                 continue
-            key = (r.stream, r.consumer)
-            if key not in self._over and r.lag > threshold:
-                out.append(Transition(THRESHOLD_CROSSED, r, threshold))
-            elif key in self._over and r.lag <= self.thresholds.clear_level(threshold):
-                out.append(Transition(THRESHOLD_CLEARED, r, threshold))
+            if (stream, consumer) not in over:
+                if r.lag > threshold:
+                    out.append(Transition(THRESHOLD_CROSSED, _as_reading(r), threshold))
+            elif r.lag <= self.thresholds.clear_level(threshold):
+                out.append(Transition(THRESHOLD_CLEARED, _as_reading(r), threshold))
         return out
 
     def commit(self, transition: Transition) -> None:

@@ -235,6 +235,37 @@ async def test_pages_beyond_one_list_response_and_missing_watch(nc: Client) -> N
     assert "qiki_lagmon_consumers_missing 1.0" in watched.metrics.render().decode()
 
 
+async def test_listing_follows_consumers_added_and_deleted_between_polls(nc: Client) -> None:
+    # The poller requests the pages the previous poll saw up front: growing past them, or
+    # shrinking below them, must still list exactly the consumers that exist.
+    js = nc.jetstream()
+    await js.add_stream(
+        api.StreamConfig(name=STREAM, subjects=["lagt.>"], storage=api.StorageType.MEMORY)
+    )
+
+    async def add(names: range) -> None:
+        for i in names:
+            await js.add_consumer(
+                STREAM,
+                api.ConsumerConfig(
+                    durable_name=f"c{i:03d}", ack_policy=api.AckPolicy.EXPLICIT,
+                    mem_storage=True,
+                ),
+            )
+
+    monitor = LagMonitor(nc, streams=[STREAM])
+    await add(range(0, 270))
+    assert len((await monitor.poll_once()).consumers) == 270
+    await add(range(270, 600))  # two pages more than last time
+    snap = await monitor.poll_once()
+    assert sorted(c for _, c in snap.consumers) == [f"c{i:03d}" for i in range(600)]
+    for i in range(100, 600):
+        await js.delete_consumer(STREAM, f"c{i:03d}")
+    snap = await monitor.poll_once()
+    assert sorted(c for _, c in snap.consumers) == [f"c{i:03d}" for i in range(100)]
+    assert snap.missing == [] and snap.stream_errors == {}
+
+
 async def test_unknown_stream_is_reported_not_fatal(nc: Client) -> None:
     await _stream_with_consumer(nc)
     monitor = LagMonitor(nc, streams=[STREAM, "NO_SUCH_STREAM"])
