@@ -40,7 +40,7 @@ from services.common.settings import NatsSettings, connect
 
 from .codemap import LIFECYCLE_TYPES, CodeMapper
 from .metrics import RegistrarMetrics
-from .pull import PullConsumer, install_fast_header_parser, parse_ack_subject
+from .pull import PullConsumer, install_fast_header_parser, parse_ack_subject, publish_acks
 from .store import RegistrarStore, Row, rejection_key
 
 if TYPE_CHECKING:
@@ -434,13 +434,14 @@ class Registrar:
     async def _ack(self, msgs: Sequence[Msg], skip: set[int]) -> None:
         nc = self.nc
         assert nc is not None
-        # One ack publish per message; nats-py buffers them and its flusher writes them out
-        # together, so this costs no round trip.
-        publish = nc.publish
+        # One ack publish per message, queued as one buffer write (publish_acks); nats-py's
+        # flusher writes them out together, so this costs no round trip.
+        replies = [m.reply for m in msgs if m.reply and id(m) not in skip]
         try:
-            for m in msgs:
-                if m.reply and id(m) not in skip:
-                    await publish(m.reply, b"")
+            if not await publish_acks(nc, replies):
+                publish = nc.publish
+                for reply in replies:
+                    await publish(reply, b"")
         except Exception as exc:  # disconnected: unacked ones are redelivered, store dedups
             _log.warning("acks not sent (%s); the messages will be redelivered", exc)
 
