@@ -136,3 +136,21 @@ def test_checkpoint_from_a_second_connection_while_writing(tmp_path: Path) -> No
         assert ckpt.checkpoint() == 0  # everything copied
         writer.write_batch([row(210, "a", "after")])
         assert writer.count() == 1001
+
+
+def test_large_batches_keep_every_row_once_and_in_order(tmp_path: Path) -> None:
+    # Rows go in as multi-row INSERTs of several sizes (512, 256, ..., 1): every row of an
+    # odd-sized batch must be stored exactly once, in batch order, also when redelivered
+    # rows are mixed with new ones.
+    with RegistrarStore(tmp_path / "r.db") as st:
+        first = [row(210, "a", str(i), data=str(i).encode()) for i in range(1000)]
+        assert st.write_batch(first) == {210: 1000}
+        mixed = [row(210, "a", str(i)) for i in range(900, 1000)]  # redelivered
+        mixed += [row(702, "b", str(i)) for i in range(77)]  # new
+        assert st.write_batch(mixed) == {702: 77}
+        recs = st.query(limit=None)
+        assert [(r.source, r.event_id) for r in recs] == [("a", str(i)) for i in range(1000)] + [
+            ("b", str(i)) for i in range(77)
+        ]
+        assert [r.data for r in recs[:1000]] == [str(i).encode() for i in range(1000)]
+        assert [r.seq for r in recs] == list(range(1, 1078))
