@@ -27,9 +27,9 @@ import itertools
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
-from types import TracebackType
-from typing import TYPE_CHECKING, Any, Protocol, Self
+from typing import TYPE_CHECKING, Any, Protocol
 
+from harness._resource import AsyncResource
 from harness.faults.proxy import FaultProxy
 from harness.faults.toxics import Down
 
@@ -49,7 +49,7 @@ class _RoutedCluster(Protocol):
     def nodes(self) -> Sequence[Any]: ...
 
 
-class RouteProxies:
+class RouteProxies(AsyncResource):
     """One :class:`FaultProxy` per directed route ``(i, j)`` of a cluster; partitions on top.
 
     An async context manager; :meth:`attach` creates and starts the proxies once the
@@ -156,16 +156,9 @@ class RouteProxies:
         for proxy in proxies:
             await proxy.stop()
 
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
+    async def start(self) -> None:
+        """Nothing to start yet: the proxies start in :meth:`attach`, once the cluster's
+        route ports are known."""
 
 
 def needs_route_proxies(scenario: Scenario) -> bool:
