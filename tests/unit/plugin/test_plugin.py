@@ -20,6 +20,12 @@ drain_timeout_s: 0
 """
 
 
+@pytest.fixture(autouse=True)
+def _quiet_ini(pytester: pytest.Pytester) -> None:
+    # The projects pytester makes have no ini of ours; pytest-asyncio warns unless the scope is set.
+    pytester.makeini("[pytest]\nasyncio_default_fixture_loop_scope = function\n")
+
+
 def write_scenario(pytester: pytest.Pytester, name: str, marker: str, count: int = 1) -> None:
     d = pytester.path / "scenarios"
     d.mkdir(exist_ok=True)
@@ -93,7 +99,9 @@ def test_docker_gate_skips_or_fails(pytester: pytest.Pytester,
 
 
 def test_fixtures_give_a_provisioned_jetstream(pytester: pytest.Pytester) -> None:
-    pytester.makeini("[pytest]\nasyncio_mode = auto\n")
+    pytester.makeini(
+        "[pytest]\nasyncio_mode = auto\nasyncio_default_fixture_loop_scope = function\n"
+    )
     pytester.makepyfile(
         """
         from services.common.cloudevents import new_event, publish_event
