@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import pytest
 
 from harness.broker import NatsServer
 
 
 @pytest.fixture
-async def server() -> AsyncIterator[NatsServer]:
-    """A fresh single-node JetStream server, stopped and removed afterwards."""
-    async with NatsServer() as srv:
-        yield srv
+def server(nats_server: NatsServer) -> NatsServer:
+    """A fresh single-node JetStream server (the plugin's ``nats_server``)."""
+    return nats_server

@@ -1,4 +1,4 @@
-"""A real nats-server with JetStream (file store in a temp dir) for the common-module tests."""
+"""Client and stream fixtures for the common-module tests (``nats_server``: the plugin's)."""
 
 from __future__ import annotations
 
@@ -14,13 +14,6 @@ from services.common.settings import NatsSettings, connect
 
 STREAM = "CE_TEST"
 SUBJECTS = ["ce.test.>"]
-
-
-@pytest.fixture
-async def nats_server() -> AsyncIterator[NatsServer]:
-    """One nats-server process on free 127.0.0.1 ports; reaped and its store removed after."""
-    async with NatsServer(name="ce") as server:
-        yield server
 
 
 @pytest.fixture

@@ -1,7 +1,4 @@
-"""A real nats-server (JetStream) for the fault proxy's integration tests.
-
-Uses harness.broker.NatsServer (reaps the process, removes the store).
-"""
+"""The fault proxy in front of the plugin's ``nats_server`` (a real JetStream server)."""
 
 from __future__ import annotations
 
@@ -11,12 +8,6 @@ import pytest
 
 from harness.broker import NatsServer
 from harness.faults import FaultProxy
-
-
-@pytest.fixture
-async def nats_server() -> AsyncIterator[NatsServer]:
-    async with NatsServer(name="faults") as srv:
-        yield srv
 
 
 @pytest.fixture

@@ -70,9 +70,9 @@ class RegistrarProcess:
 
 
 @pytest.fixture
-async def server() -> AsyncIterator[NatsServer]:
-    async with NatsServer() as srv:
-        yield srv
+def server(nats_server: NatsServer) -> NatsServer:
+    """The plugin's ``nats_server``, under this area's name."""
+    return nats_server
 
 
 @pytest.fixture
