@@ -24,10 +24,9 @@ def free_port() -> int:
 
 
 @pytest.fixture
-async def nats_url() -> AsyncIterator[str]:
-    """A fresh JetStream nats-server (file storage in a temp dir, removed) on 127.0.0.1."""
-    async with NatsServer(name="load") as srv:
-        yield srv.client_url
+def nats_url(nats_server: NatsServer) -> str:
+    """URL of the plugin's ``nats_server`` (a fresh JetStream server on 127.0.0.1)."""
+    return nats_server.client_url
 
 
 @pytest.fixture
