@@ -191,6 +191,21 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# --------------------------------------------------------------------------- init
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    """Write a starter project; refuse (exit 2) when any of its files exists."""
+    from harness.init import init_project, next_steps
+
+    written = init_project(args.directory)  # InitError is a ConfigError: exit 2 in main()
+    print(f"wrote {len(written)} file(s) in {args.directory}:")
+    for path in written:
+        print(f"  {path}")
+    print(next_steps(args.directory))
+    return EXIT_OK
+
+
 # --------------------------------------------------------------------------- load / registrar
 
 
@@ -290,6 +305,12 @@ def build_parser() -> argparse.ArgumentParser:
     bg.add_argument("files", nargs="*", metavar="FILE")
     bg.add_argument("--format", choices=("yaml", "json"), default="yaml")
     b.set_defaults(func=cmd_botspec, format="yaml")
+
+    it = sub.add_parser("init", help="write a starter project (spec, contract, scenario, "
+                        "service, pytest config)")
+    it.add_argument("directory", nargs="?", default=".", metavar="DIR",
+                    help="where to write it (default: here; created if missing)")
+    it.set_defaults(func=cmd_init)
 
     dr = sub.add_parser("doctor", help="which backends work here, and why")
     dr.add_argument("--json", action="store_true")
