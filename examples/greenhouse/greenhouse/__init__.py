@@ -2,9 +2,9 @@
 
 It is the worked example of a user platform for qiki-harness (see ../README.md) and knows
 nothing about the harness: it takes its NATS URL and state directory from the environment,
-consumes ``acme.climate.v1.SetTarget`` commands through its own durable consumer, and
-publishes ``acme.climate.v1.Reading`` and ``acme.climate.v1.Alarm`` CloudEvents (binary mode)
-into its own stream.
+consumes commands (``acme.climate.v1.SetTarget``) through its own durable consumer, and
+publishes ``acme.climate.v1.Reading``, ``acme.climate.v1.Alarm`` and
+``acme.climate.v1.CommandReceipt`` CloudEvents (binary mode) into its own stream.
 """
 
 from greenhouse.service import Config, Greenhouse

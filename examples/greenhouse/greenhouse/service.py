@@ -4,13 +4,16 @@ Written the way a team would write it with plain nats-py (no qiki-harness import
 
 - configuration from the environment (:meth:`Config.from_env`): ``GH_NATS_URL``,
   ``GH_STATE`` (a directory for the controller's state), ``GH_INTERVAL_S``, ``GH_ZONES``;
-- its own stream ``ACME_CLIMATE_V1`` (``acme.climate.v1.>``) and durable pull consumer
-  ``greenhouse-commands`` (``acme.climate.v1.commands.>``), created when missing and left
-  alone when they exist (a platform may provision them from its spec first);
-- ``acme.climate.v1.SetTarget`` commands change a zone's target temperature; each one is
-  answered by a ``Reading`` (``trigger: command``) before it is acked. The reading's
-  CloudEvent id and ``Nats-Msg-Id`` derive from the command's id, so a command redelivered
-  after a crash between publish and ack is stored once (the stream's duplicate window);
+- its own streams, ``ACME_CLIMATE_CMD_V1`` (``acme.climate.v1.commands.>``) and
+  ``ACME_CLIMATE_V1`` (readings, alarms, receipts), and its durable pull consumer
+  ``greenhouse-commands``, created when missing and left alone when they exist (a platform
+  may provision them from its spec first);
+- every command is answered by a ``CommandReceipt`` carrying the command's CloudEvent id
+  (``outcome``: applied, ignored or rejected) before it is acked, so whoever sent it can
+  tell that nothing was lost; ``acme.climate.v1.SetTarget`` commands also change a zone's
+  target and get a ``Reading`` (``trigger: command``). Answers take their ``Nats-Msg-Id``
+  from the command's id, so a command redelivered after a crash between publish and ack is
+  stored once (the duplicate window of the events stream);
 - every ``GH_INTERVAL_S`` a ``Reading`` per zone (``trigger: timer``); an ``Alarm``
   (``severity: low``) when a zone drifts more than 5 degrees from its target, and one
   (``severity: high``, ``reason: restarted-after-crash``) when it starts after an unclean
@@ -44,16 +47,18 @@ from nats.js.api import AckPolicy, ConsumerConfig, StorageType, StreamConfig
 
 log = logging.getLogger("greenhouse")
 
-STREAM = "ACME_CLIMATE_V1"
-STREAM_SUBJECTS = ["acme.climate.v1.>"]
-DURABLE = "greenhouse-commands"
+COMMAND_STREAM = "ACME_CLIMATE_CMD_V1"
 COMMANDS = "acme.climate.v1.commands.>"
+STREAM = "ACME_CLIMATE_V1"
 READINGS = "acme.climate.v1.readings"
 ALARMS = "acme.climate.v1.alarms"
+RECEIPTS = "acme.climate.v1.receipts"
+DURABLE = "greenhouse-commands"
 
 SET_TARGET = "acme.climate.v1.SetTarget"
 READING = "acme.climate.v1.Reading"
 ALARM = "acme.climate.v1.Alarm"
+RECEIPT = "acme.climate.v1.CommandReceipt"
 
 #: A zone further than this from its target raises a low-severity alarm (once per drift).
 DRIFT_ALARM_C = 5.0
@@ -193,25 +198,27 @@ class Greenhouse:
                  else "?")
 
     async def ensure_layout(self) -> None:
-        """Create the stream and the durable consumer when missing; keep them as found
+        """Create the streams and the durable consumer when missing; keep them as found
         otherwise (their owner may be a platform spec with other limits)."""
         assert self.js is not None
+        for name, subjects in ((COMMAND_STREAM, [COMMANDS]),
+                               (STREAM, [READINGS, ALARMS, RECEIPTS])):
+            try:
+                await self.js.stream_info(name)
+            except nats.js.errors.NotFoundError:
+                await self.js.add_stream(StreamConfig(
+                    name=name, subjects=subjects, storage=StorageType.FILE,
+                    duplicate_window=120, max_age=86400,
+                ))
+                log.info("created stream %s", name)
         try:
-            await self.js.stream_info(STREAM)
+            await self.js.consumer_info(COMMAND_STREAM, DURABLE)
         except nats.js.errors.NotFoundError:
-            await self.js.add_stream(StreamConfig(
-                name=STREAM, subjects=STREAM_SUBJECTS, storage=StorageType.FILE,
-                duplicate_window=120, max_age=86400,
-            ))
-            log.info("created stream %s", STREAM)
-        try:
-            await self.js.consumer_info(STREAM, DURABLE)
-        except nats.js.errors.NotFoundError:
-            await self.js.add_consumer(STREAM, ConsumerConfig(
+            await self.js.add_consumer(COMMAND_STREAM, ConsumerConfig(
                 durable_name=DURABLE, filter_subject=COMMANDS, ack_policy=AckPolicy.EXPLICIT,
                 ack_wait=5, max_deliver=5, max_ack_pending=1000,
             ))
-            log.info("created consumer %s on %s", DURABLE, STREAM)
+            log.info("created consumer %s on %s", DURABLE, COMMAND_STREAM)
 
     # ------------------------------------------------------------------ publishing
 
@@ -287,40 +294,55 @@ class Greenhouse:
         return zone, float(target)
 
     async def handle(self, msg: Msg) -> None:
-        """One command: change state, persist it, answer with a reading, then ack.
+        """One command: change state, persist it, answer (reading, receipt), then ack.
         The ack comes last so a crash before it means a redelivery, not a lost command."""
         headers = msg.headers or {}
-        ce_type, ce_id = headers.get("ce-type"), headers.get("ce-id")
-        if ce_type != SET_TARGET or not ce_id:
-            # Not ours to interpret (another producer's event on the command space): acked
-            # so it is not redelivered forever, and counted.
-            self.ignored += 1
-            await msg.ack()
-            return
+        ce_type = headers.get("ce-type", "")
+        # Not a CloudEvent: the receipt still needs an id the sender can find.
+        ce_id = headers.get("ce-id") or headers.get("Nats-Msg-Id") or (
+            f"seq-{msg.metadata.sequence.stream}")
         try:
-            name, target = self._parse_set_target(msg)
-        except CommandError as exc:
-            log.warning("rejected command %s: %s", ce_id, exc)
-            await self.alarm("-", "low", "rejected-command", f"command {ce_id}: {exc}")
-            await msg.term()
-            return
-        zone = self.state.zones.setdefault(name, Zone())
-        zone.target_c = target
-        self.state.save(self.state_path)
-        try:
-            await self.publish(READINGS, READING, self._reading(name, zone, "command", ce_id),
-                               event_id=f"{ce_id}.reading", ce_subject=name)
+            if ce_type == SET_TARGET:
+                try:
+                    name, target = self._parse_set_target(msg)
+                except CommandError as exc:
+                    log.warning("rejected command %s: %s", ce_id, exc)
+                    await self.alarm("-", "low", "rejected-command", f"command {ce_id}: {exc}")
+                    await self.receipt(ce_id, ce_type, "rejected", str(exc))
+                    await msg.term()  # it can never succeed: no redelivery
+                    return
+                zone = self.state.zones.setdefault(name, Zone())
+                zone.target_c = target
+                self.state.save(self.state_path)
+                await self.publish(READINGS, READING,
+                                   self._reading(name, zone, "command", ce_id),
+                                   event_id=f"{ce_id}.reading", ce_subject=name)
+                await self.receipt(ce_id, ce_type, "applied")
+                self.handled += 1
+            else:
+                # Not ours to interpret (another producer's event on the command space):
+                # receipted as ignored and acked, so it is not redelivered forever.
+                await self.receipt(ce_id, ce_type or "-", "ignored")
+                self.ignored += 1
         except RuntimeError as exc:
             log.error("%s; command %s will be redelivered", exc, ce_id)
             await msg.nak(delay=0.5)
             return
         await msg.ack()
-        self.handled += 1
+
+    async def receipt(self, command_id: str, command_type: str, outcome: str,
+                      detail: str | None = None) -> None:
+        """The answer to every command: a ``CommandReceipt`` with the command's own id (the
+        id's scope is the source, which differs) and that id as ``Nats-Msg-Id``."""
+        data: dict[str, Any] = {"command_type": command_type, "outcome": outcome}
+        if detail:
+            data["detail"] = detail[:200]
+        await self.publish(RECEIPTS, RECEIPT, data, event_id=command_id)
 
     async def consume(self, stop: asyncio.Event) -> None:
         """Fetch commands in batches until ``stop``; errors during a reconnect are waited out."""
         assert self.js is not None
-        psub = await self.js.pull_subscribe_bind(durable=DURABLE, stream=STREAM)
+        psub = await self.js.pull_subscribe_bind(durable=DURABLE, stream=COMMAND_STREAM)
         while not stop.is_set():
             try:
                 msgs = await psub.fetch(batch=50, timeout=1)
@@ -330,10 +352,14 @@ class Greenhouse:
                 log.warning("fetch failed: %r", exc)
                 await asyncio.sleep(0.5)
                 continue
-            for msg in msgs:
-                try:
-                    await self.handle(msg)
-                except Exception as exc:  # an ack lost in a reconnect: the server redelivers
+            # A batch is answered concurrently: on a slow link one command at a time would
+            # take a round trip each and outlast the ack wait (then everything is redelivered
+            # and answered twice). State changes stay in order: each handle() applies its
+            # command before its first await, and gather starts them in order.
+            results = await asyncio.gather(*(self.handle(m) for m in msgs),
+                                           return_exceptions=True)
+            for exc in results:
+                if isinstance(exc, Exception):  # an ack lost in a reconnect: redelivered
                     log.warning("command not acked (%r); it will be redelivered", exc)
 
     # ------------------------------------------------------------------ the climate loop
@@ -373,7 +399,7 @@ class Greenhouse:
             self.marker.write_text(str(os.getpid()))
             workers = [asyncio.create_task(self.consume(stop)),
                        asyncio.create_task(self.climate(stop))]
-            log.info("listening on %s (stream %s, durable %s) at %s", COMMANDS, STREAM,
+            log.info("listening on %s (stream %s, durable %s) at %s", COMMANDS, COMMAND_STREAM,
                      DURABLE, self.cfg.nats_url)
             if crashed:
                 await self.alarm("-", "high", "restarted-after-crash",

@@ -17,10 +17,11 @@ import nats
 import pytest
 from greenhouse.service import (
     ALARMS,
+    COMMAND_STREAM,
     DURABLE,
     READINGS,
+    RECEIPTS,
     SET_TARGET,
-    STREAM,
     Config,
     Greenhouse,
 )
@@ -77,6 +78,7 @@ async def test_a_command_is_answered_by_a_reading_once(
     greenhouse: Greenhouse, nats_client: Client
 ) -> None:
     readings = await collect(nats_client, READINGS)
+    receipts = await collect(nats_client, RECEIPTS)
     js = nats_client.jetstream()
     payload, headers = command("house-1", 26.0, ce_id="cmd-1")
     await js.publish("acme.climate.v1.commands.set-target", payload, headers=headers)
@@ -94,8 +96,12 @@ async def test_a_command_is_answered_by_a_reading_once(
     assert msg.headers["ce-id"] == msg.headers["Nats-Msg-Id"] == "cmd-1.reading"
     # acked: nothing left pending on the durable
     await until(lambda: greenhouse.handled == 1)
-    info = await js.consumer_info(STREAM, DURABLE)
+    info = await js.consumer_info(COMMAND_STREAM, DURABLE)
     assert info.num_ack_pending == 0 and info.num_pending == 0
+    # the receipt carries the command's own id, also as Nats-Msg-Id (deduplicated if resent)
+    assert [(m.headers or {}).get("ce-id") for m in receipts] == ["cmd-1"]
+    assert receipts[0].headers is not None and receipts[0].headers["Nats-Msg-Id"] == "cmd-1"
+    assert json.loads(receipts[0].data) == {"command_type": SET_TARGET, "outcome": "applied"}
     # the state survives in GH_STATE
     state = json.loads(greenhouse.state_path.read_text())
     assert state["zones"]["house-1"]["target_c"] == 26.0
@@ -105,14 +111,23 @@ async def test_drift_raises_one_low_alarm_and_bad_commands_are_rejected(
     greenhouse: Greenhouse, nats_client: Client
 ) -> None:
     alarms = await collect(nats_client, ALARMS)
+    receipts = await collect(nats_client, RECEIPTS)
     js = nats_client.jetstream()
     for zone, target in (("house-1", 40.0), ("house-1", "hot")):
         payload, headers = command(zone, target)
         await js.publish("acme.climate.v1.commands.set-target", payload, headers=headers)
-    await until(lambda: len(alarms) >= 2)
+    # another producer's event on the command space: receipted as ignored, not redelivered
+    await js.publish("acme.climate.v1.commands.other", b"{}",
+                     headers={"ce-id": "other-1", "ce-type": "x.Other", "ce-source": "urn:x",
+                              "ce-specversion": "1.0"})
+    await until(lambda: len(alarms) >= 2 and len(receipts) == 3)
     await asyncio.sleep(0.5)  # further ticks while drifting must not repeat the alarm
     reasons = sorted(json.loads(m.data)["reason"] for m in alarms)
     assert reasons == ["out-of-range", "rejected-command"]
+    outcomes = sorted(json.loads(m.data)["outcome"] for m in receipts)
+    assert outcomes == ["applied", "ignored", "rejected"]
+    info = await js.consumer_info(COMMAND_STREAM, DURABLE)
+    assert info.num_ack_pending == 0 and info.num_redelivered == 0
 
 
 async def test_restarts_after_kill_with_a_high_alarm_and_its_state(
