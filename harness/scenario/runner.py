@@ -203,6 +203,9 @@ class ScenarioRunner:
         platform = Platform(
             s.topology, run_dir=self.run_dir, backend=backend, nats_url=self.options.nats_url,
             route_proxies=needs_route_proxies(s),
+            scenario_dir=self.scenario_file.parent.resolve() if self.scenario_file else None,
+            watch_subjects=[c.delivery.subject for c in s.checks
+                            if isinstance(c, DeliveryEntry) and c.delivery.subject],
         )
         async with platform as p:
             assert p.broker is not None
@@ -514,7 +517,11 @@ class ScenarioRunner:
             )
         if isinstance(entry, DeliveryEntry):
             d = entry.delivery
-            stored = Counter(r.event_id for r in records if r.source == LOAD_SOURCE)
+            if d.subject is not None:
+                # a service's output: the ids it answered with (see DeliveryCheck.subject)
+                stored = p.watched.get(d.subject, Counter())
+            else:
+                stored = Counter(r.event_id for r in records if r.source == LOAD_SOURCE)
             account = account_delivery(state.delivery, stored)
             state.journal.delivery = account
             return check_delivery(account, max_lost=d.max_lost, max_duplicated=d.max_duplicated,
