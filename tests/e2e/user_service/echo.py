@@ -5,9 +5,12 @@ CloudEvent of the same id on its output subject (published into its own stream, 
 by ``Nats-Msg-Id``), acking the input only after the answer is stored: a kill loses nothing.
 
 Environment: ECHO_NATS_URL (required), ECHO_IN (default ``echo.v1.in.>``), ECHO_OUT
-(``echo.v1.out``), ECHO_DURABLE (``echo``); credentials as QIKI_NATS_TOKEN / QIKI_NATS_USER /
-QIKI_NATS_PASSWORD when the harness sets them. ECHO_CRASH=1 fails at start; ECHO_SILENT=1
+(``echo.v1.out``), ECHO_DURABLE (``echo``), ECHO_STREAMS (stream name prefix, ``ECHO``);
+credentials as QIKI_NATS_TOKEN / QIKI_NATS_USER / QIKI_NATS_PASSWORD when the harness sets
+them. ECHO_CRASH=1 fails at start; ECHO_SILENT=1
 never says it is listening (a service that never gets ready). Prints ``listening on ...``.
+ECHO_HTTP_PORT: answers any HTTP request with 200 there (a health endpoint); ECHO_STATUS:
+publishes a heartbeat on that subject every 0.3 s.
 """
 
 from __future__ import annotations
@@ -22,6 +25,19 @@ from nats.js.api import ConsumerConfig, StreamConfig
 from nats.js.errors import BadRequestError
 
 
+async def _http_ok(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    await reader.readline()
+    writer.write(b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok")
+    await writer.drain()
+    writer.close()
+
+
+async def _heartbeat(nc: nats.NATS, subject: str) -> None:
+    while True:
+        await nc.publish(subject, b'{"status": "up"}')
+        await asyncio.sleep(0.3)
+
+
 async def main() -> int:
     if os.environ.get("ECHO_CRASH") == "1":
         print("echo: cannot open the frobnicator (ECHO_CRASH=1)", flush=True)
@@ -30,6 +46,7 @@ async def main() -> int:
     subject_in = os.environ.get("ECHO_IN", "echo.v1.in.>")
     subject_out = os.environ.get("ECHO_OUT", "echo.v1.out")
     durable = os.environ.get("ECHO_DURABLE", "echo")
+    prefix = os.environ.get("ECHO_STREAMS", "ECHO")
     auth = {k: os.environ[v] for k, v in (("token", "QIKI_NATS_TOKEN"), ("user", "QIKI_NATS_USER"),
                                          ("password", "QIKI_NATS_PASSWORD")) if v in os.environ}
     nc = await nats.connect(url.split(","), name="echo", max_reconnect_attempts=-1,
@@ -37,16 +54,22 @@ async def main() -> int:
     js = nc.jetstream(timeout=5.0)
     # A user's service makes sure its streams exist; when the spec already provisioned
     # them (same subjects), that is fine too.
-    for name, subjects in (("ECHO_IN", [subject_in]), ("ECHO_OUT", [subject_out])):
+    for name, subjects in ((f"{prefix}_IN", [subject_in]), (f"{prefix}_OUT", [subject_out])):
         try:
             await js.add_stream(StreamConfig(name=name, subjects=subjects))
         except BadRequestError:
             pass
     # A short ack wait: what a killed instance had in hand comes back within seconds.
-    sub = await js.pull_subscribe(subject_in, durable=durable, stream="ECHO_IN",
+    sub = await js.pull_subscribe(subject_in, durable=durable, stream=f"{prefix}_IN",
                                   config=ConsumerConfig(ack_wait=2.0, max_ack_pending=1000))
     print(f"echo: connected to {nc.connected_url.netloc if nc.connected_url else url}",
           flush=True)
+    background = []
+    if os.environ.get("ECHO_HTTP_PORT"):
+        background.append(await asyncio.start_server(
+            _http_ok, "0.0.0.0", int(os.environ["ECHO_HTTP_PORT"])))
+    if os.environ.get("ECHO_STATUS"):
+        background.append(asyncio.create_task(_heartbeat(nc, os.environ["ECHO_STATUS"])))
     if os.environ.get("ECHO_SILENT") != "1":
         print(f"echo: listening on {subject_in}", flush=True)
     answered = 0
