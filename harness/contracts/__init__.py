@@ -34,6 +34,7 @@ __all__ = [
     "load_asyncapi_payload",
     "parse_contract_ref",
     "registry_for",
+    "registry_for_run",
     "schema_from_model",
 ]
 
@@ -57,3 +58,21 @@ def contract_refs_for(config: Any) -> dict[str, ContractRef]:
 def registry_for(config: Any) -> ContractRegistry:
     """The compiled registry of a platform's contracts (``ContractError`` if one is broken)."""
     return ContractRegistry.from_refs(contract_refs_for(config))
+
+
+def registry_for_run(config: Any, scenario: Any) -> ContractRegistry | None:
+    """The registry a scenario's ``contract`` checks use, or ``None`` when it has none.
+
+    Compiled before anything starts, so a broken contract file is bad input (exit 2) that names
+    the file and the problem, not a crash halfway through a run.
+    """
+    from harness.errors import ConfigError
+    from harness.scenario.model import ContractEntry
+
+    entries = [*scenario.checks, *scenario.steady_state.checks]
+    if not any(isinstance(e, ContractEntry) for e in entries):
+        return None
+    try:
+        return registry_for(config)
+    except ContractError as exc:
+        raise ConfigError(str(exc)) from None

@@ -287,10 +287,17 @@ def step_body(entry: LoadEntry | FaultEntry | PublishEntry | WaitEntry) -> _Step
 
 
 class ContractCheck(_Model):
-    """Every tapped message is a valid CloudEvent (harness-injected malformed ones excepted)."""
+    """Every tapped message is a valid CloudEvent whose data keeps its type's contract
+    (harness-injected malformed ones excepted); see ``harness.checks.contract``."""
 
     legacy_ok: bool = False
     min_messages: int = Field(default=1, ge=0)
+    #: a type without a declared contract is a violation
+    require_declared: bool = False
+    #: list the declared types the run never saw
+    coverage: bool = True
+    #: fail when fewer than this share of the declared types were seen (1.0: all of them)
+    min_coverage: float = Field(default=0.0, ge=0.0, le=1.0)
 
 
 class LagCheck(_Model):

@@ -48,6 +48,8 @@ __all__ = [
 MAX_VIOLATIONS: Final = 20
 #: Offending values are cut to this many characters in reports.
 MAX_VALUE_CHARS: Final = 120
+#: Messages are cut to this many characters (validators quote the value in them).
+MAX_MESSAGE_CHARS: Final = 300
 DEFAULT_DIALECT: Final = "https://json-schema.org/draft/2020-12/schema"
 #: AsyncAPI's default schema format is a superset of JSON Schema draft 7.
 ASYNCAPI_DIALECT: Final = "http://json-schema.org/draft-07/schema#"
@@ -240,17 +242,44 @@ class _SchemaContract(CompiledContract):
         if self._is_valid(data):
             return []
         out: list[DataViolation] = []
-        for err in self._iter_errors(data):
-            keyword = next(
-                (str(p) for p in reversed(err.schema_path) if isinstance(p, str)), "schema"
-            )
-            out.append(
-                DataViolation(json_pointer(err.instance_path), keyword, _short(err.instance),
-                              err.message)
-            )
+        for top in self._iter_errors(data):
+            for err in _best_errors(top):
+                out.append(
+                    DataViolation(json_pointer(err.instance_path), _keyword(err),
+                                  _short(err.instance), _cut(err.message))
+                )
             if len(out) >= MAX_VIOLATIONS:
                 break
-        return out
+        return out[:MAX_VIOLATIONS]
+
+
+def _keyword(err: Any) -> str:
+    return next((str(p) for p in reversed(err.schema_path) if isinstance(p, str)), "schema")
+
+
+def _best_errors(err: Any) -> list[Any]:
+    """The errors that say what is wrong, for an ``anyOf``/``oneOf`` failure.
+
+    ``x: str | None`` becomes ``anyOf: [{type: string, maxLength: 512}, {type: null}]``: a too
+    long string fails both branches, and "not valid under any of the schemas" hides why. When
+    exactly one branch failed for a reason other than the type, its errors are the answer (the
+    relevance rule of ``jsonschema.exceptions.best_match``).
+    """
+    branches = getattr(err.kind, "context", None)
+    if branches:
+        relevant = [b for b in branches if b and any(_keyword(e) != "type" for e in b)]
+        if len(relevant) == 1:
+            return [x for e in relevant[0] for x in _best_errors(e)]
+    return [err]
+
+
+def _cut(message: str) -> str:
+    # jsonschema_rs quotes the whole offending value in its message; what failed is said at
+    # the end ("... is longer than 512 characters"), so keep both ends.
+    if len(message) > MAX_MESSAGE_CHARS:
+        half = MAX_MESSAGE_CHARS // 2
+        return f"{message[:half]} ... {message[-half:]}"
+    return message
 
 
 class _PydanticContract(CompiledContract):
