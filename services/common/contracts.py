@@ -321,6 +321,10 @@ class _PydanticContract(CompiledContract):
             return DataViolation(json_pointer(loc), keyword, None,
                                  f"{json.dumps(str(name))} is a required property")
         value = err.get("input")
+        if kind == "extra_forbidden" and loc:
+            name = loc.pop()
+            return DataViolation(json_pointer(loc), keyword, _short(value),
+                                 f"Additional properties are not allowed ({name!r} was unexpected)")
         return DataViolation(json_pointer(loc), keyword, _short(value), str(err.get("msg", "")))
 
 
@@ -421,6 +425,8 @@ def load_asyncapi_payload(path: Path, message: str) -> tuple[dict[str, Any], tup
     comp_messages = components.get("messages") or {}
     if isinstance(comp_messages, Mapping) and message in comp_messages:
         found = _resolve_local(doc, comp_messages[message], origin)
+        if found is None:
+            found = {}  # declared but empty: reported below as having no payload
     for ch_name, channel in channels.items():
         channel = _resolve_local(doc, channel, origin)
         if not isinstance(channel, Mapping):
@@ -496,6 +502,11 @@ def _import_model(target: str) -> Any:
         if not hasattr(obj, part):
             raise ContractError(f"pydantic:{target}: module {module_name!r} has no {attr!r}")
         obj = getattr(obj, part)
+    if not isinstance(obj, type):
+        raise ContractError(
+            f"pydantic:{target}: not a class but {type(obj).__name__}: name a pydantic model "
+            "(or a dataclass / TypedDict pydantic can validate)"
+        )
     return obj
 
 
