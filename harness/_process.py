@@ -1,7 +1,7 @@
 """Generic handle on one child process: spawn, readiness, signals, restart, captured log.
 
-Used for nats-server nodes (``harness.broker``) and for the reference service processes
-(registrar, lagmon, radar_sim). Only the PID this handle spawned is ever signalled.
+Used for nats-server nodes (``harness.broker``) and for service processes (reference and
+user services). Only the PID this handle spawned is ever signalled.
 """
 
 from __future__ import annotations
@@ -118,6 +118,8 @@ class ManagedProcess(AsyncResource):
         self._paused = False
         self._exit_code: int | None = None
         self._spawns = 0
+        #: index of the current spawn's first line in the kept lines (``wait_for_log(since=)``)
+        self.spawn_mark = 0
 
     # ----------------------------------------------------------------- state
 
@@ -218,7 +220,7 @@ class ManagedProcess(AsyncResource):
             self._append_line(
                 f"--- {self.name}: start #{self._spawns + 1} (restart {self.restarts}) ---"
             )
-        mark = len(self._lines)
+        mark = self.spawn_mark = len(self._lines)
         try:
             self._proc = await asyncio.create_subprocess_exec(
                 *self.argv,

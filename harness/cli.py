@@ -63,7 +63,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         for c in j.failed_checks():
             print(f"        {c.summary()}")
         if j.error:
-            print(f"        error: {j.error.splitlines()[0]}")
+            # The whole message: a set-up error quotes the failing service's last log lines.
+            first, *rest = j.error.splitlines()
+            print(f"        error: {first}")
+            for line in rest[:30]:
+                print(f"        {line}")
     if len(journals) > 1:
         write_junit(journals, Path(args.report_dir) / "junit.xml")
     return max(j.exit_code for j in journals)

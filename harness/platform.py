@@ -1,8 +1,9 @@
 """The platform under test, brought up as one async context manager.
 
 Broker (any backend) -> JetStream layout provisioned from the BotSpec -> optional fault
-proxies in front of service links -> the reference services as child processes -> a harness
-client for the tap, lag sampling and publishing. Teardown always runs, in reverse order.
+proxies in front of service links -> the services (reference and user ones, started by
+:class:`harness.services.runtime.ServiceLauncher`) -> a harness client for the tap, lag
+sampling and publishing. Teardown always runs, in reverse order.
 """
 
 from __future__ import annotations
@@ -11,22 +12,21 @@ import asyncio
 import contextlib
 import json
 import os
-import re
-import sys
 import time
 import urllib.request
+from collections import Counter
+from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any
 
 import nats
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
-from harness._process import ManagedProcess
 from harness._resource import AsyncResource
 from harness.broker.base import Broker
 from harness.checks.observations import LagSample, RegistrarRecord, TappedMessage
@@ -34,12 +34,11 @@ from harness.errors import SetupError
 from harness.faults.partition import RouteProxies
 from harness.faults.proxy import FaultProxy
 from harness.scenario.model import Topology
+from harness.services.catalog import reference_service
+from harness.services.runtime import ServiceLauncher, ServiceProcess
 from services.common.botspec import RuntimeConfig, default_botspec_path, load_runtime_config
 from services.common.botspec import provision as provision_layout
 from services.common.settings import NatsSettings
-
-if TYPE_CHECKING:
-    from harness.containers.services import ServiceContainer
 
 #: Subjects the tap listens to: the platform's event spaces (not the dead-letter space,
 #: which holds malformed messages by design).
@@ -50,165 +49,10 @@ TAP_SUBJECTS = ("qiki.radar.v1.>", "qiki.events.v1.>")
 INJECTED_HEADER = "Qiki-Harness-Injected"
 
 
-#: The first line a reference service prints once it serves: ``READY http://127.0.0.1:PORT``.
-READY_RE = re.compile(r"^READY (http://127\.0\.0\.1:\d+)")
-
-
 def http_get_json(url: str, timeout_s: float = 2.0) -> Any:
     """GET a JSON document from one of our services on 127.0.0.1 (blocking; run in a thread)."""
     with urllib.request.urlopen(url, timeout=timeout_s) as resp:
         return json.loads(resp.read().decode("utf-8"))
-
-
-async def _healthz(url: str) -> None:
-    """Ready probe: poll ``url`` until it answers 200 (the service bound its consumers)."""
-    while True:
-        try:
-            await asyncio.to_thread(http_get_json_or_ok, url)
-            return
-        except OSError:
-            await asyncio.sleep(0.05)
-
-
-def http_get_json_or_ok(url: str) -> None:
-    """Raise OSError unless ``url`` answers 2xx."""
-    with urllib.request.urlopen(url, timeout=1.0) as resp:
-        if resp.status >= 300:
-            raise OSError(f"{url}: HTTP {resp.status}")
-
-
-class ServiceRunner(Protocol):
-    """What runs a service: a :class:`ManagedProcess` or a :class:`ContainerServiceProc`."""
-
-    @property
-    def pid(self) -> int | None: ...
-    @property
-    def running(self) -> bool: ...
-    @property
-    def restarts(self) -> int: ...
-    async def kill(self) -> None: ...
-    async def terminate(self) -> None: ...
-    async def pause(self) -> None: ...
-    async def resume(self) -> None: ...
-    async def restart(self) -> None: ...
-    def log_text(self) -> str: ...
-
-
-class ContainerServiceProc:
-    """A :class:`ServiceContainer` seen through the process-like interface the runner, the
-    fault engine and the journal use (``pid``, ``running``, ``restarts``, signals)."""
-
-    def __init__(self, container: ServiceContainer, log_path: Path) -> None:
-        self.container = container
-        self.log_path = log_path
-        self._pid: int | None = None
-        self._running = False
-
-    @property
-    def pid(self) -> int | None:
-        """The service's pid on the host (the container's init process) while it runs."""
-        return self._pid if self._running else None
-
-    @property
-    def running(self) -> bool:
-        """True while the container runs (paused counts), as of the last operation on it."""
-        return self._running
-
-    @property
-    def restarts(self) -> int:
-        """How often the container was restarted."""
-        return self.container.restarts
-
-    def _refresh_sync(self) -> None:
-        c = self.container._container
-        if c is None:
-            self._running, self._pid = False, None
-            return
-        c.reload()
-        state = c.attrs.get("State", {})
-        self._running = bool(state.get("Running"))
-        self._pid = int(state.get("Pid") or 0) or None
-
-    async def refresh(self) -> None:
-        """Re-read the container's state from the engine."""
-        await asyncio.to_thread(self._refresh_sync)
-
-    async def start(self) -> None:
-        """Start the container and wait for the service's READY line."""
-        await self.container.start()
-        await self.refresh()
-
-    async def kill(self) -> None:
-        """SIGKILL (docker kill)."""
-        await self.container.kill()
-        await self.refresh()
-
-    async def terminate(self) -> None:
-        """SIGTERM and wait (docker stop)."""
-        await self.container.terminate()
-        await self.refresh()
-
-    async def pause(self) -> None:
-        """docker pause (the cgroup freezes, like SIGSTOP)."""
-        await self.container.pause()
-
-    async def resume(self) -> None:
-        """docker unpause."""
-        await self.container.resume()
-
-    async def restart(self) -> None:
-        """Same container, same published port; waits for a new READY line."""
-        await self.container.restart()
-        await self.refresh()
-
-    def log_text(self) -> str:
-        """The container's log across restarts."""
-        return self.container.log_text()
-
-    async def close(self) -> None:
-        """Keep the log in the run directory (as a process's is), then remove the container."""
-        text = self.log_text()
-        if text:
-            with contextlib.suppress(OSError):
-                self.log_path.parent.mkdir(parents=True, exist_ok=True)
-                self.log_path.write_text(text, encoding="utf-8")
-        self._running, self._pid = False, None
-        await self.container.close()
-
-
-@dataclass
-class ServiceProcess:
-    """A reference service (child process or container), with its HTTP endpoint and link."""
-
-    name: str
-    proc: ServiceRunner
-    http_url: str
-    proxy: FaultProxy | None = None
-
-    @property
-    def running(self) -> bool:
-        """True while the process lives (paused counts)."""
-        return self.proc.running
-
-    async def kill(self) -> None:
-        """SIGKILL."""
-        await self.proc.kill()
-
-    async def terminate(self) -> None:
-        """SIGTERM and wait."""
-        await self.proc.terminate()
-
-    async def pause(self) -> None:
-        """SIGSTOP."""
-        await self.proc.pause()
-
-    async def resume(self) -> None:
-        """SIGCONT."""
-        await self.proc.resume()
-
-    async def restart(self) -> None:
-        """Stop if running, start again on the same HTTP port, wait for /healthz."""
-        await self.proc.restart()
 
 
 @dataclass
@@ -248,6 +92,8 @@ class Platform(AsyncResource):
         botspec: Path | None = None,
         tap: bool = True,
         route_proxies: bool = False,
+        scenario_dir: Path | None = None,
+        watch_subjects: Sequence[str] = (),
     ) -> None:
         self.topology = topology
         self.run_dir = run_dir
@@ -270,6 +116,11 @@ class Platform(AsyncResource):
         self.events: list[dict[str, Any]] = []
         self._stack = AsyncExitStack()
         self._services_image: str | None = None
+        #: where relative paths of user services (cwd, build) start: the scenario's directory
+        self.scenario_dir = scenario_dir or Path.cwd()
+        self._launcher: ServiceLauncher | None = None
+        #: subject pattern -> CloudEvent id -> times seen (delivery checks on a service's output)
+        self.watched: dict[str, Counter[str]] = {s: Counter() for s in watch_subjects}
         self.t0 = time.monotonic()
 
     # ------------------------------------------------------------------ helpers
@@ -345,98 +196,10 @@ class Platform(AsyncResource):
         self.route_proxies = routes
         return broker
 
-    def _service_args(self, name: str, *, db: str) -> list[str]:
-        """The service's own options from the topology (both for a process and a container)."""
-        spec = self.topology.services[name]  # type: ignore[index]
-        argv: list[str] = []
-        if name == "registrar":
-            argv += ["--db", db]
-            if spec.batch:
-                argv += ["--batch", str(spec.batch)]
-        elif name == "lagmon":
-            if spec.interval_s:
-                argv += ["--interval-s", str(spec.interval_s)]
-            streams = {c.durable: c.stream for c in self.config.consumers}
-            for consumer, limit in spec.thresholds.items():
-                # STREAM:CONSUMER is unambiguous; a durable name alone may exist on several.
-                key = f"{streams[consumer]}:{consumer}" if consumer in streams else consumer
-                argv += ["--threshold", f"{key}={limit}"]
-        elif name == "radar_sim" and spec.rate_hz:
-            argv += ["--rate-hz", str(spec.rate_hz)]
-        return argv
-
     async def _start_service(self, name: str) -> ServiceProcess:
-        if self.topology.services_in == "container":
-            return await self._start_service_container(name)
-        spec = self.topology.services[name]  # type: ignore[index]
-        proxy: FaultProxy | None = None
-        settings = self.settings(name=f"qiki-{name}")
-        if spec.proxied:
-            proxy = await self._proxy_for(name)
-            settings = self.settings(name=f"qiki-{name}", servers=[proxy.url])
-        # Port 0: the service binds a free port itself and says which on its READY line; a
-        # port picked here could be taken by another process before the service binds it.
-        argv = [sys.executable, "-m", f"services.{name}", "--http-port", "0"]
-        argv += self._service_args(name, db=str(self.run_dir / "registrar.db"))
-        bound: list[str] = []
-
-        async def ready(p: ManagedProcess) -> None:
-            if not bound:
-                line = await p.wait_for_log(READY_RE)
-                url = READY_RE.search(line).group(1)  # type: ignore[union-attr]
-                bound.append(url)
-                # Restarts keep the port, so the URL handed out stays valid.
-                p.argv[p.argv.index("--http-port") + 1] = url.rpartition(":")[2]
-            else:
-                await _healthz(bound[0] + "/healthz")
-
-        proc = ManagedProcess(
-            argv,
-            name=name,
-            env=self.service_env(settings),
-            ready=ready,
-            ready_timeout_s=20.0,
-            log_path=self.run_dir / "logs" / f"{name}.log",
-            hint=f"run `python -m services.{name} --help`; the log above says why it stopped",
-        )
-        # Registered before the start, so a sibling's failure still stops this one.
-        self._stack.push_async_callback(proc.close)
-        await proc.start()
-        self.event("service.started", service=name, pid=proc.pid)
-        return ServiceProcess(name=name, proc=proc, http_url=bound[0], proxy=proxy)
-
-    async def _start_service_container(self, name: str) -> ServiceProcess:
-        """The service in a container on the broker's network (``services_in: container``).
-
-        It reaches the nodes by their network aliases; its HTTP port is published on
-        127.0.0.1, so ``http_url`` works from here as a process's does. The registrar's store
-        lives in the container (the checks read it through ``/records``).
-        """
-        from harness.broker.container import ContainerBroker
-        from harness.containers.services import ServiceContainer
-
-        if not isinstance(self.broker, ContainerBroker):
-            raise SetupError(
-                f"topology.services_in: container needs the container backend, not "
-                f"{self.backend!r}. Hint: --backend container (a Docker engine must answer)"
-            )
-        container = ServiceContainer(
-            f"services.{name}",
-            broker=self.broker,
-            args=self._service_args(name, db="/data/registrar.db"),
-            env={
-                "QIKI_NATS_PING_INTERVAL_S": str(self.topology.ping_interval_s),
-                "QIKI_NATS_NAME": f"qiki-{name}",
-            },
-            image=self._services_image,
-        )
-        proc = ContainerServiceProc(container, self.run_dir / "logs" / f"{name}.log")
-        # Registered before the start, so a sibling's failure still removes this one.
-        self._stack.push_async_callback(proc.close)
-        await proc.start()
-        self.event("service.started", service=name, pid=proc.pid,
-                   container=container.container_name)
-        return ServiceProcess(name=name, proc=proc, http_url=container.http_url)
+        if self._launcher is None:
+            self._launcher = ServiceLauncher(self, scenario_dir=self.scenario_dir)
+        return await self._launcher.start(name)
 
     async def _proxy_for(self, name: str) -> FaultProxy:
         assert self.broker is not None
@@ -472,11 +235,16 @@ class Platform(AsyncResource):
                 for subject in TAP_SUBJECTS:
                     await self.nc.subscribe(subject, cb=self.tap.on_msg, pending_msgs_limit=-1,
                                             pending_bytes_limit=-1)
+            for subject in self.watched:
+                await self.nc.subscribe(subject, cb=self._watcher(self.watched[subject]),
+                                        pending_msgs_limit=-1, pending_bytes_limit=-1)
             if self.topology.proxied_load:
                 await self._proxy_for("load")
             # Services start side by side: each spends most of its start-up importing.
             names = [n for n, spec in self.topology.services.items() if spec.enabled]
-            if names and self.topology.services_in == "container":
+            if self.topology.services_in == "container" and any(
+                reference_service(n) is not None for n in names
+            ):
                 from harness.containers.images import ensure_services_image
 
                 # Built (or found by content hash) once, not by three concurrent starts.
@@ -491,6 +259,20 @@ class Platform(AsyncResource):
         except BaseException:
             await self.close()
             raise
+
+    @staticmethod
+    def _watcher(seen: Counter[str]) -> Callable[[Msg], Awaitable[None]]:
+        """Count the CloudEvent id of each message (binary mode ``ce-id``, else structured)."""
+
+        async def on_msg(msg: Msg) -> None:
+            ce_id = (msg.headers or {}).get("ce-id")
+            if ce_id is None:
+                with contextlib.suppress(ValueError, AttributeError, TypeError):
+                    ce_id = json.loads(msg.data).get("id")
+            if ce_id:
+                seen[str(ce_id)] += 1
+
+        return on_msg
 
     async def _provision(self, attempts: int = 3) -> None:
         """Create the layout; a timed-out API request is retried (provisioning is

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
 from harness.broker._config import HOST, free_ports
@@ -44,6 +44,11 @@ class ServiceContainer(StartClose):
     ``module``: ``services.registrar`` etc. ``args``: extra command-line arguments.
     ``name``: container-name suffix and network alias (default: the module's last part).
     Faults: ``kill``, ``pause``/``resume``, ``restart`` (same container and published port).
+
+    A user service gives its own ``image`` (used as is), ``command`` (None: the image's),
+    ``ports`` (published on 127.0.0.1 under the same number), ``volumes`` (host path ->
+    (container path, mode)), ``working_dir`` and a ``ready`` probe, awaited with the length
+    of the log before this (re)start, in place of the READY line.
     """
 
     def __init__(
@@ -57,6 +62,11 @@ class ServiceContainer(StartClose):
         image: str | None = None,
         ready_line: str = "READY ",
         ready_timeout_s: float = 30.0,
+        command: Sequence[str] | None = None,
+        ports: Sequence[int] = (),
+        volumes: Mapping[str, tuple[str, str]] | None = None,
+        working_dir: str | None = None,
+        ready: Callable[[int], Awaitable[None]] | None = None,
     ) -> None:
         if not module or not module.replace(".", "").replace("_", "").isalnum():
             raise ValueError(f"module must be a dotted module name, got {module!r}")
@@ -75,6 +85,15 @@ class ServiceContainer(StartClose):
         self._tc: Any = None
         self._container: Any = None
         self.restarts = 0
+        self._command = list(command) if command is not None else None
+        #: a user service: its image is used as is, its ports and probe are its own
+        self._user = ready is not None or command is not None or bool(ports)
+        self._ports = list(ports)
+        self._volumes = dict(volumes or {})
+        self._working_dir = working_dir
+        self._ready = ready
+        #: the log as last read (kept for the run directory once the container is gone)
+        self.last_log = ""
 
     @property
     def container_name(self) -> str:
@@ -88,7 +107,9 @@ class ServiceContainer(StartClose):
 
     @property
     def command(self) -> list[str]:
-        """The command run in the container."""
+        """The command run in the container (None: the image's own)."""
+        if self._user:
+            return self._command  # type: ignore[return-value]
         return [
             "python",
             "-m",
@@ -103,8 +124,13 @@ class ServiceContainer(StartClose):
     def _start_sync(self) -> None:
         from testcontainers.core.container import DockerContainer
 
-        self.image = ensure_services_image(self._image_arg).tag
-        self.http_port = free_ports(1)[0]
+        if self._user and self._image_arg:
+            self.image = self._image_arg
+        else:
+            self.image = ensure_services_image(self._image_arg).tag
+        extra: dict[str, Any] = {}
+        if self._working_dir:
+            extra["working_dir"] = self._working_dir
         env = {"QIKI_HTTP_HOST": "0.0.0.0", **self._env}
         tc = DockerContainer(
             self.image,
@@ -113,34 +139,58 @@ class ServiceContainer(StartClose):
             name=self.container_name,
             network=self._broker._network,
             network_aliases=[self.name],
+            volumes=[(host, dst, mode) for host, (dst, mode) in self._volumes.items()],
             labels=run_labels(
                 self._broker.run_id, **{LABEL_ROLE: "service", LABEL_NAME: self.name}
             ),
+            **extra,
         )
-        tc.ports[f"{SERVICE_HTTP_PORT}/tcp"] = cast(Any, (HOST, self.http_port))
+        if self._user:
+            for port in self._ports:
+                tc.ports[f"{port}/tcp"] = cast(Any, (HOST, port))
+            self.http_port = self._ports[0] if self._ports else 0
+        else:
+            self.http_port = free_ports(1)[0]
+            tc.ports[f"{SERVICE_HTTP_PORT}/tcp"] = cast(Any, (HOST, self.http_port))
         self._tc = tc
         tc.start()
         self._container = tc.get_wrapped_container()
 
-    async def _wait_ready(self) -> None:
-        """Until the READY line appears in the log; fail fast if the container exits."""
+    async def _wait_ready(self, offset: int = 0, before: int = 0) -> None:
+        """Until the service is ready (its probe, or a new READY line); fail fast if the
+        container exits, with the last log lines."""
         deadline = time.monotonic() + self.ready_timeout_s
+        probe = asyncio.ensure_future(self._ready(offset)) if self._ready is not None else None
         delay = 0.02
-        while True:
-            text = self.log_text()
-            if self.ready_line in text:
-                return
-            await asyncio.to_thread(self._container.reload)
-            status = self._container.status
-            if status not in ("running", "created") or time.monotonic() >= deadline:
-                tail = "\n".join(text.splitlines()[-15:])
-                raise SetupError(
-                    f"service container {self.container_name} ({' '.join(self.command)}) not "
-                    f"ready: status {status!r}, no {self.ready_line.strip()!r} line within "
-                    f"{self.ready_timeout_s:g} s. Last log lines:\n{tail or '(none)'}"
-                )
-            await asyncio.sleep(delay)
-            delay = min(delay * 1.5, 0.2)
+        try:
+            while True:
+                text = self.log_text()
+                self.last_log = text or self.last_log
+                if probe is not None and probe.done():
+                    probe.result()  # a probe that failed says why
+                    return
+                if probe is None and text.count(self.ready_line) > before:
+                    return
+                await asyncio.to_thread(self._container.reload)
+                status = self._container.status
+                if status not in ("running", "created") or time.monotonic() >= deadline:
+                    tail = "\n".join(f"    {ln}" for ln in text[offset:].splitlines()[-15:])
+                    what = "its ready probe did not pass" if probe is not None else (
+                        f"no {self.ready_line.strip()!r} line")
+                    why = (f"it exited ({status})" if status not in ("running", "created")
+                           else f"{what} within {self.ready_timeout_s:g} s")
+                    raise SetupError(
+                        f"service {self.name} (container {self.container_name}, command "
+                        f"{' '.join(self.command or ['(image default)'])}) did not start: "
+                        f"{why}.\n  last log lines:\n{tail or '    (no output)'}"
+                    )
+                await asyncio.sleep(delay)
+                delay = min(delay * 1.5, 0.2)
+        finally:
+            if probe is not None and not probe.done():
+                probe.cancel()
+                with contextlib.suppress(BaseException):
+                    await probe
 
     async def start(self) -> None:
         """Build/reuse the image, start the container, wait for the READY line."""
@@ -189,16 +239,15 @@ class ServiceContainer(StartClose):
         await asyncio.to_thread(c.reload)
         if c.status == "paused":
             await self.resume()
-        before = self.log_text().count(self.ready_line)
+        text = self.log_text()
+        before, offset = text.count(self.ready_line), len(text)
         await asyncio.to_thread(c.stop, timeout=max(0, round(timeout_s)))
         await asyncio.to_thread(c.start)
-        deadline = time.monotonic() + self.ready_timeout_s
-        while self.log_text().count(self.ready_line) <= before:
-            if time.monotonic() >= deadline:
-                raise SetupError(f"service container {self.name} not ready after restart")
-            await asyncio.sleep(0.05)
+        await self._wait_ready(offset, before)
         self.restarts += 1
 
     def log_text(self) -> str:
         """The container's log (stdout and stderr) across restarts."""
+        if self._container is None:
+            return self.last_log
         return container_log_text(self._container)

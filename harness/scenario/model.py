@@ -22,17 +22,21 @@ from pydantic import (
 )
 
 MarkerName = Literal["smoke", "chaos", "load", "contract"]
-ServiceName = Literal["registrar", "lagmon", "radar_sim"]
 
-#: Fault targets: ``broker`` (first node), ``broker:n2``, ``broker:stream-leader:STREAM``,
+#: Fault target syntax: ``broker`` (first node), ``broker:n2``, ``broker:stream-leader:STREAM``,
 #: ``broker:meta-leader``, ``service:NAME``, ``link:NAME`` (the fault proxy in front of a
 #: service's or the load's NATS connection), ``route:NODE`` (that node's cluster routes).
+#: Only the shape is checked here; which services and links exist is checked against the
+#: topology (:meth:`Scenario._coherent`), so a user service is a target like any other.
 TARGET_RE = re.compile(
     r"^(broker(:(n\d+|meta-leader|stream-leader:[A-Za-z0-9_-]+))?"
-    r"|service:(registrar|lagmon|radar_sim)"
-    r"|link:(registrar|lagmon|radar_sim|load|tap)"
+    r"|service:[A-Za-z0-9_-]+"
+    r"|link:[A-Za-z0-9_-]+"
     r"|route:n\d+)$"
 )
+
+#: A service name: it becomes a log file name, a container name and a network alias.
+SERVICE_NAME_RE = re.compile(r"^[a-z][a-z0-9_-]{0,39}$")
 
 
 class _Model(BaseModel):
@@ -60,8 +64,48 @@ class BrokerTopology(_Model):
         return self
 
 
+class ReadyProbe(_Model):
+    """When a user service counts as ready: exactly one of the probes.
+
+    ``log``: a line of its output contains this text; ``http`` + ``port_env``: GET of this
+    path on 127.0.0.1 at the port held by that environment variable answers 2xx;
+    ``tcp_env``: that port accepts a connection; ``subject``: a message appears on this
+    NATS subject (wildcards allowed); ``after_s``: it is still running after N seconds.
+    """
+
+    log: str | None = Field(default=None, min_length=1)
+    http: str | None = Field(default=None, pattern=r"^/")
+    port_env: str | None = Field(default=None, min_length=1)
+    tcp_env: str | None = Field(default=None, min_length=1)
+    subject: str | None = Field(default=None, min_length=1)
+    after_s: float | None = Field(default=None, ge=0, le=600)
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> ReadyProbe:
+        given = [k for k in ("log", "http", "tcp_env", "subject", "after_s")
+                 if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError(
+                "ready is exactly one of {log: TEXT}, {http: PATH, port_env: VAR}, "
+                f"{{tcp_env: VAR}}, {{subject: PATTERN}}, {{after_s: N}}; got {given or 'none'}"
+            )
+        if (self.http is None) != (self.port_env is None):
+            raise ValueError("ready: http and port_env go together (the port is read from "
+                             "the service's environment variable port_env)")
+        return self
+
+    def env_vars(self) -> list[str]:
+        """Environment variables the probe reads its port from."""
+        return [v for v in (self.port_env, self.tcp_env) if v]
+
+
 class ServiceTopology(_Model):
-    """One reference service: whether it runs and its knobs."""
+    """One service: a reference one (knobs only) or a user one (how to start it).
+
+    Reference services (the catalog in :mod:`harness.services.catalog`) take their knobs;
+    any other name is a user service: ``command`` runs it as a host process, ``build`` or
+    ``image`` in a container (``command`` then overrides the image's command).
+    """
 
     enabled: bool = True
     #: connect through a fault proxy, so ``link:NAME`` faults can reach it
@@ -72,21 +116,81 @@ class ServiceTopology(_Model):
     thresholds: dict[str, int] = Field(default_factory=dict)
     #: registrar fetch batch size
     batch: int | None = Field(default=None, gt=0, le=10_000)
+    # -- user services
+    command: list[str] | None = Field(default=None, min_length=1)
+    #: a directory with a Dockerfile, relative to the scenario file (built offline)
+    build: str | None = Field(default=None, min_length=1)
+    #: a local image tag (no registry is consulted)
+    image: str | None = Field(default=None, min_length=1)
+    #: working directory, relative to the scenario file
+    cwd: str | None = None
+    env: dict[str, str] = Field(default_factory=dict)
+    ready: ReadyProbe | None = None
+    ready_timeout_s: float = Field(default=20.0, gt=0, le=600)
+
+    @field_validator("env", mode="before")
+    @classmethod
+    def _env_scalars(cls, v: Any) -> Any:
+        # `PORT: 8080` in YAML is an int; an environment only holds strings.
+        if isinstance(v, dict):
+            return {k: (str(x).lower() if isinstance(x, bool) else str(x))
+                    if isinstance(x, int | float) else x for k, x in v.items()}
+        return v
+
+    @model_validator(mode="after")
+    def _placeholders(self) -> ServiceTopology:
+        from harness.services.placeholders import placeholder_problems
+
+        problems: list[str] = []
+        for i, arg in enumerate(self.command or []):
+            problems += [f"command[{i}]: {p}" for p in placeholder_problems(arg)]
+        for key, value in self.env.items():
+            problems += [f"env.{key}: {p}" for p in placeholder_problems(value)]
+        if self.cwd is not None:
+            problems += [f"cwd: {p}" for p in placeholder_problems(self.cwd)]
+        if self.build is not None and self.image is not None:
+            problems.append("build and image exclude each other (build makes the image)")
+        if self.ready is not None:
+            for var in self.ready.env_vars():
+                if var not in self.env:
+                    problems.append(f"ready reads the port from env {var}, which env does not "
+                                    f"set (for example {var}: \"{{http_port}}\")")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    @property
+    def container(self) -> bool:
+        """True for a user service that runs in a container (``build`` or ``image``)."""
+        return self.build is not None or self.image is not None
+
+    @property
+    def user_keys(self) -> list[str]:
+        """The user-service keys this entry sets (empty for a reference service's entry)."""
+        keys = ["command", "build", "image", "cwd", "ready"]
+        out = [k for k in keys if getattr(self, k) is not None]
+        return out + (["env"] if self.env else [])
+
+    @property
+    def knobs(self) -> list[str]:
+        """The reference-service knobs this entry sets."""
+        return [k for k in ("rate_hz", "interval_s", "batch") if getattr(self, k) is not None] + (
+            ["thresholds"] if self.thresholds else []
+        )
 
 
-def _default_services() -> dict[ServiceName, ServiceTopology]:
-    return {
-        "registrar": ServiceTopology(),
-        "lagmon": ServiceTopology(),
-        "radar_sim": ServiceTopology(rate_hz=20),
-    }
+def _default_services() -> dict[str, ServiceTopology]:
+    from harness.services.catalog import REFERENCE_SERVICES
+
+    return {n: ServiceTopology(**d.defaults) for n, d in REFERENCE_SERVICES.items()}
 
 
 class Topology(_Model):
     """Broker plus the reference services that run during the scenario."""
 
     broker: BrokerTopology = BrokerTopology()
-    services: dict[ServiceName, ServiceTopology] = Field(default_factory=_default_services)
+    #: reference services (by catalog name) and user services (any other name)
+    services: dict[str, ServiceTopology] = Field(default_factory=_default_services)
     #: the load's connection goes through a fault proxy (``link:load``)
     proxied_load: bool = False
     #: seconds between lag samples
@@ -97,6 +201,46 @@ class Topology(_Model):
     #: where the reference services run: host processes, or containers on the broker's
     #: docker network ("everything in containers"; needs the container backend)
     services_in: Literal["process", "container"] = "process"
+
+    @model_validator(mode="after")
+    def _services_defined(self) -> Topology:
+        from harness.services.catalog import reference_service
+
+        problems: list[str] = []
+        for name, svc in self.services.items():
+            where = f"services.{name}"
+            if not SERVICE_NAME_RE.match(name):
+                problems.append(f"{where}: a service name is lower-case letters, digits, _ and "
+                                "- (a letter first, at most 40): it names a log file and a "
+                                "container")
+                continue
+            ref = reference_service(name)
+            if ref is not None:
+                if svc.user_keys:
+                    problems.append(
+                        f"{where}: {name} is a reference service; {', '.join(svc.user_keys)} "
+                        "apply to user services only (give yours another name)"
+                    )
+                extra = [k for k in svc.knobs if k not in ref.knobs]
+                if extra:
+                    problems.append(f"{where}: {', '.join(extra)} do not apply to {name} "
+                                    f"(its knobs: {', '.join(sorted(ref.knobs)) or 'none'})")
+                continue
+            if svc.command is None and not svc.container:
+                problems.append(
+                    f"{where}: {name} is not a reference service "
+                    f"(registrar, lagmon, radar_sim), so it needs command (a host process) "
+                    "or build/image (a container)"
+                )
+            if svc.knobs:
+                problems.append(f"{where}: {', '.join(svc.knobs)} apply to reference services "
+                                "only; pass settings to a user service through env or command")
+            if svc.container and svc.proxied:
+                problems.append(f"{where}: proxied needs a host process (command without "
+                                "build/image); the fault proxy runs on the host")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
 
     @model_validator(mode="after")
     def _services_in_containers(self) -> Topology:
@@ -287,10 +431,17 @@ def step_body(entry: LoadEntry | FaultEntry | PublishEntry | WaitEntry) -> _Step
 
 
 class ContractCheck(_Model):
-    """Every tapped message is a valid CloudEvent (harness-injected malformed ones excepted)."""
+    """Every tapped message is a valid CloudEvent whose data keeps its type's contract
+    (harness-injected malformed ones excepted); see ``harness.checks.contract``."""
 
     legacy_ok: bool = False
     min_messages: int = Field(default=1, ge=0)
+    #: a type without a declared contract is a violation
+    require_declared: bool = False
+    #: list the declared types the run never saw
+    coverage: bool = True
+    #: fail when fewer than this share of the declared types were seen (1.0: all of them)
+    min_coverage: float = Field(default=0.0, ge=0.0, le=1.0)
 
 
 class LagCheck(_Model):
@@ -341,6 +492,10 @@ class DeliveryCheck(_Model):
     max_duplicated: int = Field(default=0, ge=0)
     max_unexpected: int = Field(default=0, ge=0)
     min_acked: int = Field(default=1, ge=0)
+    #: account against what a service puts out instead of the registrar's store: the
+    #: CloudEvent ids of messages on this subject (NATS wildcards allowed), seen by the
+    #: harness's client; a service that answers each event with the same id passes
+    subject: str | None = Field(default=None, min_length=1)
 
 
 class LoadGatesCheck(_Model):
@@ -480,25 +635,52 @@ class Scenario(_Model):
     #: at most this long, before the checks read the store
     drain_timeout_s: float = Field(default=15.0, ge=0, le=600)
 
+    def target_problems(self) -> list[str]:
+        """Fault and rollback targets naming a service or link the topology does not declare,
+        each with the declared ones (the names are the topology's, never a list in code)."""
+        topo = self.topology
+        declared = sorted(topo.services)
+        enabled = sorted(n for n, s in topo.services.items() if s.enabled)
+        links = sorted(n for n, s in topo.services.items() if s.enabled and s.proxied)
+        if topo.proxied_load:
+            links.append("load")
+        targets: list[tuple[str, str]] = []
+        for i, entry in enumerate(self.method):
+            step = step_body(entry)
+            if isinstance(step, FaultStep):
+                targets.append((f"method[{i}].fault.target", step.target))
+        for i, rb in enumerate(self.rollbacks):
+            for key in ("restart", "resume"):
+                if getattr(rb, key) is not None:
+                    targets.append((f"rollbacks[{i}].{key}", getattr(rb, key)))
+        out: list[str] = []
+        for where, target in targets:
+            kind, _, name = target.partition(":")
+            if kind == "service" and name not in enabled:
+                why = "is disabled (enabled: false)" if name in declared else "is not declared"
+                out.append(f"{where}: {target!r}: service {name} {why}; services: "
+                           f"{', '.join(enabled) or 'none'}")
+            elif kind == "link" and name not in links:
+                if name == "load":
+                    hint = "set topology.proxied_load: true"
+                elif name in enabled:
+                    hint = f"set topology.services.{name}.proxied: true"
+                else:
+                    hint = f"service {name} is not declared"
+                out.append(f"{where}: {target!r} has no fault proxy ({hint}); links: "
+                           f"{', '.join(links) or 'none (no service has proxied: true)'}")
+        return out
+
     @model_validator(mode="after")
     def _coherent(self) -> Scenario:
         services = {n for n, s in self.topology.services.items() if s.enabled}
+        target_problems = self.target_problems()
+        if target_problems:
+            raise ValueError("; ".join(target_problems))
         for entry in self.method:
             step = step_body(entry)
             if isinstance(step, FaultStep):
-                kind, _, name = step.target.partition(":")
-                if kind == "service" and name not in services:
-                    raise ValueError(f"fault target {step.target!r}: service {name} is not enabled")
-                if kind == "link":
-                    proxied = name == "load" and self.topology.proxied_load
-                    svc = self.topology.services.get(name)  # type: ignore[call-overload]
-                    if not proxied and not (svc and svc.enabled and svc.proxied):
-                        raise ValueError(
-                            f"fault target {step.target!r} needs a proxied link: set "
-                            f"topology.services.{name}.proxied: true"
-                            if name != "load"
-                            else "fault target 'link:load' needs topology.proxied_load: true"
-                        )
+                kind = step.target.partition(":")[0]
                 if kind in {"broker", "route"} and self.topology.broker.backend == "external":
                     raise ValueError("broker faults need a broker the harness started")
                 if kind == "route" and self.topology.broker.nodes < 3:

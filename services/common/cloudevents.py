@@ -59,6 +59,7 @@ __all__ = [
     "encode_header_value",
     "format_time",
     "from_message",
+    "inspect_message",
     "new_event",
     "parse_time",
     "publish_event",
@@ -787,6 +788,27 @@ def check_message(
     Besides what :func:`from_message` checks, ``require_msg_id`` checks that ``Nats-Msg-Id`` is
     present and equals the event id (every publish must set it for JetStream dedup).
     """
+    return inspect_message(
+        headers,
+        payload,
+        legacy_ok=legacy_ok,
+        max_size=max_size,
+        check_data=check_data,
+        require_msg_id=require_msg_id,
+    )[1]
+
+
+def inspect_message(
+    headers: Mapping[str, str] | None,
+    payload: bytes,
+    *,
+    legacy_ok: bool = False,
+    max_size: int | None = None,
+    check_data: bool = True,
+    require_msg_id: bool = True,
+) -> tuple[CloudEvent | None, list[ContractViolation]]:
+    """:func:`check_message` that also returns the decoded event (``None`` if the envelope is
+    broken), so a caller validating the data against its contract decodes once."""
     found: list[ContractViolation] = []
     ev = _decode(headers, payload, max_size, legacy_ok, check_data, found)
     if require_msg_id and headers is not None and detect_mode(headers) != "none":
@@ -810,7 +832,7 @@ def check_message(
                     f"Nats-Msg-Id {msg_id!r} differs from the event id {ev.id!r}; it must equal it",
                 )
             )
-    return found
+    return ev, found
 
 
 def _get_ci(headers: Mapping[str, str], name: str) -> str | None:

@@ -15,7 +15,10 @@ One event per crossing, not per poll (see :mod:`services.lagmon.thresholds`).
 
 from __future__ import annotations
 
-from typing import Final, TypedDict
+from typing import Annotated, Final
+
+from pydantic import ConfigDict, Field
+from typing_extensions import TypedDict  # pydantic needs it on Python < 3.12
 
 #: Lag went over the threshold (registrar: 702 HEALTH_CHECK_FAILED, with the lag).
 THRESHOLD_CROSSED: Final = "qiki.lagmon.v1.ThresholdCrossed"
@@ -29,13 +32,23 @@ DEFAULT_HEALTH_SUBJECT: Final = "qiki.events.v1.health"
 ALL_TYPES: Final = (THRESHOLD_CROSSED, THRESHOLD_CLEARED)
 
 
-class ThresholdData(TypedDict):
-    """The ``data`` of a threshold event (JSON object)."""
+_Count = Annotated[int, Field(ge=0)]
+_Name = Annotated[str, Field(min_length=1)]
 
-    stream: str
-    consumer: str
-    lag: int
-    threshold: int
-    num_pending: int
-    num_ack_pending: int
-    num_redelivered: int
+
+class ThresholdData(TypedDict):
+    """The ``data`` of a threshold event (JSON object).
+
+    Also the contract of both types (``scenarios/contracts/lagmon-threshold.schema.json`` is
+    generated from it; pydantic validates a TypedDict with these constraints).
+    """
+
+    __pydantic_config__ = ConfigDict(extra="forbid")  # type: ignore[misc]
+
+    stream: _Name
+    consumer: _Name
+    lag: _Count
+    threshold: _Count
+    num_pending: _Count
+    num_ack_pending: _Count
+    num_redelivered: _Count

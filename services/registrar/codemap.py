@@ -1,97 +1,40 @@
-"""Event type -> registrar code.
+"""Event -> registrar code: a small rule engine fed by the spec's ``codes:`` section.
 
-The registrar assigns each valid event one :class:`~services.common.codes.RegistrarCode`.
-The rules, first match wins:
+The rules live in the BotSpec (``codes.rules``; QIKI's in ``scenarios/specs/BotSpec.yaml``),
+first match wins. A rule's conditions, all of which must hold when given:
 
-1. Exact types (:data:`EXACT_TYPES`):
+* ``type``: fnmatch-style patterns on the CloudEvent type (``*``, ``?``), case-insensitive;
+* ``subject``: NATS filters on the subject the event arrived on (``*``, ``>``);
+* ``where``: top-level fields of the JSON data equal to a value (or to one of a list).
 
-   ===========================================  =====================================
-   type                                         code
-   ===========================================  =====================================
-   ``qiki.registrar.v1.boot_start``             100 BOOT_START
-   ``qiki.registrar.v1.boot_ok``                101 BOOT_OK
-   ``qiki.registrar.v1.boot_failed``            102 BOOT_FAILED
-   ``qiki.registrar.v1.nats_connected``         410 NATS_CONNECTED
-   ``qiki.registrar.v1.nats_disconnected``      411 NATS_DISCONNECTED
-   ``qiki.registrar.v1.recovery_start``         910 RECOVERY_START
-   ``qiki.registrar.v1.recovery_ok``            911 RECOVERY_OK
-   ``qiki.lagmon.v1.ThresholdCrossed``          702 HEALTH_CHECK_FAILED (lag above)
-   ``qiki.lagmon.v1.ThresholdCleared``          701 HEALTH_CHECK_OK (lag back under)
-   ``qiki.radar.v1.Frame`` (+ LR/SR variants)   210 RADAR_FRAME_RECEIVED
-   ``qiki.radar.v1.Track`` / ``TrackSet``       211 RADAR_TRACK_GENERATED
-   ===========================================  =====================================
+Its result is a fixed ``code``, or ``outcomes`` (outcome class -> code): the type's last token
+is split into words and read right to left, each word checked against the classes
+(``codes.outcome_words``) in the rule's order; when the type names no outcome, the data's
+``codes.outcome_fields`` are read the same way; when neither does, the rule's ``fallback``
+(default: its ``ok`` code) is stored with the reason "unclassified outcome". No rule matching:
+``codes.default`` with the reason "unclassified event type".
 
-2. Radar: any type or NATS subject under ``qiki.radar.`` is 211 if it mentions ``track``,
-   else 210 (the original LR/SR frame types vary in spelling).
-
-3. Domain + outcome. The domain is the second token of a ``qiki.<domain>.*`` type (or, for
-   other types, the fourth token of the NATS subject ``qiki.events.v1.<domain>``):
-   boot/init 1xx, sensor/io 2xx, actuator/propulsion/thruster 3xx, comm(s)/nats 4xx,
-   nav(igation) 5xx, power/energy 6xx, health/lagmon 7xx, security 8xx. The outcome is read
-   from the type's last token, else from the event data's ``level``/``status``/``state``/
-   ``outcome`` field: start -> x00 (INIT x10), ok/ready/done/cleared/recovered -> x01,
-   failed/error/fault/crossed -> x02; power also has low -> 602 and critical -> 603.
-   A known domain with no recognisable outcome is stored as the range's OK code and the
-   record's reason says "unclassified".
-
-4. Anything else is stored as 900 CRITICAL_ERROR with reason "unclassified event type".
+The registrar's rejection codes (920-927) and its lifecycle codes are its own
+(:class:`~services.common.codes.RegistrarCode`); the type it publishes a lifecycle event with is
+the spec's exact-type rule for that code (:meth:`CodeMapper.lifecycle_type`).
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from fnmatch import fnmatchcase
 from typing import Any
 
-from services.common.codes import RegistrarCode as C
+from services.common.botspec import CodeRule, Codes, subject_matches
+from services.common.codes import RegistrarCode
 
-__all__ = ["EXACT_TYPES", "LIFECYCLE_TYPES", "Classification", "CodeMapper"]
+__all__ = ["Classification", "CodeMapper"]
 
-#: The registrar's own lifecycle event types, by code.
-LIFECYCLE_TYPES: dict[C, str] = {
-    C.BOOT_START: "qiki.registrar.v1.boot_start",
-    C.BOOT_OK: "qiki.registrar.v1.boot_ok",
-    C.BOOT_FAILED: "qiki.registrar.v1.boot_failed",
-    C.NATS_CONNECTED: "qiki.registrar.v1.nats_connected",
-    C.NATS_DISCONNECTED: "qiki.registrar.v1.nats_disconnected",
-    C.RECOVERY_START: "qiki.registrar.v1.recovery_start",
-    C.RECOVERY_OK: "qiki.registrar.v1.recovery_ok",
-}
-
-EXACT_TYPES: dict[str, C] = {
-    **{t: c for c, t in LIFECYCLE_TYPES.items()},
-    # What services.lagmon publishes (services/lagmon/events.py); the snake_case spellings
-    # below are kept for other publishers of the same contract.
-    "qiki.lagmon.v1.ThresholdCrossed": C.HEALTH_CHECK_FAILED,
-    "qiki.lagmon.v1.ThresholdCleared": C.HEALTH_CHECK_OK,
-    "qiki.lagmon.v1.threshold_crossed": C.HEALTH_CHECK_FAILED,
-    "qiki.lagmon.v1.threshold_cleared": C.HEALTH_CHECK_OK,
-    "qiki.lagmon.v1.threshold_recovered": C.HEALTH_CHECK_OK,
-    "qiki.radar.v1.Frame": C.RADAR_FRAME_RECEIVED,
-    "qiki.radar.v1.FrameLR": C.RADAR_FRAME_RECEIVED,
-    "qiki.radar.v1.FrameSR": C.RADAR_FRAME_RECEIVED,
-    "qiki.radar.v1.Track": C.RADAR_TRACK_GENERATED,
-    "qiki.radar.v1.TrackSet": C.RADAR_TRACK_GENERATED,
-}
-
-# Hundreds digit by domain word.
-_DOMAINS: dict[str, int] = {
-    "boot": 1, "init": 1, "sensor": 2, "sensors": 2, "io": 2, "radar": 2,
-    "actuator": 3, "actuators": 3, "propulsion": 3, "thruster": 3,
-    "comm": 4, "comms": 4, "nats": 4, "antenna": 4, "nav": 5, "navigation": 5,
-    "power": 6, "energy": 6, "health": 7, "lagmon": 7, "security": 8,
-}  # fmt: skip
-
-_START = {"start", "started", "starting", "begin", "begun"}
-_OK = {"ok", "success", "succeeded", "ready", "done", "completed", "cleared", "recovered",
-       "nominal", "normal", "up", "healthy"}  # fmt: skip
-_FAILED = {"failed", "failure", "fail", "error", "fault", "crossed", "down", "unhealthy",
-           "violation"}  # fmt: skip
-_LOW = {"low", "warning", "warn"}
-_CRITICAL = {"critical", "crit", "empty"}
 _WORD = re.compile(r"[a-z0-9]+")
+_WILDCARDS = re.compile(r"[*?\[]")
 
 
 @dataclass(frozen=True)
@@ -111,34 +54,86 @@ def _json_or_none(data: bytes, content_type: str | None) -> Any:
         return None
 
 
-def _outcome(words: list[str], hundreds: int) -> int | None:
-    """Offset (or full code for power levels) from outcome words, None if no word matches."""
-    for w in reversed(words):
-        if hundreds == 6 and w in _CRITICAL:
-            return int(C.POWER_CRITICAL)
-        if hundreds == 6 and w in _LOW:
-            return int(C.POWER_LOW)
-        if w in _START:
-            return hundreds * 100 + (10 if "init" in words else 0)
-        if w in _OK:
-            return hundreds * 100 + (11 if "init" in words else 1)
-        if w in _FAILED:
-            return hundreds * 100 + (12 if "init" in words else 2)
-    return None
+@dataclass(frozen=True)
+class _Rule:
+    """A spec rule, prepared for matching (patterns lowercased, outcome words as sets)."""
+
+    types: tuple[str, ...]
+    subjects: tuple[str, ...]
+    where: tuple[tuple[str, tuple[Any, ...]], ...]
+    code: int | None
+    outcomes: tuple[tuple[frozenset[str], int], ...]
+    fallback: int | None
+
+    @classmethod
+    def of(cls, rule: CodeRule, words: Mapping[str, Sequence[str]]) -> _Rule:
+        where = tuple(
+            (k, tuple(v) if isinstance(v, list) else (v,)) for k, v in (rule.where or {}).items()
+        )
+        outcomes = tuple(
+            (frozenset(w.lower() for w in words.get(cls_, ())), code)
+            for cls_, code in (rule.outcomes or {}).items()
+        )
+        fallback = rule.fallback
+        if fallback is None and rule.outcomes:
+            fallback = rule.outcomes.get("ok", next(iter(rule.outcomes.values())))
+        return cls(tuple(t.lower() for t in rule.type), tuple(rule.subject), where, rule.code,
+                   outcomes, fallback)
+
+    def matches_static(self, low_type: str, subject: str) -> bool:
+        if self.types and not any(fnmatchcase(low_type, p) for p in self.types):
+            return False
+        return not self.subjects or any(subject_matches(f, subject) for f in self.subjects)
+
+    def matches_data(self, data: Any) -> bool:
+        if not self.where:
+            return True
+        if not isinstance(data, Mapping):
+            return False
+        return all(k in data and data[k] in values for k, values in self.where)
+
+    def outcome(self, words: Sequence[str]) -> int | None:
+        for w in reversed(words):
+            for vocabulary, code in self.outcomes:
+                if w in vocabulary:
+                    return code
+        return None
 
 
 class CodeMapper:
-    """Assigns codes; caches the per-(type, subject) decision so the hot path is a dict lookup.
+    """Assigns codes by the spec's rules; caches which rules can apply per (type, subject).
 
-    Only events whose code depends on their data (a known domain whose type names no outcome,
-    e.g. ``qiki.power.v1.status`` with ``{"level": "low"}``) look at the data.
+    Most events' code depends only on their type and subject: that decision is a dict lookup
+    after the first event. Rules with ``where`` conditions, or outcome rules whose type names
+    no outcome, look at the data.
     """
 
     _MAX_CACHE = 4096
 
-    def __init__(self) -> None:
-        # value: final Classification, or int hundreds digit meaning "look at the data".
-        self._cache: dict[tuple[str, str], Classification | int] = {}
+    def __init__(self, codes: Codes | None = None) -> None:
+        if codes is None:
+            # The default spec's rules (tests and tools that do not name a spec).
+            from services.common.botspec import load_runtime_config
+
+            codes = load_runtime_config().codes
+        self.codes = codes
+        self._rules = [_Rule.of(r, codes.outcome_words) for r in codes.rules]
+        self._fields = tuple(codes.outcome_fields)
+        self._default = Classification(codes.default.code, None)
+        # value: a final Classification, or the candidate rules (in order) that need the data
+        self._cache: dict[tuple[str, str], Classification | list[_Rule | _Decided]] = {}
+        self._lifecycle: dict[int, str] = {}
+        for r in codes.rules:
+            if r.code is not None and len(r.type) >= 1 and not _WILDCARDS.search(r.type[0]):
+                self._lifecycle.setdefault(r.code, r.type[0])
+
+    def lifecycle_type(self, code: RegistrarCode) -> str:
+        """The CloudEvent type the registrar publishes its lifecycle event ``code`` with.
+
+        The spec's first rule giving that code for an exact type names it; a spec without one
+        gets ``registrar.v1.<name>`` so the event is still stored under its code.
+        """
+        return self._lifecycle.get(int(code)) or f"registrar.v1.{code.name.lower()}"
 
     def classify(
         self, type_: str, nats_subject: str, data: bytes = b"", content_type: str | None = None
@@ -158,45 +153,67 @@ class CodeMapper:
             return hit
         return self._classify_data(hit, type_, _json_or_none(data, content_type))
 
-    @staticmethod
-    def _classify_static(type_: str, nats_subject: str) -> Classification | int:
-        exact = EXACT_TYPES.get(type_)
-        if exact is not None:
-            return Classification(int(exact))
-        low = type_.lower()
-        if low.startswith("qiki.radar.") or nats_subject.startswith("qiki.radar."):
-            track = "track" in low or nats_subject.startswith("qiki.radar.v1.tracks")
-            return Classification(
-                int(C.RADAR_TRACK_GENERATED if track else C.RADAR_FRAME_RECEIVED)
-            )
-        tokens = low.split(".")
-        domain = tokens[1] if tokens[0] == "qiki" and len(tokens) > 1 else None
-        hundreds = _DOMAINS.get(domain) if domain else None
-        if hundreds is None:
-            sub = nats_subject.split(".")
-            if len(sub) > 3 and sub[0] == "qiki" and sub[1] == "events":
-                hundreds = _DOMAINS.get(sub[3])
-        if hundreds is None:
-            return Classification(int(C.CRITICAL_ERROR), f"unclassified event type {type_!r}")
-        words = _WORD.findall(tokens[-1]) if len(tokens) > 1 else []
-        if domain == "init" or "init" in words:
-            words = ["init", *words]
-        code = _outcome(words, hundreds)
-        if code is not None:
-            return Classification(code)
-        return hundreds
+    def _unclassified(self, type_: str) -> Classification:
+        return Classification(self._default.code, f"unclassified event type {type_!r}")
 
-    @staticmethod
-    def _classify_data(hundreds: int, type_: str, data: Any) -> Classification:
-        if isinstance(data, Mapping):
-            for field in ("level", "status", "state", "outcome"):
-                value = data.get(field)
-                if isinstance(value, str):
-                    code = _outcome(_WORD.findall(value.lower()), hundreds)
-                    if code is not None:
-                        return Classification(code)
-        return Classification(
-            hundreds * 100 + 1,
-            f"unclassified outcome of {type_!r}: stored as the {C.range_of(hundreds * 100)} "
-            "range's OK code",
-        )
+    def _classify_static(
+        self, type_: str, subject: str
+    ) -> Classification | list[_Rule | _Decided]:
+        low = type_.lower()
+        tokens = low.split(".")
+        words = _WORD.findall(tokens[-1]) if len(tokens) > 1 else []
+        pending: list[_Rule | _Decided] = []
+        for rule in self._rules:
+            if not rule.matches_static(low, subject):
+                continue
+            if rule.where:
+                pending.append(rule)  # decided per event by its data
+                continue
+            if rule.code is not None:
+                decided = Classification(rule.code)
+            else:
+                code = rule.outcome(words)
+                if code is None:
+                    pending.append(rule)  # the data may name the outcome
+                    # A rule without `where` always matches: later rules never apply.
+                    return pending
+                decided = Classification(code)
+            return [*pending, _Decided(decided)] if pending else decided
+        return pending if pending else self._unclassified(type_)
+
+    def _classify_data(
+        self, rules: list[_Rule | _Decided], type_: str, data: Any
+    ) -> Classification:
+        for rule in rules:
+            if isinstance(rule, _Decided):
+                return rule.result
+            if not rule.matches_data(data):
+                continue
+            if rule.code is not None:
+                return Classification(rule.code)
+            tokens = type_.lower().split(".")
+            code = rule.outcome(_WORD.findall(tokens[-1]) if len(tokens) > 1 else [])
+            if code is not None:
+                return Classification(code)
+            if isinstance(data, Mapping):
+                for name in self._fields:
+                    value = data.get(name)
+                    if isinstance(value, str):
+                        code = rule.outcome(_WORD.findall(value.lower()))
+                        if code is not None:
+                            return Classification(code)
+            assert rule.fallback is not None
+            cls_name = self.codes.classes.get(rule.fallback // 100)
+            of_range = f"the {cls_name} range's" if cls_name else "the rule's"
+            return Classification(
+                rule.fallback,
+                f"unclassified outcome of {type_!r}: stored as {of_range} OK code",
+            )
+        return self._unclassified(type_)
+
+
+@dataclass(frozen=True)
+class _Decided:
+    """A decision reached without the data, after data-dependent candidates that did not match."""
+
+    result: Classification

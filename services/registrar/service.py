@@ -38,7 +38,7 @@ from services.common.codes import RegistrarCode, rejection_code_for
 from services.common.http import HttpServer, Response, json_response
 from services.common.settings import NatsSettings, connect
 
-from .codemap import LIFECYCLE_TYPES, CodeMapper
+from .codemap import CodeMapper
 from .metrics import RegistrarMetrics
 from .pull import PullConsumer, install_fast_header_parser, parse_ack_subject, publish_acks
 from .store import RegistrarStore, Row, rejection_key
@@ -120,7 +120,7 @@ class Registrar:
         self.dead_letter_subject = cfg.subjects.dead_letter
         self.durables = list(svc.durables)
         self.metrics = RegistrarMetrics()
-        self.mapper = CodeMapper()
+        self.mapper = CodeMapper(cfg.codes)
         self.store: RegistrarStore | None = None
         self.nc: Client | None = None
         self.js: JetStreamContext | None = None
@@ -506,7 +506,7 @@ class Registrar:
     async def _lifecycle(self, code: RegistrarCode, data: dict[str, Any]) -> None:
         """Store a lifecycle event now; queue it for publishing."""
         ev = new_event(
-            LIFECYCLE_TYPES[code],
+            self.mapper.lifecycle_type(code),
             self.source,
             {"code": int(code), "name": code.name, "instance": self.instance, **data},
             subject=self.instance,

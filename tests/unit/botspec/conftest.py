@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from services.common.botspec import DEFAULT_BOTSPEC_PATH
+V1_SPEC = Path(__file__).parent / "data" / "BotSpec-v1.yaml"
 
 
 @pytest.fixture(scope="session")
 def spec_text() -> str:
-    """Text of the shipped scenarios/specs/BotSpec.yaml."""
-    return Path(DEFAULT_BOTSPEC_PATH).read_text(encoding="utf-8")
+    """Text of a version 1 spec (the QIKI one before format 2): the v1 loader must keep reading it."""
+    return V1_SPEC.read_text(encoding="utf-8")
 
 
 def _line_of(text: str, needle: str, nth: int = 1) -> int:

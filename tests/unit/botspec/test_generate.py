@@ -60,7 +60,7 @@ def test_subjects(config: RuntimeConfig) -> None:
 
 
 def test_channel_mapping(config: RuntimeConfig) -> None:
-    assert set(config.channels) == set(REQUIRED_CHANNELS)
+    assert set(config.channels) == {*REQUIRED_CHANNELS, "SensorStatus", "HealthEvent"}
     assert config.channels["SensorFrame"] == [
         "qiki.radar.v1.frames", "qiki.radar.v1.frames.lr", "qiki.radar.v1.frames.sr"]
     assert config.channels["TrackSet"] == ["qiki.radar.v1.tracks"]
@@ -127,7 +127,7 @@ def test_coverage_check_catches_overlapping_streams(config: RuntimeConfig) -> No
 
 def test_coverage_check_catches_dead_consumer_filter(config: RuntimeConfig) -> None:
     bad = config.consumer("registrar-radar").model_copy(
-        update={"filter_subject": "qiki.events.v1.>"})
+        update={"filter_subjects": ["qiki.events.v1.>"]})
     broken = config.model_copy(update={"consumers": [config.consumers[0], bad]})
     assert broken.coverage_problems() == [
         "consumer 'registrar-radar' filter 'qiki.events.v1.>' selects nothing in stream "

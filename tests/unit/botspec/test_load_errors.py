@@ -109,9 +109,9 @@ def test_wrong_kind(spec_text: str, line_of: LineOf) -> None:
 
 
 def test_unsupported_major_version(spec_text: str) -> None:
-    err = _error(spec_text.replace('version: "1.0"', 'version: "2.0"'))
+    err = _error(spec_text.replace('version: "1.0"', 'version: "3.0"'))
     assert _only(err) == ("spec.yaml", "version", 9)
-    assert "unsupported version '2.0'" in str(err)
+    assert "unsupported version '3.0'" in str(err)
 
 
 def test_missing_required_key(spec_text: str, line_of: LineOf) -> None:

@@ -7,7 +7,8 @@ import json
 import pytest
 
 from services.common.codes import RegistrarCode as C
-from services.registrar.codemap import EXACT_TYPES, LIFECYCLE_TYPES, CodeMapper
+from services.common.botspec import Codes, parse_botspec
+from services.registrar.codemap import CodeMapper
 
 
 @pytest.mark.parametrize(
@@ -40,9 +41,68 @@ def test_codes(type_: str, subject: str, data: object, code: int) -> None:
     assert got.reason is None
 
 
+_LIFECYCLE = (C.BOOT_START, C.BOOT_OK, C.BOOT_FAILED, C.NATS_CONNECTED, C.NATS_DISCONNECTED,
+              C.RECOVERY_START, C.RECOVERY_OK)
+
+
 def test_lifecycle_types_round_trip() -> None:
-    for code, type_ in LIFECYCLE_TYPES.items():
-        assert EXACT_TYPES[type_] == code
+    # The type the registrar publishes a lifecycle event with is stored under that same code.
+    m = CodeMapper()
+    for code in _LIFECYCLE:
+        type_ = m.lifecycle_type(code)
+        assert type_.startswith("qiki.registrar.v1.")
+        assert m.classify(type_, "qiki.events.v1.registrar").code == code
+
+
+def _codes(rules_yaml: str) -> Codes:
+    text = f"""
+version: "2.0"
+kind: BotSpec
+metadata: {{id: T}}
+codes:
+  outcome_words: {{ok: [ok], failed: [failed, error]}}
+  rules:
+{rules_yaml}
+  default: {{code: 999, name: OTHER}}
+"""
+    return parse_botspec(text).codes
+
+
+def test_rules_first_match_wins_and_default() -> None:
+    m = CodeMapper(_codes("""
+    - {type: "acme.climate.v1.Alarm", code: 710}
+    - {type: "acme.climate.*", code: 200}
+"""))
+    assert m.classify("acme.climate.v1.Alarm", "x").code == 710
+    assert m.classify("ACME.climate.v1.reading", "x").code == 200  # case-insensitive
+    other = m.classify("other.type", "x")
+    assert (other.code, "unclassified" in (other.reason or "")) == (999, True)
+
+
+def test_subject_and_where_conditions() -> None:
+    m = CodeMapper(_codes("""
+    - {type: "acme.*", where: {severity: [high, critical]}, code: 902}
+    - {subject: "acme.climate.v1.>", code: 201}
+"""))
+    assert m.classify("acme.x", "acme.climate.v1.a", b'{"severity": "high"}').code == 902
+    assert m.classify("acme.x", "acme.climate.v1.a", b'{"severity": "low"}').code == 201
+    assert m.classify("acme.x", "acme.climate.v1.a", b"not json").code == 201
+    assert m.classify("acme.x", "elsewhere").code == 999
+
+
+def test_outcome_rules_read_type_then_data_then_fallback() -> None:
+    m = CodeMapper(_codes("""
+    - {type: "acme.pump.*", outcomes: {ok: 301, failed: 302}}
+"""))
+    assert m.classify("acme.pump.v1.start_failed", "s").code == 302
+    assert m.classify("acme.pump.v1.status", "s", b'{"status": "ok"}').code == 301
+    fb = m.classify("acme.pump.v1.status", "s", b'{"status": "??"}')
+    assert fb.code == 301 and "unclassified outcome" in (fb.reason or "")
+
+
+def test_lifecycle_type_without_a_rule_still_has_a_type() -> None:
+    m = CodeMapper(_codes("""    - {type: "acme.*", code: 200}"""))
+    assert m.lifecycle_type(C.BOOT_OK) == "registrar.v1.boot_ok"
 
 
 def test_unknown_type_is_flagged_not_guessed() -> None:
