@@ -412,9 +412,11 @@ class Greenhouse:
             self.marker.unlink(missing_ok=True)
             log.info("stopped: %d command(s) handled, %d ignored", self.handled, self.ignored)
         finally:
+            # close, not drain: the workers are done and everything handled is acked; a
+            # drain waits on the pull subscription and, behind a dead link, for 30 s.
             if not self.nc.is_closed:
                 with contextlib.suppress(Exception):
-                    await self.nc.drain()
+                    await self.nc.close()
 
 
 def main() -> int:
