@@ -171,7 +171,9 @@ def cmd_botspec(args: argparse.Namespace) -> int:
             code = EXIT_ERROR
             continue
         if args.botspec_cmd == "validate":
-            print(f"ok      {f}")
+            print(f"ok      {f} (version {spec.version}: {len(spec.streams)} stream(s), "
+                  f"{len(spec.consumers)} consumer(s), {len(spec.channels)} channel(s), "
+                  f"{len(spec.codes.rules)} code rule(s))")
         else:
             print(dump_runtime_config(generate(spec), args.format), end="")
     return code

@@ -36,13 +36,24 @@ from harness.faults.proxy import FaultProxy
 from harness.scenario.model import Topology
 from harness.services.catalog import reference_service
 from harness.services.runtime import ServiceLauncher, ServiceProcess
-from services.common.botspec import RuntimeConfig, default_botspec_path, load_runtime_config
+from services.common.botspec import (
+    RuntimeConfig,
+    default_botspec_path,
+    filter_covers,
+    load_runtime_config,
+)
 from services.common.botspec import provision as provision_layout
 from services.common.settings import NatsSettings
 
-#: Subjects the tap listens to: the platform's event spaces (not the dead-letter space,
-#: which holds malformed messages by design).
-TAP_SUBJECTS = ("qiki.radar.v1.>", "qiki.events.v1.>")
+
+def tap_subjects(config: RuntimeConfig) -> list[str]:
+    """What the tap listens to: every channel subject of the spec (not the dead-letter
+    subject, which holds malformed messages by design), without those another one covers
+    (one subscription per message, so nothing is recorded twice)."""
+    subjects = config.channel_subjects()
+    return [s for s in subjects
+            if not any(o != s and filter_covers(o, s) for o in subjects)]
+
 
 #: Header the harness puts on messages it breaks on purpose, so the contract check can tell
 #: an injected malformed event from a platform bug.
@@ -99,7 +110,11 @@ class Platform(AsyncResource):
         self.run_dir = run_dir
         self.backend = backend
         self.nats_url = nats_url or topology.broker.url
-        self.botspec = botspec or default_botspec_path()
+        #: the BotSpec: ``botspec``, else the scenario's ``topology.spec`` (relative to its
+        #: directory), else the default (QIKI) spec
+        self.botspec = botspec or (
+            ((scenario_dir or Path.cwd()) / topology.spec).resolve() if topology.spec
+            else default_botspec_path())
         self._given_broker = broker
         self.broker: Broker | None = broker
         self.config: RuntimeConfig = load_runtime_config(self.botspec).with_overrides(
@@ -232,7 +247,7 @@ class Platform(AsyncResource):
             await self._provision()
             if self.tap is not None:
                 self.tap.t0 = self.t0
-                for subject in TAP_SUBJECTS:
+                for subject in tap_subjects(self.config):
                     await self.nc.subscribe(subject, cb=self.tap.on_msg, pending_msgs_limit=-1,
                                             pending_bytes_limit=-1)
             for subject in self.watched:
@@ -346,8 +361,8 @@ class Platform(AsyncResource):
     async def dead_letter_count(self) -> int:
         """Messages in the dead-letter stream (0 when it does not exist)."""
         assert self.js is not None
-        dlq = self.config.subjects.dead_letter
-        stream = self.config.stream_for(dlq)
+        dlq = self.config.dead_letter
+        stream = self.config.stream_for(dlq) if dlq else None
         if stream is None:
             return 0
         info = await self.js.stream_info(stream.name)

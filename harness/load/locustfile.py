@@ -1,8 +1,8 @@
 """Locustfile for the QIKI platform: radar frames and sensor events as CloudEvents (issue 5).
 
-Run it headless against a broker whose platform streams exist (``QIKI_RADAR_V1``
-``qiki.radar.v1.>``, ``QIKI_EVENTS_V1`` ``qiki.events.v1.>``; ``--qiki-ensure-streams``
-creates them in memory if missing)::
+Run it headless against a broker whose platform streams exist (those of the BotSpec,
+``$QIKI_BOTSPEC`` or the shipped QIKI one; ``--qiki-ensure-streams`` creates them in memory if
+missing). Subjects come from the spec's channels (``runtime.radar_sim.frames`` / ``.sensor``)::
 
     locust -f harness/load/locustfile.py --headless -u 50 -r 50 -t 30s \\
         --host nats://127.0.0.1:4222 --csv reports/run/locust --html reports/run/locust.html \\
@@ -15,6 +15,7 @@ Gates that fail set exit code 1. Distributed: ``--master --expect-workers N`` pl
 
 from __future__ import annotations
 
+import functools
 import itertools
 import os
 import random
@@ -26,10 +27,9 @@ from locust.env import Environment
 
 from harness.load import locust_users
 from harness.load.locust_users import JetStreamUser
+from services.common.botspec import RuntimeConfig, load_runtime_config
 from services.common.cloudevents import new_event, to_binary
 from services.radar_sim.events import (
-    DEFAULT_FRAMES_SUBJECT,
-    DEFAULT_SENSOR_SUBJECT,
     FRAME_TYPE,
     RADAR_SOURCE,
     SENSOR_IO_STATUS_TYPE,
@@ -45,6 +45,12 @@ _FAST = os.environ.get("QIKI_LOCUST_FAST_PUBLISH", "1") != "0"
 
 _streams_checked: set[str] = set()
 _frame_ids = itertools.count()
+
+
+@functools.cache
+def _spec() -> RuntimeConfig:
+    """The platform's runtime configuration (read once per process, on first use)."""
+    return load_runtime_config()
 
 
 @events.test_start.add_listener
@@ -65,12 +71,11 @@ def _ensure_streams(environment: Environment, **_kw: Any) -> None:
         from nats.js.errors import NotFoundError
 
         js = nc.jetstream()
-        for name, subj in (("QIKI_RADAR_V1", "qiki.radar.v1.>"),
-                           ("QIKI_EVENTS_V1", "qiki.events.v1.>")):
+        for stream in _spec().streams:
             try:
-                await js.stream_info(name)
+                await js.stream_info(stream.name)
             except NotFoundError:
-                await js.add_stream(StreamConfig(name=name, subjects=[subj],
+                await js.add_stream(StreamConfig(name=stream.name, subjects=stream.subjects,
                                                  storage=StorageType.MEMORY))
 
     shared_bridge().run(ensure(), timeout_s=10)
@@ -116,19 +121,19 @@ class PlatformUser(JetStreamUser):
 
     @task(3)
     def publish_radar_frame(self) -> None:
-        """One radar frame on ``qiki.radar.v1.frames``."""
+        """One radar frame on the spec's combined frame subject."""
         ev = new_event(FRAME_TYPE, RADAR_SOURCE,
                        radar_frame(next(_frame_ids), self.sensor_id, self.rng),
                        subject=self.sensor_id)
         headers, payload = to_binary(ev)
-        ack = self.js_publish(DEFAULT_FRAMES_SUBJECT, payload, headers=headers)
+        ack = self.js_publish(_spec().subjects.radar_frames, payload, headers=headers)
         self.frames_sent += 1
         if ack is not None and ev.time is not None and self.frames_sent % 100 == 1:
             self.check_stored(ev.id, ev.time)
 
     @task(1)
     def publish_sensor_event(self) -> None:
-        """One sensor I/O status event on ``qiki.events.v1.sensor``."""
+        """One sensor I/O status event on the spec's sensor subject."""
         ev = new_event(SENSOR_IO_STATUS_TYPE, SENSOR_SOURCE, {
             "sensor_id": self.sensor_id,
             "status": "ok",
@@ -136,7 +141,7 @@ class PlatformUser(JetStreamUser):
             "frames_sent": self.frames_sent,
         }, subject=self.sensor_id)
         headers, payload = to_binary(ev)
-        self.js_publish(DEFAULT_SENSOR_SUBJECT, payload, headers=headers)
+        self.js_publish(_spec().subjects.sensor_events, payload, headers=headers)
 
 
 class BenchUser(JetStreamUser):

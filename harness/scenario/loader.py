@@ -93,6 +93,29 @@ def _describe(err: dict[str, Any]) -> str:
     return msg
 
 
+def spec_path(scenario: Scenario, base: Path) -> Path | None:
+    """The BotSpec ``topology.spec`` names, resolved against ``base`` (the scenario's
+    directory); None when the scenario uses the default spec."""
+    if scenario.topology.spec is None:
+        return None
+    return (base / scenario.topology.spec).resolve()
+
+
+def spec_problems(scenario: Scenario, base: Path) -> list[tuple[list[int | str], str]]:
+    """The spec ``topology.spec`` names loads and validates: each of its problems (with the
+    spec's own file, key path and line) becomes a problem of ``topology.spec``."""
+    from services.common.botspec import BotSpecError, load_botspec
+
+    path = spec_path(scenario, base)
+    if path is None:
+        return []
+    try:
+        load_botspec(path)
+    except BotSpecError as exc:
+        return [(["topology", "spec"], f"invalid BotSpec: {p}") for p in exc.problems]
+    return []
+
+
 def parse_scenario(text: str, path: Path | str = "<string>") -> Scenario:
     """Parse scenario YAML text; every problem is reported at once."""
     p = Path(path)
@@ -117,6 +140,11 @@ def parse_scenario(text: str, path: Path | str = "<string>") -> Scenario:
             at = f" (line {line})" if line else ""
             problems.append(f"{format_path(kp)}{at}: {_describe(dict(err))}")
         raise ScenarioError(p, problems) from None
+    base = p.parent if p.name != "<string>" else Path.cwd()
+    for kp, msg in spec_problems(scenario, base):
+        line = _line_of(root, kp)
+        at = f" (line {line})" if line else ""
+        problems.append(f"{format_path(kp)}{at}: {msg}")
     if problems:
         raise ScenarioError(p, problems)
     return scenario

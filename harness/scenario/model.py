@@ -189,6 +189,9 @@ class Topology(_Model):
     """Broker plus the reference services that run during the scenario."""
 
     broker: BrokerTopology = BrokerTopology()
+    #: the platform's BotSpec (streams, consumers, channels, codes), relative to the scenario
+    #: file; default: the QIKI spec (``$QIKI_BOTSPEC``, else scenarios/specs/BotSpec.yaml)
+    spec: str | None = Field(default=None, min_length=1)
     #: reference services (by catalog name) and user services (any other name)
     services: dict[str, ServiceTopology] = Field(default_factory=_default_services)
     #: the load's connection goes through a fault proxy (``link:load``)

@@ -84,6 +84,9 @@ async def _amain(args: argparse.Namespace) -> int:
         config = load_runtime_config(args.botspec)
     except (BotSpecError, OSError) as exc:
         raise UsageError(str(exc)) from exc
+    if not config.subjects.health_events:
+        raise UsageError("the BotSpec has no channel for the lag monitor's events: name one "
+                         "in runtime.lagmon.health")
     lag_cfg = config.lagmon
     interval_s = args.interval_s if args.interval_s is not None else lag_cfg.poll_interval_s or 1.0
     if interval_s <= 0:

@@ -26,8 +26,6 @@ THRESHOLD_CROSSED: Final = "qiki.lagmon.v1.ThresholdCrossed"
 THRESHOLD_CLEARED: Final = "qiki.lagmon.v1.ThresholdCleared"
 #: CloudEvent ``source`` of every lag monitor event.
 SOURCE: Final = "urn:qiki:lagmon"
-#: Fallback subject when the runtime configuration names none.
-DEFAULT_HEALTH_SUBJECT: Final = "qiki.events.v1.health"
 
 ALL_TYPES: Final = (THRESHOLD_CROSSED, THRESHOLD_CLEARED)
 

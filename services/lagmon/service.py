@@ -17,7 +17,7 @@ from nats.aio.client import Client
 
 from services.common.cloudevents import CloudEvent, new_event, publish_event
 from services.common.http import METRICS_CONTENT_TYPE, Response, json_response
-from services.lagmon.events import DEFAULT_HEALTH_SUBJECT, SOURCE
+from services.lagmon.events import SOURCE
 from services.lagmon.metrics import LagMetrics
 from services.lagmon.poller import AgeMode, LagPoller, LagSnapshot
 from services.lagmon.thresholds import (
@@ -39,7 +39,7 @@ class LagMonitor:
         watch: ``(stream, consumer)`` to watch; None watches every consumer of ``streams``.
         watch_all_of: streams whose every consumer is watched in addition to ``watch``.
         thresholds: per-consumer thresholds (see :mod:`services.lagmon.thresholds`).
-        health_subject: where threshold events go (``subjects.health_events``).
+        health_subject: where threshold events go (default: the spec's ``subjects.health_events``).
         interval_s: time between polls in :meth:`run`.
         age_mode: oldest-unacked-age mode (see :mod:`services.lagmon.poller`).
         timeout_s: per JetStream API request and per event publish.
@@ -53,7 +53,7 @@ class LagMonitor:
         watch: Iterable[Key] | None = None,
         watch_all_of: Iterable[str] = (),
         thresholds: Thresholds | None = None,
-        health_subject: str = DEFAULT_HEALTH_SUBJECT,
+        health_subject: str | None = None,
         interval_s: float = 1.0,
         age_mode: AgeMode = "exact",
         timeout_s: float = 2.0,
@@ -71,6 +71,10 @@ class LagMonitor:
             timeout_s=timeout_s, age_mode=age_mode
         )
         self.tracker = ThresholdTracker(thresholds or Thresholds())
+        if health_subject is None:
+            from services.common.botspec import load_runtime_config
+
+            health_subject = load_runtime_config().subjects.health_events
         self.health_subject = health_subject
         self.interval_s = interval_s
         self._timeout_s = timeout_s

@@ -71,14 +71,10 @@ async def _amain(args: argparse.Namespace) -> int:
         raise UsageError(f"--timeout-s {args.timeout_s}: expected seconds > 0")
     if args.targets < 0:
         raise UsageError(f"--targets {args.targets}: expected >= 0")
-    s = config.subjects
-    subjects = SimSubjects(
-        frames=s.radar_frames,
-        frames_lr=s.radar_frames_lr,
-        frames_sr=s.radar_frames_sr,
-        sensor=s.sensor_events,
-        power=s.power_events,
-    )
+    try:
+        subjects = SimSubjects.from_config(config)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
     settings = nats_settings(args.nats_url, name="qiki-radar-sim")
     metrics = SimMetrics()
     cbs = metrics.connection_callbacks()

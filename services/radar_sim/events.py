@@ -37,12 +37,7 @@ SENSOR_SOURCE: Final = "urn:qiki:q-sim-service:sensors"
 #: Source of energy status events.
 POWER_SOURCE: Final = "urn:qiki:q-sim-service:power"
 
-#: Fallback subjects (the runtime configuration is authoritative).
-DEFAULT_FRAMES_SUBJECT: Final = "qiki.radar.v1.frames"
-DEFAULT_FRAMES_LR_SUBJECT: Final = "qiki.radar.v1.frames.lr"
-DEFAULT_FRAMES_SR_SUBJECT: Final = "qiki.radar.v1.frames.sr"
-DEFAULT_SENSOR_SUBJECT: Final = "qiki.events.v1.sensor"
-DEFAULT_POWER_SUBJECT: Final = "qiki.events.v1.power"
+# Subjects come from the BotSpec's channels (RuntimeConfig.subjects), never from here.
 
 ALL_TYPES: Final = (
     FRAME_TYPE,

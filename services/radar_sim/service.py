@@ -14,7 +14,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from nats.aio.client import Client
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -25,6 +25,9 @@ from services.common.http import METRICS_CONTENT_TYPE, Response
 from services.radar_sim import events as ev
 from services.radar_sim.simulation import Scene, split_by_band
 
+if TYPE_CHECKING:
+    from services.common.botspec import RuntimeConfig
+
 log = logging.getLogger(__name__)
 
 FrameMode = Literal["combined", "split"]
@@ -34,11 +37,28 @@ FrameMode = Literal["combined", "split"]
 class SimSubjects:
     """Where each kind of event goes (from ``RuntimeConfig.subjects``)."""
 
-    frames: str = ev.DEFAULT_FRAMES_SUBJECT
-    frames_lr: str = ev.DEFAULT_FRAMES_LR_SUBJECT
-    frames_sr: str = ev.DEFAULT_FRAMES_SR_SUBJECT
-    sensor: str = ev.DEFAULT_SENSOR_SUBJECT
-    power: str = ev.DEFAULT_POWER_SUBJECT
+    frames: str
+    frames_lr: str
+    frames_sr: str
+    sensor: str
+    power: str
+
+    @classmethod
+    def from_config(cls, config: RuntimeConfig) -> SimSubjects:
+        """The subjects the spec's channels give the radar simulator (``runtime.radar_sim``).
+
+        Raises ``ValueError`` naming the missing ones: a spec without them cannot feed it.
+        """
+        s = config.subjects
+        got = cls(frames=s.radar_frames, frames_lr=s.radar_frames_lr,
+                  frames_sr=s.radar_frames_sr, sensor=s.sensor_events, power=s.power_events)
+        missing = [k for k, v in vars(got).items() if not v]
+        if missing:
+            raise ValueError(
+                f"the BotSpec gives the radar simulator no subject for {', '.join(missing)}: "
+                "declare the channels runtime.radar_sim.frames (3 subjects: combined, long-"
+                "and short-range), .sensor and .power name")
+        return got
 
 
 class SimMetrics:
@@ -155,7 +175,11 @@ class RadarSimulator:
             raise ValueError(f"status_interval_s must be >= 0, got {status_interval_s}")
         self._nc = nc
         self._js = nc.jetstream(timeout=timeout_s)
-        self.subjects = subjects or SimSubjects()
+        if subjects is None:
+            from services.common.botspec import load_runtime_config
+
+            subjects = SimSubjects.from_config(load_runtime_config())
+        self.subjects = subjects
         self.rate_hz = rate_hz
         self.count = count
         self.frame_mode: FrameMode = frame_mode

@@ -71,6 +71,10 @@ async def _run(args: argparse.Namespace) -> int:
     log = logging.getLogger("services.registrar")
     try:
         config = load_runtime_config(args.botspec)
+        if not config.subjects.registrar_events or not config.dead_letter:
+            raise ValueError(
+                "the BotSpec gives the registrar no subject for its own events "
+                "(runtime.registrar.events names a channel) or no dead_letter.subject")
         check_http_port(args.http_port)
         settings = nats_settings(args.nats_url, name="qiki-registrar")
         options = RegistrarOptions(

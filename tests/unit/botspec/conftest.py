@@ -12,7 +12,7 @@ V1_SPEC = Path(__file__).parent / "data" / "BotSpec-v1.yaml"
 
 @pytest.fixture(scope="session")
 def spec_text() -> str:
-    """Text of a version 1 spec (the QIKI one before format 2): the v1 loader must keep reading it."""
+    """Text of a version 1 spec (QIKI's before format 2): the v1 loader must keep reading it."""
     return V1_SPEC.read_text(encoding="utf-8")
 
 
