@@ -139,7 +139,7 @@ def test_init_refuses_to_overwrite_existing_files(tmp_path: Path) -> None:
 SPEC = """\
 version: "2.0"
 kind: BotSpec
-metadata: {id: SHOP-01, name: A shop, description: orders in, acceptances out}
+metadata: {id: SHOP-01, name: A shop, description: "orders in, acceptances out"}
 streams:
   - {name: SHOP_ORDERS_V1, subjects: ["shop.v1.orders.>"], storage: file, replicas: 1,
      retention: limits, duplicate_window_s: 120}
