@@ -230,7 +230,20 @@ def cmd_load(args: argparse.Namespace) -> int:
     factory = (bytes_factory(args.size) if args.raw
                else cloudevent_factory(event_type="qiki.sensor.v1.IoStatus",
                                        source="urn:qiki:harness:load", size=args.size))
-    result = asyncio.run(run_load(servers, args.subject, rate=rate, duration_s=args.duration,
+    subject = args.subject
+    if subject is None:  # the spec's sensor channel: no subject is spelled out here
+        from services.common.botspec import BotSpecError, load_runtime_config
+
+        try:
+            subject = load_runtime_config().subjects.sensor_events
+        except BotSpecError as exc:
+            _err(str(exc))
+            return EXIT_ERROR
+        if not subject:
+            _err("load: the BotSpec has no sensor channel (runtime.radar_sim.sensor); "
+                 "pass --subject")
+            return EXIT_ERROR
+    result = asyncio.run(run_load(servers, subject, rate=rate, duration_s=args.duration,
                                   window=args.window, factory=factory, connect_kwargs=kwargs))
     summary = result.summary()
     gates = LoadGates(puback_p50_ms=args.p50_ms, puback_p95_ms=args.p95_ms,
@@ -324,7 +337,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     ld = sub.add_parser("load", help="fast JetStream injector with pipelined acks")
     ld.add_argument("--nats-url", default=None)
-    ld.add_argument("--subject", default="qiki.events.v1.sensor")
+    ld.add_argument("--subject", default=None,
+                    help="default: the BotSpec's sensor channel ($QIKI_BOTSPEC or the QIKI spec)")
     ld.add_argument("--rate", type=_positive, default=1000.0, help="messages per second")
     ld.add_argument("--ramp-to", type=_positive, default=None, help="ramp to this rate")
     ld.add_argument("--duration", type=_positive, default=10.0, help="seconds")

@@ -278,7 +278,8 @@ class LoadStep(_Step):
     rate_per_s: float = Field(gt=0, le=1_000_000)
     #: ramp from rate_per_s to this rate over the duration
     ramp_to_per_s: float | None = Field(default=None, gt=0, le=1_000_000)
-    subject: str = "qiki.events.v1.sensor"
+    #: default (empty): the spec's sensor channel (``runtime.radar_sim.sensor``)
+    subject: str = ""
     window: int = Field(default=1000, gt=0, le=100_000)
     message_bytes: int = Field(default=256, ge=64, le=1_000_000)
 
@@ -350,7 +351,8 @@ class PublishStep(_Step):
     """Publish ``count`` events once; ``malformed`` ones are deliberately broken."""
 
     count: int = Field(default=1, gt=0, le=1_000_000)
-    subject: str = "qiki.events.v1.sensor"
+    #: default (empty): the spec's sensor channel (``runtime.radar_sim.sensor``)
+    subject: str = ""
     malformed: list[MalformedKind] = Field(default_factory=list)
     #: valid events published alongside the malformed ones (interleaved)
     valid: int = Field(default=0, ge=0, le=1_000_000)

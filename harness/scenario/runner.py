@@ -56,6 +56,7 @@ from harness.scenario.model import (
     WaitStep,
     step_body,
 )
+from services.common.botspec import RuntimeConfig
 from services.common.cloudevents import new_event, to_binary
 
 #: CloudEvent source of the load's messages: the delivery check counts these in the store.
@@ -286,7 +287,7 @@ class ScenarioRunner:
 
     async def _method(self, p: Platform, engine: FaultEngine, state: _Run) -> None:
         state.method_t0 = p.now()
-        steps = [step_body(e) for e in self.scenario.method]
+        steps = [_with_default_subject(step_body(e), p.config) for e in self.scenario.method]
         self.progress.say(f"method: {len(steps)} step(s) over {self.scenario.duration_s():g}s")
         tasks = [asyncio.create_task(self._step_at(p, engine, state, st)) for st in steps]
         try:
@@ -641,3 +642,17 @@ def run_scenario(
 
 __all__ = ["LOAD_SOURCE", "RunOptions", "ScenarioRunner", "choose_backend", "new_run_id",
            "run_scenario"]
+
+
+def _with_default_subject(step: Any, config: RuntimeConfig) -> Any:
+    """A load or publish step without ``subject`` publishes on the spec's sensor channel
+    (``runtime.radar_sim.sensor``): no subject is spelled out in the harness."""
+    if not isinstance(step, LoadStep | PublishStep) or step.subject:
+        return step
+    subject = config.subjects.sensor_events
+    if not subject:
+        raise ConfigError(
+            f"{type(step).__name__} {getattr(step, 'name', None) or ''}: no subject given and the "
+            "BotSpec has no "
+            "sensor channel (runtime.radar_sim.sensor) to default to; set the step's subject")
+    return step.model_copy(update={"subject": subject})
