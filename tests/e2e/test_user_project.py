@@ -22,6 +22,7 @@ import os
 import shutil
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -132,6 +133,27 @@ def test_init_refuses_to_overwrite_existing_files(tmp_path: Path) -> None:
     assert "refusing to overwrite 7 existing file(s)" in res.stderr
     assert "specs/platform.yaml" in res.stderr
     assert (tmp_path / "specs" / "platform.yaml").read_text() == "# mine\n"
+
+
+def test_an_installed_wheel_carries_the_init_templates(tmp_path: Path) -> None:
+    """``init`` reads package data: a wheel built from this tree must hold every template
+    (pyproject's package-data), or an installed qiki-harness could not write a project."""
+    # From a clean copy: an editable install's egg-info (SOURCES.txt) or a stale build/
+    # would put the files in the wheel whatever pyproject says.
+    tree = tmp_path / "src"
+    shutil.copytree(REPO, tree, ignore=shutil.ignore_patterns(
+        ".git", ".venv", "build", "dist", "*.egg-info", "reports", "__pycache__", ".*_cache",
+        "examples"))
+    res = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w",
+                          str(tmp_path), str(tree)], capture_output=True, text=True,
+                         timeout=300)
+    assert res.returncode == 0, res.stdout + res.stderr
+    (wheel,) = tmp_path.glob("qiki_harness-*.whl")
+    with zipfile.ZipFile(wheel) as zf:
+        packaged = {n for n in zf.namelist() if n.startswith("harness/templates/init/")}
+    source = {str(p.relative_to(REPO)) for p in (REPO / "harness" / "templates" / "init").rglob(
+        "*.tmpl")}
+    assert len(source) == 7 and packaged == source
 
 
 # --------------------------------------------------------------------------- from scratch
