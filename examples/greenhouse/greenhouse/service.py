@@ -358,9 +358,9 @@ class Greenhouse:
             # command before its first await, and gather starts them in order.
             results = await asyncio.gather(*(self.handle(m) for m in msgs),
                                            return_exceptions=True)
-            for exc in results:
-                if isinstance(exc, Exception):  # an ack lost in a reconnect: redelivered
-                    log.warning("command not acked (%r); it will be redelivered", exc)
+            for result in results:
+                if isinstance(result, Exception):  # an ack lost in a reconnect: redelivered
+                    log.warning("command not acked (%r); it will be redelivered", result)
 
     # ------------------------------------------------------------------ the climate loop
 
