@@ -752,9 +752,23 @@ class ScenarioRunner:
 def run_scenario(
     scenario: Scenario, *, options: RunOptions | None = None, scenario_file: Path | None = None
 ) -> Journal:
-    """Synchronous wrapper: run one scenario in a fresh event loop."""
+    """Synchronous wrapper: run one scenario in a fresh event loop.
+
+    Called where an event loop is already running (an ``async def`` test under
+    pytest-asyncio), the run gets its own loop in a worker thread and the caller waits for
+    it (``asyncio.run`` cannot nest). That blocks the caller's loop for the whole run:
+    in async code prefer ``await ScenarioRunner(...).run()`` (the pytest fixture's
+    ``await scenario_runner.arun(...)``).
+    """
     runner = ScenarioRunner(scenario, options=options, scenario_file=scenario_file)
-    return asyncio.run(runner.run())
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(runner.run())
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="qiki-scenario") as pool:
+        return pool.submit(asyncio.run, runner.run()).result()
 
 
 __all__ = ["LOAD_SOURCE", "RunOptions", "ScenarioRunner", "choose_backend", "new_run_id",
