@@ -136,17 +136,44 @@ def spec_path(scenario: Scenario, base: Path) -> Path | None:
 
 def spec_problems(scenario: Scenario, base: Path) -> list[tuple[list[int | str], str]]:
     """The spec ``topology.spec`` names loads and validates: each of its problems (with the
-    spec's own file, key path and line) becomes a problem of ``topology.spec``."""
-    from services.common.botspec import BotSpecError, load_botspec
+    spec's own file, key path and line) becomes a problem of ``topology.spec``. Consumers the
+    scenario names (lag checks, the lag monitor's thresholds) must be the spec's."""
+    from services.common.botspec import BotSpecError, default_botspec_path, load_botspec
 
     path = spec_path(scenario, base)
-    if path is None:
-        return []
     try:
-        load_botspec(path)
+        spec = load_botspec(path or default_botspec_path())
     except BotSpecError as exc:
+        if path is None:  # the default spec is not this scenario's problem
+            return []
         return [(["topology", "spec"], f"invalid BotSpec: {p}") for p in exc.problems]
-    return []
+    durables = [c.durable for c in spec.consumers]
+    streams = [s.name for s in spec.streams]
+    known = f"the spec's consumers: {', '.join(durables) or 'none'}"
+    out: list[tuple[list[int | str], str]] = []
+    lagmon = scenario.topology.services.get("lagmon")
+    for durable in lagmon.thresholds if lagmon is not None else {}:
+        if durable not in durables:
+            out.append((["topology", "services", "lagmon", "thresholds", durable],
+                        f"unknown consumer {durable!r}; {known}"))
+    lists: list[tuple[list[int | str], list[Any]]] = [
+        (["checks"], list(scenario.checks)),
+        (["steady_state", "checks"], list(scenario.steady_state.checks)),
+    ]
+    for prefix, entries in lists:
+        for i, entry in enumerate(entries):
+            for key in ("lag", "lag_recovery"):
+                check = getattr(entry, key, None)
+                if check is None:
+                    continue
+                if check.consumer is not None and check.consumer not in durables:
+                    out.append(([*prefix, i, key, "consumer"],
+                                f"unknown consumer {check.consumer!r}; {known}"))
+                if check.stream is not None and check.stream not in streams:
+                    out.append(([*prefix, i, key, "stream"],
+                                f"unknown stream {check.stream!r}; the spec's streams: "
+                                f"{', '.join(streams) or 'none'}"))
+    return out
 
 
 def parse_scenario(text: str, path: Path | str = "<string>") -> Scenario:

@@ -81,3 +81,19 @@ def test_steps_without_subject_use_the_specs_sensor_channel() -> None:
     assert _with_default_subject(given, load_runtime_config()) is given
     with pytest.raises(ConfigError, match="no sensor channel"):
         _with_default_subject(step, generate(parse_botspec(SPEC)))
+
+
+def test_consumers_and_streams_a_scenario_names_must_be_the_specs(tmp_path: Path) -> None:
+    spec = SPEC + "consumers: [{durable: reader, stream: ACME}]\n"
+    path = _write(tmp_path, spec)
+    path.write_text(SCENARIO.replace("services: {}", "services: {lagmon: {thresholds: {readr: 5}}}")
+                    + "checks:\n  - lag: {max: 5, consumer: reader, stream: ACME}\n"
+                    + "  - lag_recovery: {threshold: 5, within_s: 1, consumer: registrar-events}\n")
+    with pytest.raises(ScenarioError) as info:
+        load_scenario(path)
+    problems = info.value.problems
+    assert len(problems) == 2, problems
+    assert problems[0].startswith("topology.services.lagmon.thresholds.readr (line 4): "
+                                  "unknown consumer 'readr'; the spec's consumers: reader")
+    assert problems[1].startswith("checks[1].lag_recovery.consumer (line 7): unknown consumer "
+                                  "'registrar-events'")
