@@ -141,7 +141,7 @@ class ServiceTopology(_Model):
 
     @model_validator(mode="after")
     def _placeholders(self) -> ServiceTopology:
-        from harness.services.placeholders import placeholder_problems
+        from harness.services.placeholders import known_placeholders, placeholder_problems
 
         problems: list[str] = []
         for i, arg in enumerate(self.command or []):
@@ -150,6 +150,8 @@ class ServiceTopology(_Model):
             problems += [f"env.{key}: {p}" for p in placeholder_problems(value)]
         if self.cwd is not None:
             problems += [f"cwd: {p}" for p in placeholder_problems(self.cwd)]
+        if problems:
+            problems.append(f"placeholders are {known_placeholders()}")
         if self.build is not None and self.image is not None:
             problems.append("build and image exclude each other (build makes the image)")
         if self.ready is not None:
