@@ -4,9 +4,11 @@
 - Collects scenario files (``*.yaml`` directly inside a directory named ``scenarios``) as
   test items carrying their markers, so ``pytest -m smoke`` runs the smoke scenarios along
   with smoke-marked tests.
-- Fixtures for users' own tests: ``nats_server``, ``nats_client``, ``jetstream``,
-  ``qiki_platform``, ``scenario_runner``, ``scenario_journal``, ``contract_checker``. Each
-  is a thin ``yield`` around an object that also works without pytest.
+- Fixtures for users' own tests: ``nats_server``, ``nats_client``, ``qiki_spec``,
+  ``jetstream``, ``qiki_platform``, ``qiki_platform_factory``, ``scenario_runner``,
+  ``scenario_journal``, ``contract_checker``. Each is a thin ``yield`` around an object
+  that also works without pytest. The platform they serve is the user's: the spec comes
+  from the ``qiki_spec`` marker or ini option (default: the QIKI spec).
 - allure-pytest: when it is active, a scenario's timeline becomes steps and its journal and
   HTML report are attached.
 """
@@ -14,7 +16,8 @@
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +27,7 @@ if TYPE_CHECKING:
     from nats.aio.client import Client
     from nats.js import JetStreamContext
 
+    from harness.broker.base import Broker
     from harness.broker.process import NatsServer
     from harness.platform import Platform
     from harness.report.journal import Journal
@@ -36,6 +40,8 @@ MARKERS: dict[str, str] = {
     "load": "load-injection runs with latency and throughput gates",
     "contract": "CloudEvents / registrar contract checks",
     "docker": "needs a Docker engine (skipped without one unless QIKI_REQUIRE_DOCKER=1)",
+    "qiki_spec": "qiki_spec(path): the BotSpec the jetstream, qiki_platform and "
+                 "qiki_platform_factory fixtures use (relative to the test file)",
 }
 
 
@@ -49,6 +55,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="run collected scenarios on this backend instead of their own")
     parser.addini("qiki_scenarios", type="bool", default=True,
                   help="collect scenarios/*.yaml as test items")
+    parser.addini("qiki_spec", default="",
+                  help="the BotSpec of the platform under test (relative to the ini file); "
+                       "default: the QIKI spec ($QIKI_BOTSPEC, else the shipped one)")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -201,6 +210,130 @@ def _allure_attach(j: Journal, run_dir: Path) -> None:
 
 # --------------------------------------------------------------------------- fixtures
 
+
+def spec_for(request: pytest.FixtureRequest) -> Path:
+    """The BotSpec a test's platform follows: the closest ``qiki_spec(path)`` marker
+    (relative to the test file), else the ``qiki_spec`` ini option (relative to the ini
+    file), else the default (QIKI) spec. A path that does not exist fails the test's set-up
+    naming where it came from."""
+    from services.common.botspec import default_botspec_path
+
+    marker = request.node.get_closest_marker("qiki_spec")
+    if marker is not None:
+        if len(marker.args) != 1:
+            pytest.fail("@pytest.mark.qiki_spec takes one argument: the spec's path",
+                        pytrace=False)
+        path, origin = request.path.parent / str(marker.args[0]), "the qiki_spec marker"
+    elif request.config.getini("qiki_spec"):
+        base = request.config.inipath.parent if request.config.inipath else request.config.rootpath
+        path, origin = base / str(request.config.getini("qiki_spec")), "the qiki_spec ini option"
+    else:
+        return default_botspec_path()
+    if not path.is_file():
+        pytest.fail(f"{origin} names {path}, which is not a file", pytrace=False)
+    return path.resolve()
+
+
+class ScenarioRunnerFixture:
+    """What the ``scenario_runner`` fixture returns: call it from a sync test, await
+    :meth:`arun` from an async one. ``source`` is a scenario file path or YAML text."""
+
+    def __init__(self, report_dir: Path) -> None:
+        self.report_dir = report_dir
+
+    def _prepare(self, source: str | Path, options: dict[str, Any]) -> tuple[Any, Any, Any]:
+        from harness.scenario.loader import load_scenario, parse_scenario
+        from harness.scenario.runner import RunOptions
+
+        is_file = isinstance(source, Path) or (
+            "\n" not in str(source) and Path(str(source)).exists()
+        )
+        scenario = load_scenario(source) if is_file else parse_scenario(str(source))
+        options.setdefault("report_dir", self.report_dir)
+        options.setdefault("progress", False)
+        return scenario, RunOptions(**options), Path(source) if is_file else None
+
+    def __call__(self, source: str | Path, **options: Any) -> Journal:
+        """Run to the end and return the journal. Inside a running event loop (an async
+        test) the run gets a loop of its own in a worker thread, blocking the test's loop
+        meanwhile; ``await scenario_runner.arun(...)`` is the async form."""
+        from harness.scenario.runner import run_scenario
+
+        scenario, opts, path = self._prepare(source, options)
+        return run_scenario(scenario, options=opts, scenario_file=path)
+
+    async def arun(self, source: str | Path, **options: Any) -> Journal:
+        """The awaitable form: runs on the caller's event loop."""
+        from harness.scenario.runner import ScenarioRunner
+
+        scenario, opts, path = self._prepare(source, options)
+        return await ScenarioRunner(scenario, options=opts, scenario_file=path).run()
+
+
+class PlatformFactory:
+    """What ``qiki_platform_factory`` returns; also usable without pytest:
+    ``PlatformFactory(run_root=..., base_dir=...)(spec=..., services=...)``."""
+
+    def __init__(self, *, run_root: Path, base_dir: Path, default_spec: Path | None = None
+                 ) -> None:
+        self.run_root = run_root
+        self.base_dir = base_dir
+        self.default_spec = default_spec
+        self._count = 0
+
+    def __call__(
+        self,
+        *,
+        spec: str | Path | None = None,
+        services: Mapping[str, Any] | None = None,
+        topology: Mapping[str, Any] | None = None,
+        broker: Broker | None = None,
+        base_dir: str | Path | None = None,
+        tap: bool = True,
+    ) -> AbstractAsyncContextManager[Platform]:
+        """An async context manager yielding the running :class:`~harness.platform.Platform`.
+
+        ``spec``: the BotSpec (default: the fixture's ``qiki_spec``). ``services``: as under
+        a scenario's ``topology.services`` (plain mappings; ``{}`` runs none, ``None`` the
+        reference three). ``topology``: the other ``topology`` keys (``broker``,
+        ``ping_interval_s``...). ``broker``: an already running broker (``nats_server``) to
+        use instead of starting one. Bad values raise ``ConfigError`` with each key path.
+        """
+        from pydantic import ValidationError
+
+        from harness.errors import ConfigError
+        from harness.scenario.loader import format_path
+        from harness.scenario.model import Topology
+
+        base = (Path(base_dir) if base_dir is not None else self.base_dir).resolve()
+        data: dict[str, Any] = dict(topology or {})
+        if services is not None:
+            data["services"] = {k: dict(v) for k, v in services.items()}
+        spec_path = (base / spec).resolve() if spec is not None else self.default_spec
+        if spec_path is not None:
+            data["spec"] = str(spec_path)
+        try:
+            topo = Topology.model_validate(data)
+        except ValidationError as exc:
+            lines = [f"  - topology.{format_path([p for p in e['loc'] if p != 'function-after'])}"
+                     f": {e['msg']}" for e in exc.errors()]
+            raise ConfigError("qiki_platform_factory: invalid topology:\n"
+                              + "\n".join(lines)) from None
+        self._count += 1
+        run_dir = self.run_root / f"platform-{self._count}"
+        return self._open(topo, run_dir=run_dir, broker=broker, spec=spec_path, base=base,
+                          tap=tap)
+
+    @asynccontextmanager
+    async def _open(self, topo: Any, *, run_dir: Path, broker: Broker | None,
+                    spec: Path | None, base: Path, tap: bool) -> AsyncIterator[Platform]:
+        from harness.platform import Platform
+
+        async with Platform(topo, run_dir=run_dir, broker=broker, botspec=spec,
+                            scenario_dir=base, tap=tap) as platform:
+            yield platform
+
+
 try:
     import pytest_asyncio
 except ImportError:  # pragma: no cover - fixtures need pytest-asyncio, collection does not
@@ -229,46 +362,50 @@ if pytest_asyncio is not None:
                 await nc.close()
 
     @pytest_asyncio.fixture
-    async def jetstream(nats_client: Client) -> JetStreamContext:
-        """JetStream context with the platform's layout (streams, durables) provisioned."""
+    async def jetstream(nats_client: Client, qiki_spec: Path) -> JetStreamContext:
+        """JetStream context with the spec's layout (streams, durables) provisioned; the spec
+        is ``qiki_spec`` (marker, ini option, else QIKI's)."""
         from services.common.botspec import load_runtime_config, provision
 
         js = nats_client.jetstream()
-        await provision(js, load_runtime_config())
+        await provision(js, load_runtime_config(qiki_spec))
         return js
 
     @pytest_asyncio.fixture
-    async def qiki_platform(nats_server: NatsServer, tmp_path: Path) -> AsyncIterator[Platform]:
+    async def qiki_platform(
+        nats_server: NatsServer, tmp_path: Path, qiki_spec: Path
+    ) -> AsyncIterator[Platform]:
         """The reference platform (registrar, lag monitor, radar simulator) on
-        ``nats_server``, as processes; ``.services[name].http_url`` for their endpoints."""
+        ``nats_server``, as processes, following ``qiki_spec``; ``.services[name].http_url``
+        for their endpoints. For your own services use ``qiki_platform_factory``."""
         from harness.platform import Platform
         from harness.scenario.model import Topology
 
-        async with Platform(Topology(), run_dir=tmp_path / "platform",
-                            broker=nats_server) as platform:
+        async with Platform(Topology(), run_dir=tmp_path / "platform", broker=nats_server,
+                            botspec=qiki_spec) as platform:
             yield platform
 
     @pytest.fixture
-    def scenario_runner(tmp_path: Path) -> Callable[..., Journal]:
-        """``scenario_runner(path_or_yaml_text, **RunOptions fields) -> Journal``."""
-        from harness.scenario.loader import load_scenario, parse_scenario
-        from harness.scenario.runner import RunOptions, run_scenario
+    def qiki_platform_factory(
+        request: pytest.FixtureRequest, tmp_path: Path, qiki_spec: Path
+    ) -> PlatformFactory:
+        """``async with qiki_platform_factory(spec=..., services={...}) as p:`` brings up
+        a platform: a broker of its own (or ``broker=``), the spec's JetStream layout, the
+        services as a scenario's ``topology.services`` would declare them (user services
+        and reference ones), the tap; everything is torn down on exit. Relative paths
+        (``spec``, a service's ``cwd`` or ``build``) start at the test file's directory."""
+        return PlatformFactory(run_root=tmp_path / "platforms", base_dir=request.path.parent,
+                               default_spec=qiki_spec)
 
-        def run(source: str | Path, **options: Any) -> Journal:
-            is_file = isinstance(source, Path) or (
-                "\n" not in str(source) and Path(str(source)).exists()
-            )
-            scenario = load_scenario(source) if is_file else parse_scenario(str(source))
-            options.setdefault("report_dir", tmp_path / "reports")
-            options.setdefault("progress", False)
-            return run_scenario(scenario, options=RunOptions(**options),
-                                scenario_file=Path(source) if is_file else None)
-
-        return run
+    @pytest.fixture
+    def scenario_runner(tmp_path: Path) -> ScenarioRunnerFixture:
+        """``scenario_runner(path_or_yaml_text, **RunOptions fields) -> Journal``; in an
+        ``async def`` test ``await scenario_runner.arun(...)``."""
+        return ScenarioRunnerFixture(tmp_path / "reports")
 
     @pytest.fixture
     def scenario_journal(
-        request: pytest.FixtureRequest, scenario_runner: Callable[..., Journal]
+        request: pytest.FixtureRequest, scenario_runner: ScenarioRunnerFixture
     ) -> Callable[..., Journal]:
         """``scenario_journal(path)`` -> the journal of that scenario file, reusing the run of
         its collected item when it already ran in this session (a scenario is slow: a test
@@ -283,6 +420,12 @@ if pytest_asyncio is not None:
             return scenario_runner(wanted)
 
         return get
+
+    @pytest.fixture
+    def qiki_spec(request: pytest.FixtureRequest) -> Path:
+        """The BotSpec path the platform fixtures follow: ``@pytest.mark.qiki_spec(path)``
+        (relative to the test file), else the ``qiki_spec`` ini option, else QIKI's."""
+        return spec_for(request)
 
     @pytest.fixture
     def contract_checker() -> Callable[..., list[ContractViolation]]:

@@ -26,6 +26,26 @@ class TimelineEntry(BaseModel):
     ended_s: float | None = None
     ok: bool = True
     detail: str = ""
+    #: the step's ``name`` in the scenario, when it has one (checks refer to it)
+    step: str | None = None
+
+
+class PublishedRecord(BaseModel):
+    """What one ``publish`` step sent and what JetStream acknowledged."""
+
+    step: str | None = None
+    subject: str
+    type: str | None = None
+    source: str | None = None
+    sent: int
+    acked: int
+    malformed: int = 0
+    #: first ack failures, as ``id: error``
+    errors: list[str] = Field(default_factory=list)
+    #: ``Nats-Msg-Id`` of the first events sent (the whole list would bloat the journal)
+    first_ids: list[str] = Field(default_factory=list)
+    started_s: float
+    ended_s: float
 
 
 class FaultEntry(BaseModel):
@@ -77,6 +97,8 @@ class Journal(BaseModel):
     lag_samples: list[LagPoint] = Field(default_factory=list)
     events: list[dict[str, Any]] = Field(default_factory=list)
     registrar_counts: dict[str, int] = Field(default_factory=dict)
+    #: every publish step: sent, acked, ids
+    published: list[PublishedRecord] = Field(default_factory=list)
 
     @property
     def exit_code(self) -> int:

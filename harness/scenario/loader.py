@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -10,7 +11,7 @@ import yaml
 from pydantic import ValidationError
 
 from harness.errors import ConfigError
-from harness.scenario.model import Scenario
+from harness.scenario.model import PublishStep, Scenario, reference_problems, step_body
 
 
 class ScenarioError(ConfigError):
@@ -93,6 +94,38 @@ def _describe(err: dict[str, Any]) -> str:
     return msg
 
 
+def read_data_file(path: Path) -> object:
+    """The data a publish step's ``data_file`` holds: JSON (``.json``) or YAML (anything
+    else). Raises ``ValueError`` saying what is wrong with the file."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ValueError(f"cannot read data_file {str(path)!r}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"data_file {str(path)!r} is not UTF-8 text: {exc}") from None
+    try:
+        if path.suffix == ".json":
+            return json.loads(text)
+        return yaml.safe_load(text)
+    except (ValueError, yaml.YAMLError) as exc:
+        raise ValueError(f"data_file {str(path)!r} is not valid "
+                         f"{'JSON' if path.suffix == '.json' else 'YAML'}: {exc}") from None
+
+
+def data_file_problems(scenario: Scenario, base: Path) -> list[tuple[list[int | str], str]]:
+    """Every publish step's ``data_file`` exists and parses (relative to ``base``, the
+    scenario file's directory), checked before anything starts."""
+    out: list[tuple[list[int | str], str]] = []
+    for i, entry in enumerate(scenario.method):
+        step = step_body(entry)
+        if isinstance(step, PublishStep) and step.data_file is not None:
+            try:
+                read_data_file(base / step.data_file)
+            except ValueError as exc:
+                out.append((["method", i, "publish", "data_file"], str(exc)))
+    return out
+
+
 def spec_path(scenario: Scenario, base: Path) -> Path | None:
     """The BotSpec ``topology.spec`` names, resolved against ``base`` (the scenario's
     directory); None when the scenario uses the default spec."""
@@ -103,17 +136,44 @@ def spec_path(scenario: Scenario, base: Path) -> Path | None:
 
 def spec_problems(scenario: Scenario, base: Path) -> list[tuple[list[int | str], str]]:
     """The spec ``topology.spec`` names loads and validates: each of its problems (with the
-    spec's own file, key path and line) becomes a problem of ``topology.spec``."""
-    from services.common.botspec import BotSpecError, load_botspec
+    spec's own file, key path and line) becomes a problem of ``topology.spec``. Consumers the
+    scenario names (lag checks, the lag monitor's thresholds) must be the spec's."""
+    from services.common.botspec import BotSpecError, default_botspec_path, load_botspec
 
     path = spec_path(scenario, base)
-    if path is None:
-        return []
     try:
-        load_botspec(path)
+        spec = load_botspec(path or default_botspec_path())
     except BotSpecError as exc:
+        if path is None:  # the default spec is not this scenario's problem
+            return []
         return [(["topology", "spec"], f"invalid BotSpec: {p}") for p in exc.problems]
-    return []
+    durables = [c.durable for c in spec.consumers]
+    streams = [s.name for s in spec.streams]
+    known = f"the spec's consumers: {', '.join(durables) or 'none'}"
+    out: list[tuple[list[int | str], str]] = []
+    lagmon = scenario.topology.services.get("lagmon")
+    for durable in lagmon.thresholds if lagmon is not None else {}:
+        if durable not in durables:
+            out.append((["topology", "services", "lagmon", "thresholds", durable],
+                        f"unknown consumer {durable!r}; {known}"))
+    lists: list[tuple[list[int | str], list[Any]]] = [
+        (["checks"], list(scenario.checks)),
+        (["steady_state", "checks"], list(scenario.steady_state.checks)),
+    ]
+    for prefix, entries in lists:
+        for i, entry in enumerate(entries):
+            for key in ("lag", "lag_recovery"):
+                check = getattr(entry, key, None)
+                if check is None:
+                    continue
+                if check.consumer is not None and check.consumer not in durables:
+                    out.append(([*prefix, i, key, "consumer"],
+                                f"unknown consumer {check.consumer!r}; {known}"))
+                if check.stream is not None and check.stream not in streams:
+                    out.append(([*prefix, i, key, "stream"],
+                                f"unknown stream {check.stream!r}; the spec's streams: "
+                                f"{', '.join(streams) or 'none'}"))
+    return out
 
 
 def parse_scenario(text: str, path: Path | str = "<string>") -> Scenario:
@@ -132,7 +192,7 @@ def parse_scenario(text: str, path: Path | str = "<string>") -> Scenario:
         problems.append(f"expected a mapping with at least 'name', got {type(data).__name__}")
         raise ScenarioError(p, problems)
     try:
-        scenario = Scenario.model_validate(data)
+        scenario = Scenario.model_validate(data, context={"defer_references": True})
     except ValidationError as exc:
         for err in exc.errors():
             kp = _key_path(err["loc"])
@@ -140,8 +200,11 @@ def parse_scenario(text: str, path: Path | str = "<string>") -> Scenario:
             at = f" (line {line})" if line else ""
             problems.append(f"{format_path(kp)}{at}: {_describe(dict(err))}")
         raise ScenarioError(p, problems) from None
+    # Cross-references (step names, events.after) and files the steps name, each at its
+    # own key path and line.
     base = p.parent if p.name != "<string>" else Path.cwd()
-    for kp, msg in spec_problems(scenario, base):
+    for kp, msg in [*reference_problems(scenario), *data_file_problems(scenario, base),
+                    *spec_problems(scenario, base)]:
         line = _line_of(root, kp)
         at = f" (line {line})" if line else ""
         problems.append(f"{format_path(kp)}{at}: {msg}")

@@ -8,6 +8,7 @@ the YAML short and makes every validation error's key path match the file.
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Annotated, Any, Literal
 
@@ -17,6 +18,7 @@ from pydantic import (
     Discriminator,
     Field,
     Tag,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -139,7 +141,7 @@ class ServiceTopology(_Model):
 
     @model_validator(mode="after")
     def _placeholders(self) -> ServiceTopology:
-        from harness.services.placeholders import placeholder_problems
+        from harness.services.placeholders import known_placeholders, placeholder_problems
 
         problems: list[str] = []
         for i, arg in enumerate(self.command or []):
@@ -148,6 +150,8 @@ class ServiceTopology(_Model):
             problems += [f"env.{key}: {p}" for p in placeholder_problems(value)]
         if self.cwd is not None:
             problems += [f"cwd: {p}" for p in placeholder_problems(self.cwd)]
+        if problems:
+            problems.append(f"placeholders are {known_placeholders()}")
         if self.build is not None and self.image is not None:
             problems.append("build and image exclude each other (build makes the image)")
         if self.ready is not None:
@@ -267,8 +271,15 @@ class Topology(_Model):
 # --------------------------------------------------------------------------- rates and steps
 
 
+#: A step's name: checks refer to it (``events: {after: NAME}``), the journal shows it.
+STEP_NAME_PATTERN = r"^[A-Za-z0-9_.-]+$"
+
+
 class _Step(_Model):
     at_s: float = Field(default=0.0, ge=0, description="offset from the method's start")
+    #: optional, unique among the method's steps; an ``events`` check's ``after`` names it
+    name: str | None = Field(default=None, min_length=1, max_length=100,
+                             pattern=STEP_NAME_PATTERN)
 
 
 class LoadStep(_Step):
@@ -348,18 +359,84 @@ MalformedKind = Literal[
 
 
 class PublishStep(_Step):
-    """Publish ``count`` events once; ``malformed`` ones are deliberately broken."""
+    """Publish ``count`` events through JetStream (each PubAck awaited).
+
+    Two forms. Any event: ``subject``, ``type``, ``source`` and ``data`` (inline) or
+    ``data_file`` (JSON or YAML, relative to the scenario file), sent as valid binary-mode
+    CloudEvents with a unique ``Nats-Msg-Id``, ``rate_per_s`` paces them (default: as fast
+    as the acks allow). Or ``malformed`` kinds, deliberately broken, interleaved with
+    ``valid`` harness sensor events. Without ``type`` and data the event is the harness's
+    own sensor status (the registrar files it as a sensor I/O event).
+    """
 
     count: int = Field(default=1, gt=0, le=1_000_000)
-    #: default (empty): the spec's sensor channel (``runtime.radar_sim.sensor``)
+    #: default: the spec's sensor channel (``runtime.radar_sim.sensor``)
     subject: str = ""
+    #: CloudEvent ``type`` (default: the harness's sensor status type)
+    type: str | None = Field(default=None, min_length=1)
+    #: CloudEvent ``source`` (a URI-reference; default ``urn:qiki:harness:publish``)
+    source: str | None = Field(default=None, min_length=1)
+    #: the event's ``data``, inline
+    data: Any = None
+    #: a JSON or YAML file holding the event's data, relative to the scenario file
+    data_file: str | None = Field(default=None, min_length=1)
+    #: pace: events per second (None: all at once, the acks pipelined)
+    rate_per_s: float | None = Field(default=None, gt=0, le=100_000)
     malformed: list[MalformedKind] = Field(default_factory=list)
     #: valid events published alongside the malformed ones (interleaved)
     valid: int = Field(default=0, ge=0, le=1_000_000)
 
+    @field_validator("subject")
+    @classmethod
+    def _publishable_subject(cls, v: str) -> str:
+        if not v:  # the spec's sensor channel, filled in by the runner
+            return v
+        if any(c in v for c in " \t\r\n") or "*" in v.split(".") or ">" in v.split("."):
+            raise ValueError(f"subject {v!r} is not a publishable NATS subject "
+                             "(no wildcards, no whitespace)")
+        if "" in v.split("."):
+            raise ValueError(f"subject {v!r} has an empty token")
+        return v
+
+    @model_validator(mode="after")
+    def _one_form(self) -> PublishStep:
+        if self.data is not None and self.data_file is not None:
+            raise ValueError("give data or data_file, not both")
+        if self.malformed:
+            custom = [k for k in ("type", "source", "data", "data_file", "rate_per_s")
+                      if getattr(self, k) is not None]
+            if custom:
+                raise ValueError(
+                    f"malformed events are built by the harness: {', '.join(custom)} cannot "
+                    "be combined with malformed (use a second publish step for custom events)"
+                )
+        elif self.valid:
+            raise ValueError("valid counts the good events mixed with malformed ones; "
+                             "without malformed, use count")
+        if (self.data is not None or self.data_file is not None) and self.type is None:
+            raise ValueError("custom data needs its CloudEvent type (type: ...)")
+        if self.type is not None or self.source is not None:
+            # the same checks the runner's new_event applies, before anything starts
+            from services.common.cloudevents import CloudEventError, new_event
+
+            try:
+                new_event(self.type or "x", self.source or "urn:x")
+            except CloudEventError as exc:
+                raise ValueError(f"not a valid CloudEvent attribute: {exc}") from None
+        if self.data is not None:
+            try:
+                json.dumps(self.data)
+            except (TypeError, ValueError) as exc:
+                # YAML reads 2026-11-27 as a date: JSON has no such type
+                raise ValueError(f"data is not JSON-serialisable ({exc}); quote dates and "
+                                 "times as strings") from None
+        return self
+
     def end_s(self) -> float:
-        """A publish is instantaneous on the timeline."""
-        return self.at_s
+        """When the last event is sent (at once unless paced by ``rate_per_s``)."""
+        if self.rate_per_s is None:
+            return self.at_s
+        return self.at_s + (self.count - 1) / self.rate_per_s
 
 
 class WaitStep(_Step):
@@ -523,6 +600,57 @@ class DeadLettersCheck(_Model):
     count: int | None = Field(default=None, ge=0)
 
 
+class AfterHeal(_Model):
+    """``after: {heal: NAME}``: measured from when the named fault step was healed."""
+
+    heal: str = Field(min_length=1)
+
+
+class EventsCheck(_Model):
+    """Messages on the tap matching ``subject`` (NATS wildcards), ``type`` (exact or ``*``)
+    and ``where`` conditions on the data number between ``min`` and ``max``, counted
+    ``within_s`` after the start of the step named by ``after`` (or the heal of the fault
+    named by ``after: {heal: NAME}``); without ``after``, from the method's start."""
+
+    #: names the result (``events.NAME``); default ``events``
+    name: str | None = Field(default=None, min_length=1, pattern=STEP_NAME_PATTERN)
+    subject: str = Field(default=">", min_length=1)
+    type: str | None = Field(default=None, min_length=1)
+    #: dotted path into data -> a value (equality) or {eq|ne|gt|ge|lt|le|in|exists: ...}
+    where: dict[str, Any] = Field(default_factory=dict)
+    min: int = Field(default=1, ge=0)
+    max: int | None = Field(default=None, ge=0)
+    after: str | AfterHeal | None = None
+    within_s: float | None = Field(default=None, gt=0, le=3600)
+
+    @field_validator("where")
+    @classmethod
+    def _conditions(cls, v: dict[str, Any]) -> dict[str, Any]:
+        from harness.checks.events import validate_condition
+
+        for path, cond in v.items():
+            validate_condition(path, cond)
+        return v
+
+    @model_validator(mode="after")
+    def _bounds(self) -> EventsCheck:
+        if self.max is not None and self.max < self.min:
+            raise ValueError(f"max ({self.max}) is below min ({self.min})")
+        return self
+
+    def after_name(self) -> str | None:
+        """The step or fault ``after`` refers to."""
+        if isinstance(self.after, AfterHeal):
+            return self.after.heal
+        return self.after
+
+
+class EventsEntry(_Model):
+    """``- events: {...}``"""
+
+    events: EventsCheck
+
+
 class ContractEntry(_Model):
     """``- contract: {...}``"""
 
@@ -572,18 +700,19 @@ CheckSpec = Annotated[
     | Annotated[RegistrarCodesEntry, Tag("registrar_codes")]
     | Annotated[DeliveryEntry, Tag("delivery")]
     | Annotated[LoadGatesEntry, Tag("load_gates")]
-    | Annotated[DeadLettersEntry, Tag("dead_letters")],
+    | Annotated[DeadLettersEntry, Tag("dead_letters")]
+    | Annotated[EventsEntry, Tag("events")],
     Discriminator(
         _keyed,
         custom_error_type="check_kind",
         custom_error_message="a check is one of contract, lag, lag_recovery, registrar_codes, "
-        "delivery, load_gates, dead_letters, written as '- lag: {...}'",
+        "delivery, load_gates, dead_letters, events, written as '- lag: {...}'",
     ),
 ]
 
 CheckEntry = (
     ContractEntry | LagEntry | LagRecoveryEntry | RegistrarCodesEntry | DeliveryEntry
-    | LoadGatesEntry | DeadLettersEntry
+    | LoadGatesEntry | DeadLettersEntry | EventsEntry
 )
 
 
@@ -698,7 +827,68 @@ class Scenario(_Model):
                 raise ValueError(f"a {kind} check needs the registrar service enabled")
         return self
 
+    @model_validator(mode="after")
+    def _references(self, info: ValidationInfo) -> Scenario:
+        # The loader asks to defer these, then reports each at its own key path and line;
+        # code that builds a Scenario directly still gets them, as one error.
+        if info.context and info.context.get("defer_references"):
+            return self
+        problems = reference_problems(self)
+        if problems:
+            raise ValueError("; ".join(f"{_dotted(kp)}: {msg}" for kp, msg in problems))
+        return self
+
     def duration_s(self) -> float:
         """The method's length: the latest step end on the timeline."""
         ends = [step_body(e).end_s() for e in self.method]  # type: ignore[attr-defined]
         return max(ends, default=0.0)
+
+
+def _dotted(path: list[int | str]) -> str:
+    return "".join(f"[{p}]" if isinstance(p, int) else (f".{p}" if i else p)
+                   for i, p in enumerate(path))
+
+
+def reference_problems(s: Scenario) -> list[tuple[list[int | str], str]]:
+    """Names that must agree across the file: step names are unique, an ``events`` check's
+    ``after`` names a step of the method (``{heal: NAME}``: a fault step with a duration).
+    Each problem comes with its key path, for the loader to add the line."""
+    out: list[tuple[list[int | str], str]] = []
+    named: dict[str, tuple[int, _Step]] = {}
+    for i, entry in enumerate(s.method):
+        step = step_body(entry)
+        kind = next(iter(type(entry).model_fields))
+        if step.name is None:
+            continue
+        if step.name in named:
+            first = named[step.name][0]
+            out.append((["method", i, kind, "name"],
+                        f"duplicate step name {step.name!r} (first at method[{first}])"))
+            continue
+        named[step.name] = (i, step)
+    listed = ", ".join(sorted(named)) or "none: give a step a name: ..."
+    for section, checks in (("checks", s.checks), ("steady_state", s.steady_state.checks)):
+        for i, check in enumerate(checks):
+            if not isinstance(check, EventsEntry):
+                continue
+            ev = check.events
+            where: list[int | str] = (
+                ["checks", i, "events", "after"] if section == "checks"
+                else ["steady_state", "checks", i, "events", "after"]
+            )
+            target = ev.after_name()
+            if target is None:
+                continue
+            if section == "steady_state":
+                out.append((where, "steady-state checks run outside the method: no 'after'"))
+                continue
+            if target not in named:
+                out.append((where, f"no step named {target!r}; named steps: {listed}"))
+                continue
+            step = named[target][1]
+            if isinstance(ev.after, AfterHeal) and not (
+                isinstance(step, FaultStep) and step.duration_s is not None
+            ):
+                out.append(([*where, "heal"], f"step {target!r} is not a fault with duration_s, "
+                            "so it is never healed; use after: NAME for its start"))
+    return out

@@ -28,6 +28,7 @@ from harness.checks import (
     check_contract,
     check_dead_letters,
     check_delivery,
+    check_events,
     check_lag_recovery,
     check_max_lag,
     check_registrar_codes,
@@ -38,13 +39,22 @@ from harness.errors import ConfigError, HarnessError
 from harness.faults.engine import ActiveFault, FaultEngine, fault_evidence_summary
 from harness.faults.partition import needs_route_proxies
 from harness.platform import INJECTED_HEADER, Platform
-from harness.report.journal import FaultEntry, Journal, LagPoint, TimelineEntry
+from harness.report.journal import (
+    FaultEntry,
+    Journal,
+    LagPoint,
+    PublishedRecord,
+    TimelineEntry,
+)
+from harness.scenario.loader import read_data_file
 from harness.scenario.malformed import malformed_message
 from harness.scenario.model import (
     CheckEntry,
     ContractEntry,
     DeadLettersEntry,
     DeliveryEntry,
+    EventsCheck,
+    EventsEntry,
     FaultStep,
     LagEntry,
     LagRecoveryEntry,
@@ -145,6 +155,9 @@ class _Run:
     method_end: float = 0.0
     #: the registrar's store as last read (the journal's code counts)
     records: list[RegistrarRecord] = field(default_factory=list)
+    #: named steps: when each started (run clock), and when each named fault was healed
+    step_started: dict[str, float] = field(default_factory=dict)
+    step_healed: dict[str, float] = field(default_factory=dict)
 
 
 class ScenarioRunner:
@@ -246,6 +259,7 @@ class ScenarioRunner:
                 # One last sample, so lag checks judge the end state even of a run shorter
                 # than the sampling interval.
                 state.lag.extend(await p.sample_lag(p.now()))
+                await self._settle_tap(p)
                 self.progress.say("checks")
                 j.checks = await self._checks(p, engine, state)
                 if j.steady_state_before and all(c.passed for c in j.steady_state_before):
@@ -259,6 +273,19 @@ class ScenarioRunner:
                 self._fill_journal(p, engine, state)
         failed = j.failed_checks()
         j.verdict = "failed" if failed else "passed"
+
+    @staticmethod
+    async def _settle_tap(p: Platform) -> None:
+        """Let the tap take in what the server already sent: a method that ends with a
+        publish would otherwise be judged before its own events reached the tap (a PubAck
+        can come back before the tap's callback has run)."""
+        if p.nc is None or p.nc.is_closed or p.tap is None:
+            return
+        with contextlib.suppress(Exception):
+            # PONG after every MSG the server sent us before it; then the callbacks run
+            await p.nc.flush(timeout=2)
+        for _ in range(5):
+            await asyncio.sleep(0.01)
 
     async def _sample_lag(self, p: Platform, state: _Run) -> None:
         interval = self.scenario.topology.lag_interval_s
@@ -307,6 +334,9 @@ class ScenarioRunner:
         delay = state.method_t0 + step.at_s - p.now()
         if delay > 0:
             await asyncio.sleep(delay)
+        if step.name is not None:
+            # events checks measure their window from here (``after: NAME``)
+            state.step_started[step.name] = p.now()
         if isinstance(step, LoadStep):
             await self._load(p, state, step)
         elif isinstance(step, FaultStep):
@@ -347,7 +377,7 @@ class ScenarioRunner:
         state.delivery.failed |= failed - acked
         state.load_results.append(result)
         self._timeline(state.journal, "load", name, start, p.now(), planned=step.at_s,
-                       detail=f"attempted {len(attempted)}, acked {len(acked)}, "
+                       step=step.name, detail=f"attempted {len(attempted)}, acked {len(acked)}, "
                               f"failed {len(failed)}")
 
     async def _fault(
@@ -358,19 +388,81 @@ class ScenarioRunner:
         fault: ActiveFault = await engine.apply(step)
         if step.duration_s is not None:
             await asyncio.sleep(max(0.0, state.method_t0 + step.end_s() - p.now()))
+            if step.name is not None:
+                # ``after: {heal: NAME}`` counts from when the heal began: what the heal
+                # causes (a restarted service's first events) may come while it completes.
+                state.step_healed[step.name] = p.now()
             await engine.remove(fault)
             self.progress.say(f"t={p.now():.1f}s healed {step.action} {step.target}")
         self._timeline(state.journal, "fault", f"{step.action} {step.target}", start, p.now(),
-                       planned=step.at_s, detail=fault.detail,
+                       planned=step.at_s, detail=fault.detail, step=step.name,
                        ok=fault.heal_error is None)
 
     async def _publish(self, p: Platform, state: _Run, step: PublishStep) -> None:
+        if step.malformed:
+            await self._publish_malformed(p, state, step)
+        else:
+            await self._publish_events(p, state, step)
+
+    def _publish_data(self, step: PublishStep) -> Callable[[int], Any]:
+        """The data of event ``i``: inline, from ``data_file``, or the harness's sensor status."""
+        if step.data_file is not None:
+            base = self.scenario_file.parent if self.scenario_file else Path.cwd()
+            try:
+                data = read_data_file(base / step.data_file)
+            except ValueError as exc:  # removed or broken since the scenario was loaded
+                raise ConfigError(f"publish step {step.name or step.subject!r}: {exc}") from None
+            return lambda i: data
+        if step.data is not None:
+            return lambda i: step.data
+        if step.type is None:
+            return lambda i: {"sensor_id": "harness", "status": "ok", "seq": i}
+        return lambda i: None
+
+    async def _publish_events(self, p: Platform, state: _Run, step: PublishStep) -> None:
+        """``count`` valid binary-mode CloudEvents through JetStream, paced by ``rate_per_s``,
+        every PubAck awaited; the journal records what was sent and acked."""
+        assert p.js is not None
+        js = p.js
+        start = p.now()
+        ce_type = step.type or LOAD_TYPE
+        source = step.source or PUBLISH_SOURCE
+        data_of = self._publish_data(step)
+        ids: list[str] = []
+        acks: list[asyncio.Task[Any]] = []
+        t0 = time.monotonic()
+        for i in range(step.count):
+            if step.rate_per_s is not None:
+                delay = t0 + i / step.rate_per_s - time.monotonic()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+            ev = new_event(ce_type, source, data_of(i))
+            # to_binary sets Nats-Msg-Id to the event id: JetStream deduplicates retries
+            headers, payload = to_binary(ev)
+            ids.append(ev.id)
+            acks.append(asyncio.create_task(
+                js.publish(step.subject, payload, headers=headers, timeout=5.0)))
+        results = await asyncio.gather(*acks, return_exceptions=True)
+        errors = [f"{mid}: {type(r).__name__} {r}".strip()
+                  for mid, r in zip(ids, results, strict=True) if isinstance(r, BaseException)]
+        acked = len(ids) - len(errors)
+        end = p.now()
+        state.journal.published.append(PublishedRecord(
+            step=step.name, subject=step.subject, type=ce_type, source=source, sent=len(ids),
+            acked=acked, errors=errors[:10], first_ids=ids[:10], started_s=round(start, 3),
+            ended_s=round(end, 3)))
+        self._timeline(state.journal, "publish", f"{len(ids)} {ce_type} on {step.subject}",
+                       start, end, planned=step.at_s, ok=acked == len(ids), step=step.name,
+                       detail=f"sent {len(ids)}, acked {acked}"
+                              + (f"; first error {errors[0]}" if errors else ""))
+
+    async def _publish_malformed(self, p: Platform, state: _Run, step: PublishStep) -> None:
         assert p.js is not None
         start = p.now()
         sent = ok = 0
         kinds = list(step.malformed)
-        total_bad = step.count if kinds else 0
-        total_good = step.valid if kinds else step.count
+        total_bad = step.count
+        total_good = step.valid
         plan: list[tuple[str, int]] = []
         # Interleave: valid and malformed alternate so the registrar sees them mixed.
         for i in range(max(total_bad, total_good)):
@@ -391,8 +483,12 @@ class ScenarioRunner:
         for res in await asyncio.gather(*acks, return_exceptions=True):
             ok += not isinstance(res, BaseException)
         state.injected_malformed += total_bad
-        self._timeline(state.journal, "publish", f"{sent} on {step.subject}", start, p.now(),
-                       planned=step.at_s, ok=ok == sent,
+        end = p.now()
+        state.journal.published.append(PublishedRecord(
+            step=step.name, subject=step.subject, sent=sent, acked=ok, malformed=total_bad,
+            started_s=round(start, 3), ended_s=round(end, 3)))
+        self._timeline(state.journal, "publish", f"{sent} on {step.subject}", start, end,
+                       planned=step.at_s, ok=ok == sent, step=step.name,
                        detail=f"{total_good} valid, {total_bad} malformed {kinds}; acked {ok}")
 
     async def _wait(self, p: Platform, state: _Run, step: WaitStep) -> None:
@@ -404,7 +500,8 @@ class ScenarioRunner:
             ok = await self._until(
                 lambda: self._lag_below(p, step.until_lag_below or 0), step.timeout_s
             )
-        self._timeline(state.journal, "wait", "wait", start, p.now(), planned=step.at_s, ok=ok)
+        self._timeline(state.journal, "wait", "wait", start, p.now(), planned=step.at_s, ok=ok,
+                       step=step.name)
 
     async def _lag_below(self, p: Platform, limit: int) -> bool:
         samples = await p.sample_lag(p.now())
@@ -544,7 +641,40 @@ class ScenarioRunner:
                                   max_unexpected=d.max_unexpected, min_acked=d.min_acked)
         if isinstance(entry, LoadGatesEntry):
             return self._load_gates(entry, state, records)
+        if isinstance(entry, EventsEntry):
+            return self._events(p, state, entry.events)
         raise ConfigError(f"unknown check {entry!r}")
+
+    def _events(self, p: Platform, state: _Run, ev: EventsCheck) -> CheckResult:
+        """Window from the named step's start (or its heal), else from the method's start."""
+        name = f"events.{ev.name}" if ev.name else "events"
+        tapped = [m for m in (p.tap.messages if p.tap else [])
+                  if not (m.headers and INJECTED_HEADER in m.headers)]
+        target = ev.after_name()
+        start: float | None
+        if target is None:
+            start, anchor = (state.method_t0 or None), ""
+        else:
+            healed = not isinstance(ev.after, str)
+            start = (state.step_healed if healed else state.step_started).get(target)
+            what = f"heal of {target!r}" if healed else f"step {target!r}"
+            if start is None:
+                # the method was skipped or stopped before the step (or never healed it)
+                return CheckResult(
+                    name=name, kind="events", passed=False,
+                    expected={"after": what, "within_s": ev.within_s},
+                    observed={"matched": None},
+                    details=[f"the {what} never happened in this run, so nothing can be "
+                             "counted after it (see the timeline)"])
+            anchor = f"after the {what} (t={start:.3f}s)"
+            if ev.within_s is not None:
+                anchor += f" within {ev.within_s:g}s"
+        end = None if ev.within_s is None else (start or 0.0) + ev.within_s
+        if target is None and ev.within_s is not None:
+            anchor = f"within {ev.within_s:g}s of the method's start"
+        return check_events(tapped, subject=ev.subject, type=ev.type, where=ev.where,
+                            min=ev.min, max=ev.max, window_start_s=start, window_end_s=end,
+                            anchor=anchor, name=name)
 
     def _load_gates(
         self, entry: LoadGatesEntry, state: _Run, records: list[RegistrarRecord]
@@ -594,11 +724,13 @@ class ScenarioRunner:
         planned: float | None = None,
         ok: bool = True,
         detail: str = "",
+        step: str | None = None,
     ) -> None:
         j.timeline.append(
             TimelineEntry(kind=kind, name=name, planned_at_s=planned,
                           started_s=round(start, 3),
-                          ended_s=None if end is None else round(end, 3), ok=ok, detail=detail)
+                          ended_s=None if end is None else round(end, 3), ok=ok, detail=detail,
+                          step=step)
         )
 
     def _fill_journal(self, p: Platform, engine: FaultEngine, state: _Run) -> None:
@@ -635,9 +767,23 @@ class ScenarioRunner:
 def run_scenario(
     scenario: Scenario, *, options: RunOptions | None = None, scenario_file: Path | None = None
 ) -> Journal:
-    """Synchronous wrapper: run one scenario in a fresh event loop."""
+    """Synchronous wrapper: run one scenario in a fresh event loop.
+
+    Called where an event loop is already running (an ``async def`` test under
+    pytest-asyncio), the run gets its own loop in a worker thread and the caller waits for
+    it (``asyncio.run`` cannot nest). That blocks the caller's loop for the whole run:
+    in async code prefer ``await ScenarioRunner(...).run()`` (the pytest fixture's
+    ``await scenario_runner.arun(...)``).
+    """
     runner = ScenarioRunner(scenario, options=options, scenario_file=scenario_file)
-    return asyncio.run(runner.run())
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(runner.run())
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="qiki-scenario") as pool:
+        return pool.submit(asyncio.run, runner.run()).result()
 
 
 __all__ = ["LOAD_SOURCE", "RunOptions", "ScenarioRunner", "choose_backend", "new_run_id",

@@ -10,7 +10,7 @@ from __future__ import annotations
 import string
 from collections.abc import Mapping
 
-__all__ = ["PLACEHOLDERS", "expand", "placeholder_problems"]
+__all__ = ["PLACEHOLDERS", "expand", "known_placeholders", "placeholder_problems"]
 
 #: Every placeholder a service definition may use, with what it stands for (README table).
 PLACEHOLDERS: dict[str, str] = {
@@ -28,18 +28,22 @@ PLACEHOLDERS: dict[str, str] = {
 _FORMATTER = string.Formatter()
 
 
+def known_placeholders() -> str:
+    """``{nats_url}, {nats_host}, ...``: for error messages."""
+    return ", ".join(f"{{{k}}}" for k in PLACEHOLDERS)
+
+
 def placeholder_problems(text: str) -> list[str]:
     """What is wrong with the placeholders in ``text`` (empty when nothing is)."""
     try:
         fields = [f for _, f, _, _ in _FORMATTER.parse(text) if f is not None]
     except ValueError as exc:
         return [f"{text!r} is not a valid template ({exc}); write {{{{ and }}}} for literal braces"]
-    known = ", ".join(f"{{{k}}}" for k in PLACEHOLDERS)
     out: list[str] = []
     for f in fields:
         if f not in PLACEHOLDERS:
             shown = f"{{{f}}}" if f else "{}"
-            out.append(f"unknown placeholder {shown} in {text!r}; known: {known}")
+            out.append(f"unknown placeholder {shown} in {text!r}")
     return out
 
 

@@ -310,14 +310,25 @@ class ServiceLauncher:
 
         p, name = self.platform, ref.name
         broker = self._container_broker(name)
+        env = {
+            "QIKI_NATS_PING_INTERVAL_S": str(p.topology.ping_interval_s),
+            "QIKI_NATS_NAME": f"qiki-{name}",
+        }
+        volumes: dict[str, tuple[str, str]] = {}
+        if p.topology.spec:
+            # The scenario's own spec (the image holds QIKI's): mounted read-only at the same
+            # absolute path, with the scenario's directory, where its contracts usually live.
+            # (Both paths are absolute already: the platform resolved the spec.)
+            spec_file = Path(p.botspec)
+            env["QIKI_BOTSPEC"] = str(spec_file)
+            for d in {str(spec_file.parent), str(self.scenario_dir)}:
+                volumes[d] = (d, "ro")
         container = ServiceContainer(
             ref.module,
             broker=broker,  # type: ignore[arg-type]
             args=ref.args(spec, self._arg_context("/data/registrar.db")),
-            env={
-                "QIKI_NATS_PING_INTERVAL_S": str(p.topology.ping_interval_s),
-                "QIKI_NATS_NAME": f"qiki-{name}",
-            },
+            env=env,
+            volumes=volumes or None,
             image=p._services_image,
         )
         return await self._start_container(name, container, http_url=None)

@@ -10,6 +10,8 @@ import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from services.common.botspec import DEFAULT_BOTSPEC_PATH
 
 Qiki = Callable[..., subprocess.CompletedProcess[str]]
@@ -74,6 +76,21 @@ def test_services_tap_sampler_and_checks_follow_the_scenarios_spec(
     # The lag sampler watched the alternative spec's consumer.
     lag = next(c for c in j["checks"] if c["name"] == "lag.max")
     assert "QIKI_RADAR_V1/registrar-scan" in lag["observed"]["max_lag_by_consumer"]
+
+
+@pytest.mark.docker
+def test_reference_services_in_containers_follow_the_scenarios_spec(
+        qiki: Qiki, tmp_path: Path, report_dir: Path) -> None:
+    scenario = _project(tmp_path, _alt_spec())
+    scenario.write_text(SCENARIO.replace(
+        "  broker: {backend: process, nodes: 1}\n",
+        "  broker: {backend: container, nodes: 1}\n  services_in: container\n"))
+    proc = qiki("run", str(scenario), "--report-dir", str(report_dir), timeout_s=600,
+                cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    (journal,) = report_dir.glob("*/journal.json")
+    j = json.loads(journal.read_text())
+    assert j["registrar_counts"].get("250", 0) > 0 and "210" not in j["registrar_counts"]
 
 
 def test_a_spec_with_an_uncaptured_channel_subject_exits_2_before_anything_starts(

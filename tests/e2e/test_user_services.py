@@ -19,6 +19,8 @@ from typing import Any
 import pytest
 
 ECHO = Path(__file__).resolve().parent / "user_service" / "echo.py"
+#: the echo platform's BotSpec v2: its streams, its durable consumer, its channels
+SPEC = ECHO.with_name("echo-spec.yaml")
 Qiki = Callable[..., subprocess.CompletedProcess[str]]
 
 SERVICE = """\
@@ -33,14 +35,18 @@ SERVICE = """\
 
 def project(tmp_path: Path, body: str, *, env: str = "", ready: str = '{log: "listening on"}',
             timeout: float = 20, proxied: bool = False) -> Path:
-    """A user project: the service's code and one scenario (``services:`` then ``body``)."""
+    """A user project: the service's code, its spec and one scenario (``services:`` then
+    ``body``)."""
     root = tmp_path / "project"
     root.mkdir(exist_ok=True)
     shutil.copy(ECHO, root / "echo.py")
+    (root / "specs").mkdir(exist_ok=True)
+    shutil.copy(SPEC, root / "specs" / "echo.yaml")
     service = SERVICE.format(python=sys.executable, env=env, ready=ready, timeout=timeout,
                              proxied=str(proxied).lower())
     path = root / "scenario.yaml"
-    path.write_text(f"name: user-echo\ntopology:\n  services:\n{service}{body}")
+    path.write_text(f"name: user-echo\ntopology:\n  spec: specs/echo.yaml\n  services:\n"
+                    f"{service}{body}")
     return path
 
 
@@ -86,6 +92,9 @@ def test_user_service_killed_paused_restarted_loses_nothing(qiki: Qiki, tmp_path
     assert restarts["service_restarts"]["echo"] >= 3
     log = (run_dir / "logs" / "echo.log").read_text()
     assert log.count("echo: listening on") >= 4, log[-2000:]
+    # the spec's durable consumer is the one the harness provisioned and sampled
+    assert {(p["stream"], p["consumer"]) for p in journal["lag_samples"]} == {
+        ("ECHO_IN", "echo")}
 
 
 def test_the_delivery_check_catches_a_service_that_loses_messages(

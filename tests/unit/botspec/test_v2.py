@@ -158,7 +158,7 @@ CASES: list[Case] = [
     ("channel subject captured by two streams",
      lambda t: t.replace('subjects: ["acme.dlq.>"]', 'subjects: ["acme.dlq.>"]\n'
                          '  - name: ALARMS\n    subjects: ["acme.*.v1.alarms"]'),
-     "streams[2].subjects[0]", '"acme.*.v1.alarms"', "overlaps"),
+     "channels[1].subjects[0]", "subjects: [acme.climate.v1.alarms]", "captured by several"),
     ("overlapping stream subjects",
      lambda t: t.replace('subjects: ["acme.dlq.>"]', 'subjects: ["acme.>"]'),
      "streams[1].subjects[0]", 'subjects: ["acme.>"]', "overlaps"),

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from services.common.codes import RegistrarCode as C
 from services.common.botspec import Codes, parse_botspec
+from services.common.codes import RegistrarCode as C
 from services.registrar.codemap import CodeMapper
 
 
