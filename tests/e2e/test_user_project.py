@@ -103,8 +103,9 @@ def test_greenhouse_chaos_kill_and_latency_lose_nothing(tmp_path: Path) -> None:
 
 
 def test_greenhouse_pytest_smoke_passes_in_its_directory(tmp_path: Path) -> None:
-    res = sh("pytest", "-m", "smoke", "-p", "no:cacheprovider", "--qiki-report-dir",
-             str(tmp_path), cwd=GREENHOUSE)
+    # "--opt=value": a separate path argument would make pytest take it for the rootdir
+    res = sh("pytest", "-m", "smoke", "-p", "no:cacheprovider", f"--qiki-report-dir={tmp_path}",
+             cwd=GREENHOUSE)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-2000:]
     # the scenario item and the service's own smoke test both ran
     assert "2 passed" in res.stdout, res.stdout[-2000:]
@@ -169,7 +170,7 @@ streams:
      retention: limits, duplicate_window_s: 120}
 consumers:
   - {durable: shop-orders, stream: SHOP_ORDERS_V1, filter_subjects: [], ack_policy: explicit,
-     ack_wait_s: 5, max_deliver: 5, max_ack_pending: 1000}
+     ack_wait_s: 2, max_deliver: 5, max_ack_pending: 1000}
 channels:
   - name: Orders
     subjects: [shop.v1.orders.placed]
@@ -203,7 +204,7 @@ async def main():
     nc = await nats.connect(os.environ["SHOP_NATS_URL"], max_reconnect_attempts=-1)
     js = nc.jetstream()
     sub = await js.pull_subscribe("shop.v1.orders.>", durable="shop-orders",
-                                  stream="SHOP_ORDERS_V1", config=ConsumerConfig(ack_wait=5))
+                                  stream="SHOP_ORDERS_V1", config=ConsumerConfig(ack_wait=2))
     print("shop: listening on shop.v1.orders.>", flush=True)
     total = "12.50" if os.environ.get("SHOP_BROKEN") == "1" else 12.5
     while True:
@@ -237,7 +238,8 @@ topology:
       ready: {{log: "listening on"}}
 method:
   - load: {{at_s: 0, duration_s: 2, rate_per_s: 100, subject: shop.v1.orders.placed}}
-  - wait: {{at_s: 2, duration_s: 1.5}}
+  # what the killed instance held comes back after the ack wait: wait for the durable
+  - wait: {{at_s: 2, until_lag_below: 1, timeout_s: 20}}
   - fault: {{at_s: 0.5, action: kill, target: "{target}", duration_s: 0.5}}
 checks:
   - delivery: {{subject: shop.v1.receipts, max_lost: 0, max_duplicated: 100}}
