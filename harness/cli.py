@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from harness.errors import ConfigError, HarnessError
+from harness.services.catalog import REFERENCE_SERVICES
 
 EXIT_OK, EXIT_FAILED, EXIT_ERROR = 0, 1, 2
 BACKENDS = ("auto", "process", "container", "external")
@@ -97,8 +98,7 @@ async def _up(args: argparse.Namespace) -> int:
     from harness.scenario.runner import choose_backend, new_run_id
 
     backend, why = choose_backend("external" if args.nats_url else args.backend)
-    services = {n: ServiceTopology(enabled=n in args.services)
-                for n in ("registrar", "lagmon", "radar_sim")}
+    services = {n: ServiceTopology(enabled=n in args.services) for n in REFERENCE_SERVICES}
     topo = Topology.model_validate(
         {"broker": {"backend": backend, "nodes": args.nodes, "url": args.nats_url},
          "services": {k: v.model_dump() for k, v in services.items()}}
@@ -306,8 +306,8 @@ def build_parser() -> argparse.ArgumentParser:
     u.add_argument("--backend", choices=BACKENDS, default="process")
     u.add_argument("--nats-url", default=None)
     u.add_argument("--nodes", type=int, choices=(1, 3), default=1)
-    u.add_argument("--services", nargs="*", default=["registrar", "lagmon", "radar_sim"],
-                   choices=["registrar", "lagmon", "radar_sim"])
+    reference = list(REFERENCE_SERVICES)
+    u.add_argument("--services", nargs="*", default=reference, choices=reference)
     u.add_argument("--report-dir", default="reports")
     u.set_defaults(func=cmd_up)
 

@@ -370,8 +370,10 @@ class Platform(AsyncResource):
 
     async def registrar_records(self) -> list[RegistrarRecord]:
         """Every record the registrar stored, paged through its ``/records`` endpoint."""
-        svc = self.services.get("registrar")
-        if svc is None:
+        # The service whose catalog definition keeps the store (QIKI's: the registrar).
+        svc = next((s for n, s in self.services.items()
+                    if (ref := reference_service(n)) is not None and ref.keeps_records), None)
+        if svc is None or svc.http_url is None:
             return []
         out: list[RegistrarRecord] = []
         after = 0

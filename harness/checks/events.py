@@ -148,8 +148,9 @@ def _short(value: Any, limit: int = 60) -> str:
 def _header(headers: Mapping[str, str] | None, name: str) -> str | None:
     if not headers:
         return None
-    if name in headers:
-        return headers[name]
+    value = headers.get(name)
+    if value is not None:
+        return value
     lname = name.lower()
     for k, v in headers.items():
         if k.lower() == lname:
@@ -214,22 +215,36 @@ def check_events(
     the window), so a failure says what was seen instead.
     """
     conds = dict(where or {})
-    matched: list[tuple[float, str, Any]] = []
+    matched: list[tuple[float, TappedMessage]] = []
     near_subject_type = 0
     early = late = 0
     why_not: Counter[str] = Counter()
+    # Subjects and types repeat: each distinct one is matched once.
+    subject_hit: dict[str, bool] = {}
+    type_hit: dict[str | None, bool] = {}
     for msg in messages:
-        if not subject_matches(subject, msg.subject):
+        hit = subject_hit.get(msg.subject)
+        if hit is None:
+            hit = subject_hit[msg.subject] = subject_matches(subject, msg.subject)
+        if not hit:
             continue
-        ev = decode_event(msg) if type is not None or conds else DecodedEvent(None, None)
-        if type is not None and not type_matches(type, ev.ce_type):
-            continue
+        if type is not None:
+            ce_type = _header(msg.headers, "ce-type")
+            if ce_type is None:  # structured mode (rare): the type is in the payload
+                ce_type = decode_event(msg).ce_type
+            ok = type_hit.get(ce_type)
+            if ok is None:
+                ok = type_hit[ce_type] = type_matches(type, ce_type)
+            if not ok:
+                continue
         near_subject_type += 1
         if conds:
-            if ev.data_error is not None:
-                why_not[ev.data_error[:80]] += 1
+            # data is decoded only now, for messages whose subject and type matched
+            decoded = decode_event(msg)
+            if decoded.data_error is not None:
+                why_not[decoded.data_error[:80]] += 1
                 continue
-            failed = failed_condition(ev.data, conds)
+            failed = failed_condition(decoded.data, conds)
             if failed is not None:
                 why_not[failed] += 1
                 continue
@@ -240,7 +255,7 @@ def check_events(
         if window_end_s is not None and t > window_end_s:
             late += 1
             continue
-        matched.append((t, msg.subject, ev.data))
+        matched.append((t, msg))
     n = len(matched)
     passed = n >= min and (max is None or n <= max)
     expected: dict[str, Any] = {"subject": subject, "min": min}
@@ -282,8 +297,8 @@ def check_events(
     if late:
         details.append(f"{late} matching message(s) arrived after the window "
                        f"(t>{window_end_s:.3f}s)")
-    for t, subj, data in matched[:MAX_LISTED]:
-        details.append(f"matched t={t:.3f}s {subj} data={_short(data, 120)}")
+    for t, m in matched[:MAX_LISTED]:
+        details.append(f"matched t={t:.3f}s {m.subject} data={_short(decode_event(m).data, 120)}")
     if n > MAX_LISTED:
         details.append(f"... and {n - MAX_LISTED} more matched")
     return CheckResult(name=name, kind="events", passed=passed, expected=expected,

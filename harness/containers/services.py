@@ -173,11 +173,13 @@ class ServiceContainer(StartClose):
                     return
                 await asyncio.to_thread(self._container.reload)
                 status = self._container.status
-                if status not in ("running", "created") or time.monotonic() >= deadline:
+                # paused: a pause fault that overlaps a restart; it is resumed at its heal
+                alive = ("running", "created", "paused")
+                if status not in alive or time.monotonic() >= deadline:
                     tail = "\n".join(f"    {ln}" for ln in text[offset:].splitlines()[-15:])
                     what = "its ready probe did not pass" if probe is not None else (
                         f"no {self.ready_line.strip()!r} line")
-                    why = (f"it exited ({status})" if status not in ("running", "created")
+                    why = (f"it exited ({status})" if status not in alive
                            else f"{what} within {self.ready_timeout_s:g} s")
                     raise SetupError(
                         f"service {self.name} (container {self.container_name}, command "

@@ -5,7 +5,8 @@ already on the engine. The harness offers one with Python and the reference serv
 distributions (nats-py, pydantic, PyYAML...): the services image, passed to every build as the
 build argument ``QIKI_PYTHON_BASE``, so ``ARG QIKI_PYTHON_BASE`` / ``FROM
 ${QIKI_PYTHON_BASE}`` gives a user service an interpreter without a pull. A build is
-reused while the directory's content (and that base) is unchanged (content-hash label).
+reused while the directory's content (and that base) is unchanged: the tag carries the
+content hash.
 """
 
 from __future__ import annotations
@@ -28,9 +29,10 @@ __all__ = ["BASE_BUILD_ARG", "ensure_user_image", "user_image_tag"]
 BASE_BUILD_ARG = "QIKI_PYTHON_BASE"
 
 
-def user_image_tag(name: str) -> str:
-    """The tag a ``build:`` service's image gets."""
-    return f"qiki/user-{name}:latest"
+def user_image_tag(name: str, digest: str) -> str:
+    """The tag a ``build:`` service's image gets: its name and content hash, so two runs
+    building different contents under one service name never replace each other's image."""
+    return f"qiki/user-{name}:{digest[:16]}"
 
 
 def _dir_digest(root: Path, base: str) -> str:
@@ -78,10 +80,9 @@ def ensure_user_image(name: str, spec: ServiceTopology, scenario_dir: Path) -> s
             raise SetupError(f"service {name}: build: {spec.build} needs a Dockerfile in {root}")
         base = ensure_services_image().tag
         digest = _dir_digest(root, base + str(client.images.get(base).id))
-        tag = user_image_tag(name)
+        tag = user_image_tag(name, digest)
         try:
-            existing = client.images.get(tag)
-            if existing.labels.get(LABEL_CONTENT_HASH) == digest:
+            if client.images.get(tag).labels.get(LABEL_CONTENT_HASH) == digest:
                 return tag
         except docker.errors.ImageNotFound:
             pass

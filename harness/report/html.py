@@ -128,7 +128,8 @@ def to_html(j: Journal) -> str:
     meta_rows = "".join(f"<tr><td>{escape(k)}</td><td>{escape(v)}</td></tr>" for k, v in meta)
     timeline = "".join(
         f"<tr><td>{e.started_s:.3f}</td><td>{'' if e.ended_s is None else f'{e.ended_s:.3f}'}"
-        f"</td><td>{escape(e.kind)}</td><td>{escape(e.name)}</td>"
+        f"</td><td>{escape(e.kind)}</td>"
+        f"<td>{escape(e.name)}{f' [{escape(e.step)}]' if e.step else ''}</td>"
         f"<td class='{'pass' if e.ok else 'fail'}'>{'ok' if e.ok else 'failed'}</td>"
         f"<td>{escape(e.detail)}</td></tr>"
         for e in j.timeline

@@ -258,7 +258,11 @@ class Topology(_Model):
                 f"services_in: container needs broker.backend: container (or auto with a "
                 f"Docker engine), got {self.broker.backend!r}"
             )
-        proxied = sorted(n for n, s in self.services.items() if s.enabled and s.proxied)
+        from harness.services.catalog import reference_service
+
+        # A user service with a command stays a host process, so its proxy works.
+        proxied = sorted(n for n, s in self.services.items()
+                         if s.enabled and s.proxied and reference_service(n) is not None)
         if proxied:
             raise ValueError(
                 f"services_in: container cannot put services behind a fault proxy on the host "

@@ -46,6 +46,8 @@ class ReferenceService:
     args: Callable[[ServiceTopology, ArgContext], list[str]]
     #: knob defaults when the scenario does not name the service at all
     defaults: Mapping[str, Any] = field(default_factory=dict)
+    #: it keeps the audit store the checks read (``GET /records``)
+    keeps_records: bool = False
 
     @property
     def hint(self) -> str:
@@ -80,7 +82,7 @@ REFERENCE_SERVICES: dict[str, ReferenceService] = {
     d.name: d
     for d in (
         ReferenceService("registrar", "services.registrar", frozenset({"batch"}),
-                         _registrar_args),
+                         _registrar_args, keeps_records=True),
         ReferenceService("lagmon", "services.lagmon", frozenset({"interval_s", "thresholds"}),
                          _lagmon_args),
         ReferenceService("radar_sim", "services.radar_sim", frozenset({"rate_hz"}), _radar_args,

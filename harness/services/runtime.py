@@ -185,6 +185,9 @@ async def _healthz(url: str) -> None:
     await _http(url)
 
 
+_USERINFO = re.compile(r"://[^/@]*@")
+
+
 def _host_port(url: str) -> tuple[str, str]:
     rest = url.partition("://")[2] or url
     rest = rest.rpartition("@")[2]  # never a credential in a placeholder
@@ -228,7 +231,12 @@ class ServiceLauncher:
         return self._http_ports[name]
 
     def values(self, name: str, servers: list[str]) -> dict[str, str]:
-        """What each placeholder stands for, for service ``name`` reaching NATS at ``servers``."""
+        """What each placeholder stands for, for service ``name`` reaching NATS at ``servers``.
+
+        URLs lose any ``user:password@`` part: placeholders may end up on argv, and
+        credentials reach a service through its environment only.
+        """
+        servers = [_USERINFO.sub("://", s) for s in servers]
         host, port = _host_port(servers[0])
         return {
             "nats_url": ",".join(servers),

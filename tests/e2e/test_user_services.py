@@ -68,12 +68,13 @@ def _delivery(journal: dict[str, Any]) -> dict[str, Any]:
 
 FAULTS = """\
 method:
-  - load: {at_s: 0, duration_s: 5, rate_per_s: 150, subject: echo.v1.in.load}
+  - load: {at_s: 0, duration_s: 7, rate_per_s: 150, subject: echo.v1.in.load}
   - fault: {at_s: 0.8, action: kill, target: "service:echo", duration_s: 1}
   - fault: {at_s: 2.3, action: pause, target: "service:echo", duration_s: 0.7}
   - fault: {at_s: 3.3, action: restart, target: "service:echo"}
   - fault: {at_s: 4.0, action: pause-kill, target: "service:echo", duration_s: 0.5}
-  - wait: {at_s: 5, duration_s: 5}
+  - fault: {at_s: 6.0, action: terminate, target: "service:echo", duration_s: 0.5}
+  - wait: {at_s: 7, duration_s: 5}
 checks:
   - delivery: {subject: echo.v1.out, max_duplicated: 1000000}
 """
@@ -86,12 +87,16 @@ def test_user_service_killed_paused_restarted_loses_nothing(qiki: Qiki, tmp_path
     assert proc.returncode == 0, proc.stdout + proc.stderr
     acct = _delivery(journal)["observed"]
     assert acct["acked"] > 300 and acct["lost"] == 0, acct
-    # the faults really hit the service: three new processes after the first
+    # the faults really hit the service: four new processes after the first
     assert journal["services"]["echo"]["pid"]
     restarts = next(e for e in journal["events"] if e["kind"] == "evidence.summary")
-    assert restarts["service_restarts"]["echo"] >= 3
+    assert restarts["service_restarts"]["echo"] == 4
     log = (run_dir / "logs" / "echo.log").read_text()
+    # (a fault that hits a restart still waiting for its probe makes one start fewer)
     assert log.count("echo: listening on") >= 4, log[-2000:]
+    applied = [e["detail"] for e in journal["events"] if e["kind"] == "fault.applied"]
+    assert applied == ["SIGKILL echo", "SIGSTOP echo", "restarted echo",
+                       "SIGSTOP echo, SIGKILL at heal", "SIGTERM echo"]
     # the spec's durable consumer is the one the harness provisioned and sampled
     assert {(p["stream"], p["consumer"]) for p in journal["lag_samples"]} == {
         ("ECHO_IN", "echo")}

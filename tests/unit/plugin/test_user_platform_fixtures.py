@@ -128,13 +128,23 @@ def test_factory_brings_up_a_user_platform_on_its_own_spec(pytester: pytest.Pyte
                 log = p.run_dir / "logs" / "greenhouse.log"
             assert "listening on" in log.read_text()
 
+        async def test_on_the_shared_server(qiki_platform_factory, nats_server, nats_client):
+            async with qiki_platform_factory(spec="specs/greenhouse.yaml", services={},
+                                             broker=nats_server) as p:
+                assert p.services == {} and p.broker is nats_server
+                js = nats_client.jetstream()
+                ack = await js.publish("acme.climate.v1.readings", b"{}")
+                assert ack.stream == "ACME_CLIMATE"
+            # a broker given to the factory outlives it
+            assert (await js.publish("acme.climate.v1.readings", b"{}")).seq == 2
+
         async def test_bad_services_are_config_errors(qiki_platform_factory):
             with pytest.raises(ConfigError, match=r"topology.services.greenhouse"):
                 qiki_platform_factory(services={"greenhouse": {"comand": ["x"]}})
         """
     )
     result = pytester.runpytest_subprocess("-q", "-p", "no:cacheprovider")
-    result.assert_outcomes(passed=2)
+    result.assert_outcomes(passed=3)
 
 
 def test_jetstream_follows_the_spec_of_the_marker_or_the_ini(pytester: pytest.Pytester) -> None:

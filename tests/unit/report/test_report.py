@@ -55,3 +55,16 @@ def test_html_is_self_contained_and_escaped() -> None:
     assert "kill broker" in page  # the fault band label over the chart
     assert "&lt;x&gt;" in page and "<x>" not in page
     assert "http://" not in page and "https://" not in page and "<script" not in page
+
+
+def test_html_timeline_names_the_step_and_journal_keeps_what_was_published() -> None:
+    from harness.report.journal import PublishedRecord
+
+    j = Journal(run_id="r", scenario="s",
+                timeline=[TimelineEntry(kind="fault", name="kill service:gh", started_s=1.0,
+                                        step="kill-gh")],
+                published=[PublishedRecord(step="p", subject="a.b", sent=3, acked=2,
+                                           started_s=0.1, ended_s=0.2)])
+    assert "kill service:gh [kill-gh]" in to_html(j)
+    again = Journal.model_validate_json(j.model_dump_json())
+    assert again.published[0].acked == 2 and again.timeline[0].step == "kill-gh"

@@ -124,3 +124,11 @@ def test_disabled_service_is_not_a_target() -> None:
         'method:\n  - fault: {at_s: 0, action: kill, target: "service:greenhouse"}\n')
     assert any("service greenhouse is disabled (enabled: false); services: registrar" in p
                for p in problems_of(text))
+
+
+def test_a_host_process_user_service_may_be_proxied_with_services_in_containers() -> None:
+    text = USER.replace("topology:\n", "topology:\n  broker: {backend: container}\n"
+                        "  services_in: container\n")
+    assert parse_scenario(text).topology.services["greenhouse"].proxied
+    bad = text.replace("registrar: {batch: 500}", "registrar: {batch: 500, proxied: true}")
+    assert any("proxied: true on registrar" in p for p in problems_of(bad))
