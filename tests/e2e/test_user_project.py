@@ -26,6 +26,8 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[2]
 GREENHOUSE = REPO / "examples" / "greenhouse"
 BIN = Path(sys.executable).parent
@@ -100,6 +102,21 @@ def test_greenhouse_chaos_kill_and_latency_lose_nothing(tmp_path: Path) -> None:
     assert log.count("listening on") >= 2, "the kill restarted the service"
     assert "restarted-after-crash" in (run / "journal.json").read_text() or \
         "the previous run ended without a clean shutdown" in log
+
+
+@pytest.mark.docker
+def test_greenhouse_in_a_container_killed_and_restarted_loses_nothing(tmp_path: Path) -> None:
+    """``build: ../greenhouse``: its Dockerfile built offline on the harness's Python base."""
+    res = sh("qiki-harness", "run", "scenarios/chaos-container.yaml", "--report-dir",
+             str(tmp_path), "-q", cwd=GREENHOUSE, timeout_s=600)
+    assert res.returncode == 0, res.stdout + res.stderr
+    journal, run = journal_of(tmp_path)
+    assert journal["backend"] == "container"
+    (delivery,) = check(journal, "delivery")
+    assert delivery["observed"]["acked"] >= 500 and delivery["observed"]["lost"] == 0
+    summary = next(e for e in journal["events"] if e["kind"] == "evidence.summary")
+    assert summary["service_restarts"]["greenhouse"] == 2  # the kill's heal, then the restart
+    assert (run / "logs" / "greenhouse.log").read_text().count("listening on") == 3
 
 
 def test_greenhouse_pytest_smoke_passes_in_its_directory(tmp_path: Path) -> None:
