@@ -36,11 +36,14 @@ __all__ = [
     "MAX_VIOLATIONS",
     "CompiledContract",
     "ContractError",
+    "ContractIndexEntry",
     "ContractRegistry",
     "DataViolation",
     "compile_contract",
+    "contract_index_refs",
     "json_pointer",
     "load_asyncapi_payload",
+    "read_contract_index",
     "schema_from_model",
 ]
 
@@ -618,3 +621,48 @@ def schema_from_model(cls: Any, *, comment: str | None = None) -> dict[str, Any]
         out["$comment"] = comment
     out.update(body)
     return out
+
+
+# --------------------------------------------------------------------------------------------
+# A contract index: which shipped file describes which types (scenarios/contracts/qiki.yaml)
+
+
+@dataclass(frozen=True)
+class ContractIndexEntry:
+    """One contract file of an index, the CloudEvent types it describes and, when it is
+    generated, the pydantic model it is generated from."""
+
+    path: Path
+    types: tuple[str, ...]
+    model: str | None = None
+
+
+def read_contract_index(path: Path) -> list[ContractIndexEntry]:
+    """Read an index file (``contracts: [{file, types: [...], model?}, ...]``); file paths are
+    relative to the index. Raises :class:`ContractError` naming the file and the entry."""
+    doc = _read_document(path, "contract index")
+    entries = doc.get("contracts") if isinstance(doc, Mapping) else None
+    if not isinstance(entries, list):
+        raise ContractError(f"contract index {path}: expected 'contracts: [...]' at the top")
+    out: list[ContractIndexEntry] = []
+    for i, e in enumerate(entries):
+        ok = (isinstance(e, Mapping) and isinstance(e.get("file"), str)
+              and isinstance(e.get("types"), list) and e["types"]
+              and all(isinstance(t, str) and t for t in e["types"])
+              and isinstance(e.get("model", ""), str))
+        if not ok:
+            raise ContractError(
+                f"contract index {path}: contracts[{i}]: expected {{file: NAME, types: [TYPE, "
+                f"...], model: 'module:Class' (optional)}}, got {e!r}"
+            )
+        out.append(ContractIndexEntry((path.parent / e["file"]).resolve(),
+                                      tuple(e["types"]), e.get("model")))
+    return out
+
+
+def contract_index_refs(path: Path) -> dict[str, ContractRef]:
+    """CloudEvent type -> its JSON Schema file, for every type an index lists."""
+    return {
+        t: ContractRef("json_schema", str(e.path)) for e in read_contract_index(path)
+        for t in e.types
+    }
