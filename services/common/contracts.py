@@ -202,12 +202,32 @@ class CompiledContract:
         """Every violation of already-decoded JSON data (empty: valid)."""
         raise NotImplementedError
 
+    def carried_on(self, subject: str) -> bool:
+        """Whether a NATS subject is one this message may travel on: always, unless the
+        contract names channel addresses (AsyncAPI), where ``{param}`` matches one token."""
+        if not self.addresses:
+            return True
+        toks = subject.split(".")
+        return any(_address_matches(a.split("."), toks) for a in self.addresses)
+
     def validate_json(self, raw: bytes | str) -> list[DataViolation]:
         """Every violation of raw JSON data (not JSON at all is a ``json`` violation)."""
         data, bad = _parse_data(raw)
         if bad is not None:
             return [bad]
         return self.validate(data)
+
+
+def _address_matches(pattern: list[str], subject: list[str]) -> bool:
+    # AsyncAPI parameters ({zone}) and NATS wildcards (* and a trailing >) in an address.
+    for i, tok in enumerate(pattern):
+        if tok == ">":
+            return len(subject) > i
+        if i >= len(subject):
+            return False
+        if tok != "*" and not (tok.startswith("{") and tok.endswith("}")) and tok != subject[i]:
+            return False
+    return len(pattern) == len(subject)
 
 
 class _SchemaContract(CompiledContract):
