@@ -38,7 +38,8 @@ def check_contract(
     [minimum] -1 is less than the minimum of 0 (value -1)``. Underscore headers (``ce_id``, as
     the original QIKI platform sent) are violations unless ``legacy_ok``.
 
-    ``registry`` holds the declared contracts (``None``: envelopes only). With
+    ``registry`` holds the declared contracts (``None``: envelopes only); a type whose contract
+    is an AsyncAPI message must also travel on one of its channels' addresses. With
     ``require_declared`` a type without a contract is a violation. ``coverage`` lists the
     declared types the run never saw (``observed.unseen``); ``min_coverage`` (0..1) fails the
     check when the seen share of declared types is lower. ``min_messages`` guards against a
@@ -74,7 +75,14 @@ def check_contract(
             if ev.type in declared:
                 assert registry is not None
                 data_checked += 1
-                problems = registry.validate_json(ev.type, ev.data)
+                contract = registry.contract(ev.type)
+                problems = contract.validate_json(ev.data)
+                if not contract.carried_on(msg.subject):
+                    by_keyword["address"] += 1
+                    broken = True
+                    note(f"{msg.subject}: type {ev.type}: published on a subject that is not "
+                         f"the address of any channel carrying it "
+                         f"({', '.join(contract.addresses)})")
                 if problems:
                     data_bad += 1
                     broken = True

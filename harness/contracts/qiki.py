@@ -10,57 +10,41 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from services.common.contract_ref import ContractRef
-from services.common.contracts import ContractError, _import_model, schema_from_model
+from services.common.contracts import (
+    ContractError,
+    ContractIndexEntry,
+    _import_model,
+    contract_index_refs,
+    read_contract_index,
+    schema_from_model,
+)
 
-__all__ = ["QIKI_CONTRACTS_DIR", "QikiContract", "qiki_contract_refs", "qiki_contracts", "render"]
+__all__ = ["QIKI_CONTRACTS_DIR", "QIKI_INDEX", "qiki_contract_refs", "qiki_contracts", "render"]
 
 #: ``scenarios/contracts`` of the repository this module lives in.
 QIKI_CONTRACTS_DIR: Path = Path(__file__).resolve().parents[2] / "scenarios" / "contracts"
-_INDEX = "qiki.yaml"
+#: The index naming each shipped file, its types and its model.
+QIKI_INDEX = "qiki.yaml"
 
 
-@dataclass(frozen=True)
-class QikiContract:
-    """One shipped contract file, the model it is generated from, the types it describes."""
-
-    path: Path
-    model: str
-    types: tuple[str, ...]
-
-
-def qiki_contracts(directory: Path | None = None) -> list[QikiContract]:
+def qiki_contracts(directory: Path | None = None) -> list[ContractIndexEntry]:
     """The entries of ``qiki.yaml`` (``ContractError`` naming the file if it is broken)."""
-    base = directory or QIKI_CONTRACTS_DIR
-    index = base / _INDEX
-    try:
-        doc = yaml.safe_load(index.read_text(encoding="utf-8"))
-        entries = doc["contracts"]
-        return [
-            QikiContract(base / str(e["file"]), str(e["model"]), tuple(map(str, e["types"])))
-            for e in entries
-        ]
-    except (OSError, yaml.YAMLError, KeyError, TypeError) as exc:
-        raise ContractError(f"{index}: cannot read the QIKI contract index: {exc!r}") from None
+    return read_contract_index((directory or QIKI_CONTRACTS_DIR) / QIKI_INDEX)
 
 
 def qiki_contract_refs(directory: Path | None = None) -> dict[str, ContractRef]:
     """CloudEvent type -> its shipped JSON Schema file, for every QIKI type."""
-    return {
-        t: ContractRef("json_schema", str(c.path))
-        for c in qiki_contracts(directory)
-        for t in c.types
-    }
+    return contract_index_refs((directory or QIKI_CONTRACTS_DIR) / QIKI_INDEX)
 
 
-def render(contract: QikiContract) -> str:
+def render(contract: ContractIndexEntry) -> str:
     """The file text a contract's model generates (what ``--write`` writes)."""
+    if not contract.model:
+        raise ContractError(f"{contract.path}: the index names no model to generate it from")
     comment = (
         f"Generated from {contract.model} by python -m harness.contracts.qiki --write; "
         "edit the model, not this file."
@@ -79,6 +63,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     drifted: list[Any] = []
     for c in qiki_contracts(args.dir):
+        if not c.model:
+            continue  # a hand-written contract: nothing to generate it from
         text = render(c)
         current = c.path.read_text(encoding="utf-8") if c.path.exists() else None
         if current == text:

@@ -109,3 +109,27 @@ def test_min_messages_and_bad_min_coverage(registry: ContractRegistry) -> None:
     assert not check_contract([], registry=registry).passed
     with pytest.raises(ValueError, match="min_coverage"):
         check_contract([], min_coverage=1.5)
+
+
+def test_asyncapi_message_on_a_subject_outside_its_channels(tmp_path: Path) -> None:
+    (tmp_path / "api.yaml").write_text("""\
+asyncapi: 3.0.0
+info: {title: t, version: '1'}
+channels:
+  readings:
+    address: acme.{zone}.readings
+    messages:
+      Reading: {payload: {type: object}}
+""")
+    ref = ContractRef("asyncapi", str(tmp_path / "api.yaml"), "Reading")
+    registry = ContractRegistry.from_refs({"acme.v1.Reading": ref})
+    ok = msg("acme.v1.Reading", {}, subject="acme.north.readings")
+    assert check_contract([ok], registry=registry).passed
+    stray = msg("acme.v1.Reading", {}, subject="acme.north.alarms")
+    result = check_contract([stray], registry=registry)
+    assert not result.passed
+    assert result.observed["by_keyword"] == {"address": 1}
+    assert result.details == [
+        "acme.north.alarms: type acme.v1.Reading: published on a subject that is not the "
+        "address of any channel carrying it (acme.{zone}.readings)"
+    ]

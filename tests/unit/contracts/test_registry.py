@@ -227,3 +227,27 @@ def test_pydantic_not_json_and_bad_targets() -> None:
         compile_contract(ContractRef("pydantic", f"{__name__}:Nope"))
     with pytest.raises(ContractError, match="not a class but function"):
         compile_contract(ContractRef("pydantic", f"{__name__}:registry"))
+
+
+# ------------------------------------------------------------------ contract index
+
+
+def test_contract_index_maps_types_to_files(tmp_path: Path) -> None:
+    from services.common.contracts import contract_index_refs
+
+    (tmp_path / "index.yaml").write_text(
+        "contracts:\n  - {file: r.schema.json, types: [a.v1.R, a.v1.S]}\n"
+    )
+    refs = contract_index_refs(tmp_path / "index.yaml")
+    assert refs == {t: ContractRef("json_schema", str(tmp_path / "r.schema.json"))
+                    for t in ("a.v1.R", "a.v1.S")}
+
+
+@pytest.mark.parametrize("text", ["contracts: {}\n", "contracts:\n  - {file: r.json}\n",
+                                  "contracts:\n  - {file: r.json, types: []}\n"])
+def test_broken_contract_index_is_named(tmp_path: Path, text: str) -> None:
+    from services.common.contracts import read_contract_index
+
+    (tmp_path / "index.yaml").write_text(text)
+    with pytest.raises(ContractError, match=r"contract index .*index\.yaml"):
+        read_contract_index(tmp_path / "index.yaml")
