@@ -1,11 +1,11 @@
 """``qiki-harness init [DIR]``: a starter project for testing your own platform.
 
-It writes a spec (BotSpec v2), a data contract, a smoke scenario, a tiny example service
-(``pong``, plain nats-py) and a pytest configuration, after which ``pytest -m smoke`` in DIR
-passes with qiki-harness installed. The files are templates shipped as package data
-(``harness/templates/init/**.tmpl``, listed in pyproject's package-data) so an installed
-wheel has them. Nothing is ever overwritten: when any target exists, nothing is written and
-the error names every existing file.
+It writes a spec (BotSpec v2), a data contract, a smoke and a chaos scenario, a tiny example
+service (``pong``, plain nats-py), a test of it and a pytest configuration, after which
+``pytest -m smoke`` in DIR passes with qiki-harness installed. The files are templates
+shipped as package data (``harness/templates/init/**.tmpl``, listed in pyproject's
+package-data) so an installed wheel has them. Nothing is ever overwritten: when any target
+exists, nothing is written and the error names every existing file.
 """
 
 from __future__ import annotations
@@ -91,7 +91,8 @@ def next_steps(directory: str | Path) -> str:
         *cd,
         "  pytest -m smoke                          # the smoke scenario and the service's test",
         "  qiki-harness run scenarios/smoke.yaml    # the same scenario, with its HTML report",
-        "Then replace pong/ with your service, describe your streams and event types in",
-        'specs/platform.yaml and add a chaos scenario (README: "Testing your own platform").',
+        "  qiki-harness run scenarios/chaos.yaml    # pong killed under load: nothing lost",
+        "Then replace pong/ with your service and describe your streams and event types in",
+        'specs/platform.yaml (README: "Testing your own platform").',
     ]
     return "\n".join(lines)

@@ -131,7 +131,7 @@ def test_greenhouse_pytest_smoke_passes_in_its_directory(tmp_path: Path) -> None
 # --------------------------------------------------------------------------- init
 
 
-def test_init_then_pytest_smoke_passes_outside_the_repo(tmp_path: Path) -> None:
+def test_init_then_pytest_smoke_and_chaos_pass_outside_the_repo(tmp_path: Path) -> None:
     project = tmp_path / "my-platform"
     res = sh("qiki-harness", "init", str(project), cwd=tmp_path)
     assert res.returncode == 0, res.stderr
@@ -141,6 +141,13 @@ def test_init_then_pytest_smoke_passes_outside_the_repo(tmp_path: Path) -> None:
     assert "2 passed" in res.stdout, res.stdout[-2000:]
     journal, _ = journal_of(project / "reports" / "pytest")
     assert journal["verdict"] == "passed"
+    # and its chaos scenario: pong killed and slowed under load, every ping answered
+    res = sh("qiki-harness", "run", "scenarios/chaos.yaml", "--report-dir",
+             str(tmp_path / "chaos"), "-q", cwd=project)
+    assert res.returncode == 0, res.stdout + res.stderr
+    journal, _ = journal_of(tmp_path / "chaos")
+    (delivery,) = check(journal, "delivery")
+    assert delivery["observed"]["acked"] >= 150 and delivery["observed"]["lost"] == 0
 
 
 def test_init_refuses_to_overwrite_existing_files(tmp_path: Path) -> None:
@@ -148,7 +155,7 @@ def test_init_refuses_to_overwrite_existing_files(tmp_path: Path) -> None:
     (tmp_path / "specs" / "platform.yaml").write_text("# mine\n")
     res = sh("qiki-harness", "init", cwd=tmp_path)
     assert res.returncode == 2
-    assert "refusing to overwrite 7 existing file(s)" in res.stderr
+    assert "refusing to overwrite 8 existing file(s)" in res.stderr
     assert "specs/platform.yaml" in res.stderr
     assert (tmp_path / "specs" / "platform.yaml").read_text() == "# mine\n"
 
@@ -171,7 +178,7 @@ def test_an_installed_wheel_carries_the_init_templates(tmp_path: Path) -> None:
         packaged = {n for n in zf.namelist() if n.startswith("harness/templates/init/")}
     source = {str(p.relative_to(REPO)) for p in (REPO / "harness" / "templates" / "init").rglob(
         "*.tmpl")}
-    assert len(source) == 7 and packaged == source
+    assert len(source) == 8 and packaged == source
 
 
 # --------------------------------------------------------------------------- from scratch

@@ -17,6 +17,7 @@ EXPECTED = {
     "specs/platform.yaml",
     "contracts/pong.schema.json",
     "scenarios/smoke.yaml",
+    "scenarios/chaos.yaml",
     "pong/__init__.py",
     "pong/__main__.py",
     "tests/test_pong.py",
@@ -45,7 +46,7 @@ def test_init_writes_every_file_and_prints_what_to_run(
     written = {str(p.relative_to(target)) for p in target.rglob("*") if p.is_file()}
     assert written == EXPECTED
     out = capsys.readouterr().out
-    assert f"wrote 7 file(s) in {target}" in out
+    assert f"wrote 8 file(s) in {target}" in out
     assert "pytest -m smoke" in out and f"cd {target}" in out
 
 
