@@ -31,7 +31,19 @@ from typing import Any
 from services.common.botspec import CodeRule, Codes
 from services.common.codes import RegistrarCode
 
-__all__ = ["Classification", "CodeMapper"]
+__all__ = ["LIFECYCLE_CODES", "Classification", "CodeMapper"]
+
+#: The lifecycle events the registrar publishes about itself; their CloudEvent types come from
+#: the spec's rules (:meth:`CodeMapper.lifecycle_types`).
+LIFECYCLE_CODES: tuple[RegistrarCode, ...] = (
+    RegistrarCode.BOOT_START,
+    RegistrarCode.BOOT_OK,
+    RegistrarCode.BOOT_FAILED,
+    RegistrarCode.NATS_CONNECTED,
+    RegistrarCode.NATS_DISCONNECTED,
+    RegistrarCode.RECOVERY_START,
+    RegistrarCode.RECOVERY_OK,
+)
 
 _WORD = re.compile(r"[a-z0-9]+")
 _WILDCARDS = re.compile(r"[*?\[]")
@@ -148,6 +160,10 @@ class CodeMapper:
         gets ``registrar.v1.<name>`` so the event is still stored under its code.
         """
         return self._lifecycle.get(int(code)) or f"registrar.v1.{code.name.lower()}"
+
+    def lifecycle_types(self) -> dict[RegistrarCode, str]:
+        """{code: CloudEvent type} of every lifecycle event the registrar publishes."""
+        return {code: self.lifecycle_type(code) for code in LIFECYCLE_CODES}
 
     def classify(
         self, type_: str, nats_subject: str, data: bytes = b"", content_type: str | None = None

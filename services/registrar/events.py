@@ -1,7 +1,7 @@
 """Models of the registrar's own lifecycle events (the ``data`` it publishes and stores).
 
 The registrar publishes one CloudEvent per lifecycle step on its events subject, type
-``qiki.registrar.v1.<step>`` (:data:`services.registrar.codemap.LIFECYCLE_TYPES`). Every
+``qiki.registrar.v1.<step>`` (:meth:`services.registrar.codemap.CodeMapper.lifecycle_types`). Every
 ``data`` carries the code, its name and the instance; some steps add fields:
 
 =====================================  ====  ============================================

@@ -14,10 +14,12 @@ from harness.broker import NatsServer
 from harness.contracts import ContractRegistry
 from harness.contracts.qiki import qiki_contract_refs
 from services.common.codes import RegistrarCode as C
-from services.registrar.codemap import LIFECYCLE_TYPES
+from services.registrar.codemap import CodeMapper
 from services.registrar.store import RegistrarStore
 
 from .conftest import RegistrarProcess
+
+LIFECYCLE_TYPES = CodeMapper().lifecycle_types()
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -23,8 +23,9 @@ from services.lagmon.events import ALL_TYPES as LAGMON_TYPES
 from services.lagmon.thresholds import LagReading, Transition
 from services.radar_sim.events import ALL_TYPES as RADAR_TYPES
 from services.radar_sim.simulation import Scene, split_by_band
-from services.registrar.codemap import LIFECYCLE_TYPES
+from services.registrar.codemap import CodeMapper
 
+LIFECYCLE_TYPES = CodeMapper().lifecycle_types()
 FRAME = "qiki.radar.v1.Frame"
 
 
