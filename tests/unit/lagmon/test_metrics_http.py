@@ -19,19 +19,14 @@ from services.lagmon.thresholds import (
 
 
 def _lag(stream: str, consumer: str, pending: int, ack_pending: int) -> ConsumerLag:
-    return ConsumerLag(
-        stream=stream,
-        consumer=consumer,
+    return ConsumerLag.of(
+        stream,
+        consumer,
         num_pending=pending,
         num_ack_pending=ack_pending,
         num_redelivered=1,
-        num_waiting=0,
-        ack_floor_stream_seq=0,
-        delivered_stream_seq=0,
         oldest_unacked_age_s=2.5,
         age_exact=True,
-        leader=None,
-        leaderless=False,
     )
 
 
