@@ -499,7 +499,11 @@ class LagPoller:
         return infos, missing
 
     def _take_page(self, stream: str, page: _ListPage, state: _PollState) -> None:
-        """Keep the wanted consumers of one page in ``state`` and set the ages it can."""
+        """Keep the wanted consumers of one page in ``state`` and set the ages it can.
+
+        The hot loop of a poll (once per consumer): the common case, a lagging consumer
+        whose floor's message time is known, is inlined rather than a call per consumer.
+        """
         now = datetime.now(UTC)
         consumers, lagging = state.consumers, state.lagging
         approx, times, ages = state.approx, state.times, state.ages
@@ -511,12 +515,27 @@ class LagPoller:
             if picked is not None and key not in picked:
                 continue
             consumers[key] = c  # dedupe: overlapping pages keep the last view
-            if c.num_pending + c.num_ack_pending > 0 and not _set_age(
-                c, now, approx, times, ages
-            ):
-                lagging[key] = c
+            if c.num_pending + c.num_ack_pending <= 0:
+                lagging.pop(key, None)  # a later page's view of it: caught up
+                continue
+            if not approx:
+                floor, config = c.ack_floor, c.config
+                age = ages.get(
+                    (
+                        stream,
+                        floor.stream_seq + 1 if floor is not None else 1,
+                        ">" if config is None else (c.filter_subject or ">"),
+                    )
+                )
+                if age is not None:
+                    c.oldest_unacked_age_s = age
+                    c.age_exact = True
+                    lagging.pop(key, None)
+                    continue
+            if _set_age(c, now, approx, times, ages):
+                lagging.pop(key, None)
             else:
-                lagging.pop(key, None)  # a later page's view already resolved
+                lagging[key] = c
         if page.missing:
             state.missing.extend(
                 (stream, name) for name in page.missing if self.wanted(stream, name)
