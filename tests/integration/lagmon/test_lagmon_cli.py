@@ -11,21 +11,17 @@ from nats.js import api
 
 from harness._process import ManagedProcess
 from harness.broker import NatsServer
+from harness.broker._config import HOST
+from harness.broker._http import get as http_get
 from services.common.botspec import load_runtime_config, provision
 from services.common.cloudevents import from_message
 from services.lagmon.events import THRESHOLD_CROSSED
 
 
-async def _get(url: str) -> tuple[int, str]:
-    host, _, rest = url.removeprefix("http://").partition("/")
-    h, _, p = host.partition(":")
-    reader, writer = await asyncio.open_connection(h, int(p))
-    writer.write(f"GET /{rest} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
-    await writer.drain()
-    raw = await reader.read()
-    writer.close()
-    head, _, body = raw.partition(b"\r\n\r\n")
-    return int(head.split()[1]), body.decode()
+async def _get(port: int, path: str) -> tuple[int, str]:
+    """GET a service endpoint on 127.0.0.1 (the harness's monitoring-port client)."""
+    status, body = await http_get(HOST, port, path, timeout_s=10)
+    return status, body.decode()
 
 
 async def test_cli_serves_lag_and_publishes_crossing() -> None:
@@ -48,9 +44,9 @@ async def test_cli_serves_lag_and_publishes_crossing() -> None:
                 "--threshold", "QIKI_EVENTS_V1:registrar-events=3",
             ]
             async with ManagedProcess(argv, name="lagmon", ready=probe) as proc:
-                base = ready[0].split()[1]
+                port = int(ready[0].rsplit(":", 1)[1])
                 # READY comes after the first poll, which saw the 5 messages and published.
-                status, body = await _get(base + "/lag")
+                status, body = await _get(port, "/lag")
                 assert status == 200
                 lag = json.loads(body)
                 rows = {(c["stream"], c["consumer"]): c for c in lag["snapshot"]["consumers"]}
@@ -59,15 +55,15 @@ async def test_cli_serves_lag_and_publishes_crossing() -> None:
                 assert lag["over_threshold"] == [
                     {"stream": "QIKI_EVENTS_V1", "consumer": "registrar-events"}
                 ]
-                status, text = await _get(base + "/metrics")
+                status, text = await _get(port, "/metrics")
                 assert status == 200
                 assert (
                     'qiki_jetstream_consumer_lag{consumer="registrar-radar",'
                     'stream="QIKI_RADAR_V1"} 0.0' in text
                 )
                 assert "qiki_lagmon_poll_duration_seconds_count" in text
-                assert await _get(base + "/healthz") == (200, "ok\n")
-                assert (await _get(base + "/nope"))[0] == 404
+                assert await _get(port, "/healthz") == (200, "ok\n")
+                assert (await _get(port, "/nope"))[0] == 404
 
                 msg = await js.get_last_msg("QIKI_EVENTS_V1", config.subjects.health_events)
                 ev = from_message(msg.headers, msg.data or b"")
@@ -154,10 +150,10 @@ async def test_cli_keeps_polling_across_a_broker_restart() -> None:
         argv = [sys.executable, "-m", "services.lagmon", "--nats-url", srv.client_url,
                 "--interval-s", "0.1", "--http-port", "0", "--timeout-s", "0.5"]
         async with ManagedProcess(argv, name="lagmon", ready=probe) as proc:
-            base = ready[0].split()[1]
+            port = int(ready[0].rsplit(":", 1)[1])
 
             async def polls() -> float:
-                text = (await _get(base + "/metrics"))[1]
+                text = (await _get(port, "/metrics"))[1]
                 return sum(
                     float(line.rsplit(" ", 1)[1])
                     for line in text.splitlines()
@@ -170,7 +166,7 @@ async def test_cli_keeps_polling_across_a_broker_restart() -> None:
             async def advanced() -> None:
                 # Polling a remote endpoint: there is no local event to wait on.
                 while await polls() < before + 3 or (  # noqa: ASYNC110
-                    await _get(base + "/healthz")
+                    await _get(port, "/healthz")
                 )[0] != 200:
                     await asyncio.sleep(0.1)
 
