@@ -294,15 +294,21 @@ async def _catch_up(nc: Client, n: int) -> None:
         await m.ack_sync()
 
 
-async def test_restart_while_over_announces_no_second_crossing(
-    nc: Client, provisioned: RuntimeConfig
-) -> None:
-    """Issue 13: the crossing state is read back from the published events on restart."""
+async def _worker_over_threshold(nc: Client, provisioned: RuntimeConfig) -> tuple[str, _Tap]:
+    """The worker consumer 12 behind (threshold 5); the health subject and a tap on it."""
     await _stream_with_consumer(nc, ack_wait=30)
     health = provisioned.subjects.health_events
     tap = _Tap()
     await nc.subscribe(health, cb=tap.cb)
     await _publish(nc, 12)
+    return health, tap
+
+
+async def test_restart_while_over_announces_no_second_crossing(
+    nc: Client, provisioned: RuntimeConfig
+) -> None:
+    """Issue 13: the crossing state is read back from the published events on restart."""
+    health, tap = await _worker_over_threshold(nc, provisioned)
     first = _monitor(nc, health)
     await first.poll_once()
     await first.poll_once()
@@ -349,11 +355,7 @@ async def test_without_restore_a_restart_duplicates_the_crossing(
     nc: Client, provisioned: RuntimeConfig
 ) -> None:
     """The failure the restore guards against (so the test above can fail)."""
-    await _stream_with_consumer(nc, ack_wait=30)
-    health = provisioned.subjects.health_events
-    tap = _Tap()
-    await nc.subscribe(health, cb=tap.cb)
-    await _publish(nc, 12)
+    health, tap = await _worker_over_threshold(nc, provisioned)
     await _monitor(nc, health).poll_once()
     await _monitor(nc, health, restore_state=False).poll_once()
     await nc.flush()
