@@ -15,7 +15,7 @@ from harness.broker._config import HOST
 from harness.broker._http import get as http_get
 from services.common.botspec import load_runtime_config, provision
 from services.common.cloudevents import from_message
-from services.lagmon.events import THRESHOLD_CROSSED
+from services.lagmon.events import THRESHOLD_CLEARED, THRESHOLD_CROSSED
 
 
 async def _get(port: int, path: str) -> tuple[int, str]:
@@ -175,3 +175,80 @@ async def test_cli_keeps_polling_across_a_broker_restart() -> None:
             assert proc.running
             await proc.terminate()
             assert proc.exit_code == 0, proc.log_text()
+
+
+async def test_cli_restart_while_over_sends_no_second_crossing() -> None:
+    """Issue 13, as a user runs it: lagmon restarted while a consumer is still over its
+    threshold announces nothing new; the clear comes once when the consumer catches up."""
+    async with NatsServer() as srv:
+        nc = await nats.connect(srv.client_url)
+        try:
+            config = load_runtime_config().with_overrides(storage="memory")
+            await provision(nc.jetstream(), config)
+            js = nc.jetstream()
+            health = config.subjects.health_events
+            for i in range(5):
+                await js.publish("qiki.events.v1.test", f"{i}".encode())
+
+            async def stored() -> list[str]:
+                """Types of the threshold events in the stream, oldest first."""
+                sub = await js.subscribe(health, ordered_consumer=True)
+                info = await js.stream_info("QIKI_EVENTS_V1", subjects_filter=health)
+                n = (info.state.subjects or {}).get(health, 0)
+                types = []
+                for _ in range(n):
+                    msg = await sub.next_msg(timeout=2)
+                    types.append((msg.headers or {})["ce-type"])
+                await sub.unsubscribe()
+                return types
+
+            ready: list[str] = []
+
+            async def probe(p: ManagedProcess) -> None:
+                ready.append(await p.wait_for_log(r"^READY http://127\.0\.0\.1:\d+$"))
+
+            async def polls(port: int) -> float:
+                text = (await _get(port, "/metrics"))[1]
+                return sum(
+                    float(line.rsplit(" ", 1)[1])
+                    for line in text.splitlines()
+                    if line.startswith("qiki_lagmon_polls_total ")
+                )
+
+            async def after_polls(port: int, n: float) -> None:
+                async def wait() -> None:
+                    while await polls(port) < n:  # noqa: ASYNC110 - a remote endpoint
+                        await asyncio.sleep(0.05)
+
+                await asyncio.wait_for(wait(), 30)  # bounded wait, not a timing assertion
+
+            argv = [
+                sys.executable, "-m", "services.lagmon", "--nats-url", srv.client_url,
+                "--interval-s", "0.1", "--http-port", "0",
+                "--threshold", "QIKI_EVENTS_V1:registrar-events=3",
+            ]
+            async with ManagedProcess(argv, name="lagmon", ready=probe) as proc:
+                await after_polls(int(ready[-1].rsplit(":", 1)[1]), 3)
+                await proc.terminate()
+            assert await stored() == [THRESHOLD_CROSSED]
+
+            async with ManagedProcess(argv, name="lagmon", ready=probe) as proc:
+                port = int(ready[-1].rsplit(":", 1)[1])
+                await after_polls(port, 5)
+                assert await stored() == [THRESHOLD_CROSSED]
+                assert "restored threshold state: 1 consumers over" in proc.log_text()
+                lag = json.loads((await _get(port, "/lag"))[1])
+                assert lag["over_threshold"] == [
+                    {"stream": "QIKI_EVENTS_V1", "consumer": "registrar-events"}
+                ]
+                # Catch up: the clear is announced once.
+                sub = await js.pull_subscribe_bind("registrar-events", "QIKI_EVENTS_V1")
+                for msg in await sub.fetch(100, timeout=2):
+                    await msg.ack_sync()
+                seen = await polls(port)
+                await after_polls(port, seen + 5)
+                await proc.terminate()
+                assert proc.exit_code == 0, proc.log_text()
+            assert await stored() == [THRESHOLD_CROSSED, THRESHOLD_CLEARED]
+        finally:
+            await nc.close()
