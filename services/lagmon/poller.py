@@ -3,9 +3,12 @@
 Why not ``consumer_info`` per consumer: N consumers cost N round trips and N server-side info
 builds (measured in issue 2: 200 x ``consumer_info`` 40 ms against 3 ms for one
 ``$JS.API.CONSUMER.LIST``).  ``CONSUMER.LIST.<stream>`` answers up to ``limit`` (256) full
-consumer infos per page; this module asks for page one, reads ``total``, then asks for the
-other pages concurrently and parses only the fields it needs from the raw JSON (nats-py's
-``ConsumerInfo.from_response`` converts every config field, which dominates at 2,000 consumers).
+consumer infos per page; this module asks for page one together with the pages the last
+poll saw, then for any further pages ``total`` announces, all concurrently, and takes each page
+as it arrives (its work overlaps the server building the next ones).  A page is decoded by
+msgspec straight into :class:`ConsumerLag` values, reading only the fields a poll needs
+(nats-py's ``ConsumerInfo.from_response`` converts every config field, which dominated at
+2,000 consumers; ``json.loads`` then a copy per consumer dominated at 10,000, issue 13).
 
 Clusters: the JetStream API answers ``CONSUMER.LIST`` from the meta leader, which gathers each
 consumer's info from that consumer's *leader* (the replica that tracks deliveries and acks);
