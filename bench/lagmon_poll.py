@@ -129,8 +129,12 @@ async def _measure(nc: Client, monitor_url: str, n: int, runs: int) -> dict[str,
     if len(snap.consumers) != n or any(c.lag == 0 for c in snap.consumers.values()):
         raise RuntimeError(f"poll saw {len(snap.consumers)} consumers, expected {n} with lag")
 
+    render_cpu: list[float] = []
+
     async def render() -> None:
+        t0 = time.process_time()
         monitor.metrics.render()
+        render_cpu.append((time.process_time() - t0) * 1e3)
 
     subject = f"$JS.API.CONSUMER.LIST.{STREAM}"
     offsets = range(0, n, 256)
@@ -168,6 +172,7 @@ async def _measure(nc: Client, monitor_url: str, n: int, runs: int) -> dict[str,
         "consumer_info_gather_ms": None,
         **med,
         "poll_cpu_ms": statistics.median(cpu),
+        "metrics_render_cpu_ms": statistics.median(render_cpu),
         **await _memory(nc, n),
     }
 
@@ -233,7 +238,8 @@ def main() -> None:
     header = (
         f"{'consumers':>9} | {'N x info seq':>12} | {'N x info gather':>15} | "
         f"{'/jsz':>8} | {'raw LIST':>8} | {'lagmon poll':>11} | {'/raw':>5} | "
-        f"{'poll CPU':>8} | {'poll approx':>11} | {'/metrics':>8} | {'B/consumer':>10} | "
+        f"{'poll CPU':>8} | {'poll approx':>11} | {'/metrics':>8} | {'its CPU':>7} | "
+        f"{'B/consumer':>10} | "
         f"{'goal':>6} | ok"
     )
     print("lag poll, median ms (nats-server on 127.0.0.1; lower is better)")
@@ -257,7 +263,8 @@ def main() -> None:
             f"{ms(r['consumer_info_gather_ms'], 15)} | {r['jsz_ms']:>8.1f} | "
             f"{r['raw_list_ms']:>8.1f} | {r['poll_ms']:>11.1f} | {ratio:>5.2f} | "
             f"{r['poll_cpu_ms']:>8.1f} | {r['poll_approx_ms']:>11.1f} | "
-            f"{r['metrics_render_ms']:>8.1f} | {r['bytes_per_consumer']:>10.0f} | "
+            f"{r['metrics_render_ms']:>8.1f} | {r['metrics_render_cpu_ms']:>7.1f} | "
+            f"{r['bytes_per_consumer']:>10.0f} | "
             f"{'' if goal is None else goal:>6} | "
             f"{'-' if ok is None else ('yes' if ok else 'NO')}"
         )
@@ -275,7 +282,8 @@ def main() -> None:
         )
     print(
         "raw LIST: every CONSUMER.LIST page asked at once, received, not parsed (the server's "
-        "own time); /raw: poll / raw LIST;\npoll CPU: this process's CPU during a poll; "
+        "own time); /raw: poll / raw LIST;\npoll CPU, its CPU: this process's CPU during a poll, a "
+        "render (on a busy machine wall time runs far above it); "
         "B/consumer: memory the monitor holds per consumer (tracemalloc)"
     )
     result = {
