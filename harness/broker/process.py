@@ -91,6 +91,7 @@ class NatsNode(MonitoredNode):
         self.config_path = workdir / f"{name}.conf"
         self._config = config
         self._cluster = cluster
+        self._ports_dir = workdir
         # 0 until the first start: the server picks its client and monitoring ports itself
         # (``-1``) and reports them in its ports file, so no other process can take them
         # between a pick and the bind (issue 13). Kept for restarts.
@@ -149,7 +150,7 @@ class NatsNode(MonitoredNode):
         pid = self.process.pid
         if pid is None:
             return None
-        return next(iter(self.workdir.glob(f"*_{pid}.ports")), None)
+        return next(iter(self._ports_dir.glob(f"*_{pid}.ports")), None)
 
     def read_ports(self) -> bool:
         """Take the client and monitoring ports from the server's ports file.
@@ -170,7 +171,10 @@ class NatsNode(MonitoredNode):
 
     def write_config(self) -> None:
         """(Re)write the config file from the owner's config builder."""
-        self.config_path.write_text(render_config(self._config(self)), encoding="utf-8")
+        config = self._config(self)
+        # extra_config may move the ports file elsewhere: look where the server writes it.
+        self._ports_dir = Path(str(config.get("ports_file_dir") or self.workdir))
+        self.config_path.write_text(render_config(config), encoding="utf-8")
 
     # ----------------------------------------------------------------- state
 

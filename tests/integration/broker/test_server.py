@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import socket
 import stat
 from collections.abc import Iterator
@@ -294,3 +295,14 @@ def test_interpreter_exit_reaps_a_forgotten_server(tmp_path: Path) -> None:
         time.sleep(0.02)
     assert not alive(pid)
     assert not Path(workdir).exists()
+
+
+async def test_ports_are_read_from_a_ports_file_dir_given_in_extra_config(
+    tmp_path: Path,
+) -> None:
+    async with NatsServer(extra_config={"ports_file_dir": str(tmp_path)}) as srv:
+        node = srv.node
+        assert node.ports_file is not None and node.ports_file.parent == tmp_path
+        ports = json.loads(node.ports_file.read_text())
+        assert ports["nats"] == [srv.client_url]
+        assert ports["monitoring"] == [srv.monitor_url]
