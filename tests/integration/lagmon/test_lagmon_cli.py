@@ -5,15 +5,16 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+from collections.abc import Awaitable, Callable
 
 import nats
-from nats.js import api
+from nats.js import JetStreamContext, api
 
 from harness._process import ManagedProcess
 from harness.broker import NatsServer
 from harness.broker._config import HOST
 from harness.broker._http import get as http_get
-from services.common.botspec import load_runtime_config, provision
+from services.common.botspec import RuntimeConfig, load_runtime_config, provision
 from services.common.cloudevents import from_message
 from services.lagmon.events import THRESHOLD_CLEARED, THRESHOLD_CROSSED
 
@@ -24,19 +25,32 @@ async def _get(port: int, path: str) -> tuple[int, str]:
     return status, body.decode()
 
 
+async def _events_behind(nc: nats.NATS) -> tuple[RuntimeConfig, JetStreamContext]:
+    """The platform's layout (memory storage) with registrar-events 5 messages behind."""
+    config = load_runtime_config().with_overrides(storage="memory")
+    await provision(nc.jetstream(), config)
+    js = nc.jetstream()
+    for i in range(5):
+        await js.publish("qiki.events.v1.test", f"{i}".encode())
+    return config, js
+
+
+def _ready_probe(ready: list[str]) -> Callable[[ManagedProcess], Awaitable[None]]:
+    """A readiness probe that keeps each start's ``READY http://...`` line in ``ready``."""
+
+    async def probe(p: ManagedProcess) -> None:
+        ready.append(await p.wait_for_log(r"^READY http://127\.0\.0\.1:\d+$"))
+
+    return probe
+
+
 async def test_cli_serves_lag_and_publishes_crossing() -> None:
     async with NatsServer() as srv:
         nc = await nats.connect(srv.client_url)
         try:
-            config = load_runtime_config().with_overrides(storage="memory")
-            await provision(nc.jetstream(), config)
-            js = nc.jetstream()
-            for i in range(5):
-                await js.publish("qiki.events.v1.test", f"{i}".encode())
+            config, js = await _events_behind(nc)
             ready: list[str] = []
-
-            async def probe(p: ManagedProcess) -> None:
-                ready.append(await p.wait_for_log(r"^READY http://127\.0\.0\.1:\d+$"))
+            probe = _ready_probe(ready)
 
             argv = [
                 sys.executable, "-m", "services.lagmon", "--nats-url", srv.client_url,
@@ -143,9 +157,7 @@ async def test_cli_keeps_polling_across_a_broker_restart() -> None:
         finally:
             await nc.close()
         ready: list[str] = []
-
-        async def probe(p: ManagedProcess) -> None:
-            ready.append(await p.wait_for_log(r"^READY http://127\.0\.0\.1:\d+$"))
+        probe = _ready_probe(ready)
 
         argv = [sys.executable, "-m", "services.lagmon", "--nats-url", srv.client_url,
                 "--interval-s", "0.1", "--http-port", "0", "--timeout-s", "0.5"]
@@ -183,12 +195,8 @@ async def test_cli_restart_while_over_sends_no_second_crossing() -> None:
     async with NatsServer() as srv:
         nc = await nats.connect(srv.client_url)
         try:
-            config = load_runtime_config().with_overrides(storage="memory")
-            await provision(nc.jetstream(), config)
-            js = nc.jetstream()
+            config, js = await _events_behind(nc)
             health = config.subjects.health_events
-            for i in range(5):
-                await js.publish("qiki.events.v1.test", f"{i}".encode())
 
             async def stored() -> list[str]:
                 """Types of the threshold events in the stream, oldest first."""
@@ -203,9 +211,7 @@ async def test_cli_restart_while_over_sends_no_second_crossing() -> None:
                 return types
 
             ready: list[str] = []
-
-            async def probe(p: ManagedProcess) -> None:
-                ready.append(await p.wait_for_log(r"^READY http://127\.0\.0\.1:\d+$"))
+            probe = _ready_probe(ready)
 
             async def polls(port: int) -> float:
                 text = (await _get(port, "/metrics"))[1]
