@@ -67,8 +67,8 @@ class SnapshotRenderer:
 
     Between two polls the set of consumers rarely changes, only their numbers.  So the text
     of each family is kept as one ``%``-format template (every line's name and escaped labels
-    with a ``%s`` for the value), rebuilt only when the consumers (or which of them have a
-    threshold) change; a render is then one C-level ``template % values`` per family.  At
+    with a conversion for the value), rebuilt only when the consumers (or which of them have
+    a threshold) change; a render is then one C-level ``template % values`` per family.  At
     10,000 consumers formatting every line in Python took 70 ms; this takes a fraction
     (bench.lagmon_poll, issue 13).  The templates cost about the size of one exposition in
     memory (~570 bytes per consumer).
@@ -131,9 +131,9 @@ def render_snapshot(snap: LagSnapshot | None, tracker: ThresholdTracker) -> str:
 
     Written by hand rather than through prometheus-client collectors: at 2,000 consumers the
     client's generic path took longer than the poll itself (bench.lagmon_poll).  Same format:
-    ``name{consumer="...",stream="..."} value``, labels in sorted order; integer gauges are
-    written as integers (the text format reads ``12`` as ``12.0``).  One-off: a service keeps
-    a :class:`SnapshotRenderer`, which reuses the text between scrapes.
+    ``name{consumer="...",stream="..."} value``, labels in sorted order, values as float
+    text (``12.0``).  One-off: a service keeps a :class:`SnapshotRenderer`, which reuses the
+    text between scrapes.
     """
     return SnapshotRenderer().render(snap, tracker)
 

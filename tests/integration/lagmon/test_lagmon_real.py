@@ -383,3 +383,35 @@ async def test_restore_ignores_other_sources_and_consumers(
     assert await read_over_threshold(nc, health) == {(STREAM, "other")}
     # No stream stores the subject: nothing was announced durably.
     assert await read_over_threshold(nc, "nowhere.health") == set()
+
+
+async def test_unreadable_state_holds_announcements_then_gives_up(nc: Client) -> None:
+    """The state cannot be read back (a work-queue stream refuses the read-back consumer):
+    nothing is announced for RESTORE_ATTEMPTS - 1 polls, then the monitor goes on without it
+    rather than never announcing."""
+    from services.lagmon.service import RESTORE_ATTEMPTS
+
+    js = nc.jetstream()
+    await js.add_stream(
+        api.StreamConfig(
+            name="HEALTHQ",
+            subjects=["healthq.>"],
+            retention=api.RetentionPolicy.WORK_QUEUE,
+            storage=api.StorageType.MEMORY,
+        )
+    )
+    await js.add_consumer(
+        "HEALTHQ",
+        api.ConsumerConfig(durable_name="reader", filter_subject="healthq.events",
+                           ack_policy=api.AckPolicy.EXPLICIT),
+    )
+    await _stream_with_consumer(nc)
+    await _publish(nc, 12)
+    monitor = _monitor(nc, "healthq.events", timeout_s=0.5)
+    for _ in range(RESTORE_ATTEMPTS - 1):
+        await monitor.poll_once()
+        assert not monitor.tracker.is_over(STREAM, "worker")
+    assert (await js.stream_info("HEALTHQ")).state.messages == 0
+    await monitor.poll_once()
+    assert monitor.tracker.is_over(STREAM, "worker")
+    assert (await js.stream_info("HEALTHQ")).state.messages == 1
