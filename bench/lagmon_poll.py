@@ -77,13 +77,19 @@ async def _interleaved_ms(
 ) -> dict[str, float]:
     """Median ms of each function, run in rotation so shifting machine load hits all alike.
 
-    Functions in ``slow`` (the N x consumer_info baseline) run every other round.
+    Functions in ``slow`` (the N x consumer_info baseline) run every other round; each
+    round starts the rotation one function later.
     """
     for fn in fns.values():
         await fn()  # warm-up
     times: dict[str, list[float]] = {k: [] for k in fns}
+    names = list(fns)
     for i in range(runs):
-        for name, fn in fns.items():
+        # Each round starts one measure later: none always follows the same one (the server
+        # is still busy after a large answer, e.g. collecting garbage).
+        k = i % len(names)
+        for name in names[k:] + names[:k]:
+            fn = fns[name]
             if name in slow and i % 2:
                 continue
             t0 = time.perf_counter()
