@@ -66,18 +66,21 @@ class SnapshotRenderer:
     """Renders the per-consumer gauges of snapshots; keeps the text that does not change.
 
     Between two polls the set of consumers rarely changes, only their numbers.  So the text
-    of each family is kept as one ``%``-format template (every line's name and escaped labels
-    with a conversion for the value), rebuilt only when the consumers (or which of them have
-    a threshold) change; a render is then one C-level ``template % values`` per family.  At
-    10,000 consumers formatting every line in Python took 70 ms; this takes a fraction
-    (bench.lagmon_poll, issue 13).  The templates cost about the size of one exposition in
-    memory (~570 bytes per consumer).
+    of each family is kept as one bytes ``%``-format template (every line's name and escaped
+    labels with a conversion for the value), rebuilt only when the consumers (or which of
+    them have a threshold) change, and the thresholds of the last consumers are kept until
+    the consumers or the configured thresholds change; a render is then one C-level
+    ``template % values`` per family, already encoded.  At 10,000 consumers formatting every
+    line in Python took 70 ms; this takes a fraction (bench.lagmon_poll, issue 13).  The
+    templates cost about the size of one exposition in memory (~570 bytes per consumer).
     """
 
     def __init__(self) -> None:
         self._keys: list[tuple[str, str]] = []
         self._with_threshold: list[bool] = []
-        self._templates: list[str] = []
+        self._templates: list[bytes] = []
+        self._limits: list[int | None] = []
+        self._limits_of: dict[str, int] | None = None
         self._rebuild([], [])
 
     def _rebuild(self, keys: list[tuple[str, str]], with_threshold: list[bool]) -> None:
@@ -91,22 +94,28 @@ class SnapshotRenderer:
             head = f"# HELP {name} {help_text}\n# TYPE {name} gauge\n".replace("%", "%%")
             # Integers as float text like float(n)!r gave ("12.0"), the age as its repr.
             spec = "%r" if attr in _FLOAT_ATTRS else "%d.0"
-            templates.append(head + "".join([f"{name}{t}{spec}\n" for t in labels]))
+            text = head + "".join([f"{name}{t}{spec}\n" for t in labels])
+            templates.append(text.encode())
         for name, help_text in (_THRESHOLD, _OVER):
             head = f"# HELP {name} {help_text}\n# TYPE {name} gauge\n".replace("%", "%%")
-            templates.append(head + "".join([f"{name}{t}%d.0\n" for t in limited]))
+            templates.append((head + "".join([f"{name}{t}%d.0\n" for t in limited])).encode())
         self._keys, self._with_threshold, self._templates = keys, with_threshold, templates
 
-    def render(self, snap: LagSnapshot | None, tracker: ThresholdTracker) -> str:
-        """Text exposition of the per-consumer gauges of ``snap`` (empty families if None)."""
+    def render(self, snap: LagSnapshot | None, tracker: ThresholdTracker) -> bytes:
+        """Exposition (UTF-8) of the per-consumer gauges of ``snap`` (empty families if None)."""
         consumers = snap.consumers if snap is not None else {}
         keys = list(consumers)
         rows = list(consumers.values())
-        for_consumer = tracker.thresholds.for_consumer
-        limits = [for_consumer(s, c) for s, c in keys]
-        with_threshold = [v is not None for v in limits]
-        if keys != self._keys or with_threshold != self._with_threshold:
-            self._rebuild(keys, with_threshold)
+        configured = tracker.thresholds.as_dict()
+        if keys == self._keys and configured == self._limits_of:
+            limits = self._limits
+        else:
+            for_consumer = tracker.thresholds.for_consumer
+            limits = [for_consumer(s, c) for s, c in keys]
+            with_threshold = [v is not None for v in limits]
+            if keys != self._keys or with_threshold != self._with_threshold:
+                self._rebuild(keys, with_threshold)
+            self._limits, self._limits_of = limits, configured
         out = [
             template % tuple(map(attrgetter(attr), rows))
             for template, (_, _, attr) in zip(self._templates, _FAMILIES, strict=False)
@@ -123,7 +132,7 @@ class SnapshotRenderer:
                 ]
             )
         )
-        return "".join(out)
+        return b"".join(out)
 
 
 def render_snapshot(snap: LagSnapshot | None, tracker: ThresholdTracker) -> str:
@@ -135,7 +144,7 @@ def render_snapshot(snap: LagSnapshot | None, tracker: ThresholdTracker) -> str:
     text (``12.0``).  One-off: a service keeps a :class:`SnapshotRenderer`, which reuses the
     text between scrapes.
     """
-    return SnapshotRenderer().render(snap, tracker)
+    return SnapshotRenderer().render(snap, tracker).decode()
 
 
 class LagMetrics:
@@ -188,5 +197,5 @@ class LagMetrics:
 
     def render(self) -> bytes:
         """Prometheus text exposition of every metric."""
-        own = self._renderer.render(self._snapshot(), self._tracker).encode()
+        own = self._renderer.render(self._snapshot(), self._tracker)
         return own + generate_latest(self.registry)
