@@ -77,6 +77,7 @@ class SnapshotRenderer:
 
     def __init__(self) -> None:
         self._keys: list[tuple[str, str]] = []
+        self._keyset: frozenset[tuple[str, str]] = frozenset()
         self._with_threshold: list[bool] = []
         self._templates: list[bytes] = []
         self._limits: list[int | None] = []
@@ -100,12 +101,19 @@ class SnapshotRenderer:
             head = f"# HELP {name} {help_text}\n# TYPE {name} gauge\n".replace("%", "%%")
             templates.append((head + "".join([f"{name}{t}%d.0\n" for t in limited])).encode())
         self._keys, self._with_threshold, self._templates = keys, with_threshold, templates
+        self._keyset = frozenset(keys)
 
     def render(self, snap: LagSnapshot | None, tracker: ThresholdTracker) -> bytes:
         """Exposition (UTF-8) of the per-consumer gauges of ``snap`` (empty families if None)."""
         consumers = snap.consumers if snap is not None else {}
-        keys = list(consumers)
-        rows = list(consumers.values())
+        if consumers.keys() == self._keyset:
+            # The same consumers, maybe in another order (pages land in any order): keep the
+            # order the templates were made in.
+            keys = self._keys
+            rows = list(map(consumers.__getitem__, keys))
+        else:
+            keys = list(consumers)
+            rows = list(consumers.values())
         configured = tracker.thresholds.as_dict()
         if keys == self._keys and configured == self._limits_of:
             limits = self._limits

@@ -117,3 +117,17 @@ def test_renderer_reuses_text_but_follows_consumers_thresholds_and_values() -> N
     del consumers[("S", "a")]
     assert samples("qiki_jetstream_consumer_lag") == {"b": 2.0}
     assert samples("qiki_jetstream_consumer_lag_threshold") == {}
+
+
+def test_renderer_output_does_not_depend_on_the_order_pages_landed_in() -> None:
+    lags = [_lag("S", f"c{i}", i, 0) for i in range(5)]
+    tracker = ThresholdTracker(Thresholds(default=2))
+    snaps = [
+        LagSnapshot(datetime.now(UTC), 0.01, {(c.stream, c.consumer): c for c in order})
+        for order in (lags, lags[::-1])
+    ]
+    current = snaps[0]
+    metrics = LagMetrics(lambda: current, tracker)
+    first = metrics.render().split(b"qiki_lagmon_")[0]
+    current = snaps[1]
+    assert metrics.render().split(b"qiki_lagmon_")[0] == first
