@@ -47,6 +47,8 @@ GOALS_MS = {200: 20.0, 2000: 100.0, 10000: 500.0}
 #: Goals on the poll / raw LIST ratio and the render time, per consumer count (issue 13).
 GOAL_RATIO = {10000: 1.2}
 GOAL_RENDER_MS = {10000: 50.0}
+#: Per-request timeout of the measured monitors (the service's default is 2 s).
+TIMEOUT_S = 10.0
 #: Above this many consumers the N x consumer_info references are skipped (seconds a run).
 INFO_MAX = 2000
 STREAM = "BENCH_LAG"
@@ -127,13 +129,24 @@ async def _measure(nc: Client, monitor_url: str, n: int, runs: int) -> dict[str,
     async def jsz() -> None:
         json.loads(await _http_get(f"{monitor_url}/jsz?consumers=true"))
 
-    monitor = LagMonitor(nc, streams=[STREAM], thresholds=Thresholds(default=1_000_000))
+    # A generous per-request timeout: on a busy machine the last of 40 pages asked at once
+    # can take seconds, and a timed-out poll would measure nothing.
+    monitor = LagMonitor(
+        nc, streams=[STREAM], thresholds=Thresholds(default=1_000_000), timeout_s=TIMEOUT_S
+    )
     approx = LagMonitor(
-        nc, streams=[STREAM], thresholds=Thresholds(default=1_000_000), age_mode="approx"
+        nc,
+        streams=[STREAM],
+        thresholds=Thresholds(default=1_000_000),
+        age_mode="approx",
+        timeout_s=TIMEOUT_S,
     )
     snap = await monitor.poll_once()
     if len(snap.consumers) != n or any(c.lag == 0 for c in snap.consumers.values()):
-        raise RuntimeError(f"poll saw {len(snap.consumers)} consumers, expected {n} with lag")
+        raise RuntimeError(
+            f"poll saw {len(snap.consumers)} consumers, expected {n} with lag "
+            f"(stream errors: {snap.stream_errors})"
+        )
 
     render_cpu: list[float] = []
 
@@ -188,7 +201,9 @@ async def _memory(nc: Client, n: int) -> dict[str, float]:
     tracemalloc.start()
     try:
         base = tracemalloc.get_traced_memory()[0]
-        monitor = LagMonitor(nc, streams=[STREAM], thresholds=Thresholds(default=1_000_000))
+        monitor = LagMonitor(
+            nc, streams=[STREAM], thresholds=Thresholds(default=1_000_000), timeout_s=TIMEOUT_S
+        )
         await monitor.poll_once()
         await monitor.poll_once()  # steady state: the previous snapshot is dropped
         monitor.metrics.render()
