@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import json
 import re
 import shutil
 import tempfile
@@ -37,7 +38,8 @@ _HINT = (
 )
 _PORT_IN_USE = re.compile(r"address already in use", re.IGNORECASE)
 _VERSION_LINE = re.compile(r"Version:\s+(\S+)")
-_START_ATTEMPTS = 3  # fresh ports after a port race with another process
+_START_ATTEMPTS = 3  # fresh route ports after a port race with another process
+_ANY_PORT = -1  # nats-server's RANDOM_PORT: the server binds a free port itself
 
 # Safety net, like harness._process's PID set: temp dirs of brokers not closed when the
 # interpreter exits normally (a test that forgot its ``async with``) are removed then.
@@ -89,6 +91,10 @@ class NatsNode(MonitoredNode):
         self.config_path = workdir / f"{name}.conf"
         self._config = config
         self._cluster = cluster
+        self._ports_dir = workdir
+        # 0 until the first start: the server picks its client and monitoring ports itself
+        # (``-1``) and reports them in its ports file, so no other process can take them
+        # between a pick and the bind (issue 13). Kept for restarts.
         self.client_port = 0
         self.monitor_port = 0
         self.cluster_port: int | None = None
@@ -127,14 +133,48 @@ class NatsNode(MonitoredNode):
         return self._version
 
     def pick_ports(self) -> None:
-        """Choose fresh free ports (only before the first successful start)."""
-        ports = free_ports(3 if self._cluster else 2)
-        self.client_port, self.monitor_port = ports[0], ports[1]
-        self.cluster_port = ports[2] if self._cluster else None
+        """Choose a fresh route port (cluster nodes; only before the first successful start).
+
+        Route ports are chosen up front because every peer's config (and a route proxy) must
+        name them before the nodes start; a port taken meanwhile fails the bind and the
+        broker retries with a fresh one. Client and monitoring ports are the server's own
+        choice (:meth:`read_ports`): they are forgotten here, so a retried start lets the
+        server choose again.
+        """
+        self.client_port = self.monitor_port = 0
+        self.cluster_port = free_ports(1)[0] if self._cluster else None
+
+    @property
+    def ports_file(self) -> Path | None:
+        """The ports file the running server wrote (``<exe>_<pid>.ports``), if any yet."""
+        pid = self.process.pid
+        if pid is None:
+            return None
+        return next(iter(self._ports_dir.glob(f"*_{pid}.ports")), None)
+
+    def read_ports(self) -> bool:
+        """Take the client and monitoring ports from the server's ports file.
+
+        False while the file is not there (or not completely written) yet.
+        """
+        path = self.ports_file
+        if path is None:
+            return False
+        try:
+            ports = json.loads(path.read_text(encoding="utf-8"))
+            client = int(ports["nats"][0].rsplit(":", 1)[1])
+            monitor = int(ports["monitoring"][0].rsplit(":", 1)[1])
+        except (OSError, ValueError, KeyError, IndexError, TypeError):
+            return False
+        self.client_port, self.monitor_port = client, monitor
+        return True
 
     def write_config(self) -> None:
         """(Re)write the config file from the owner's config builder."""
-        self.config_path.write_text(render_config(self._config(self)), encoding="utf-8")
+        config = self._config(self)
+        # extra_config may move the ports file elsewhere: look where the server writes it.
+        self._ports_dir = Path(str(config.get("ports_file_dir") or self.workdir))
+        self.config_path.write_text(render_config(config), encoding="utf-8")
 
     # ----------------------------------------------------------------- state
 
@@ -169,7 +209,18 @@ class NatsNode(MonitoredNode):
     # ------------------------------------------------------------- lifecycle
 
     async def _ready(self, _: ManagedProcess) -> None:
+        if not self.client_port or not self.monitor_port:
+            await self._wait_ports()
         await _poll_healthz(self)
+
+    async def _wait_ports(self) -> None:
+        """Until the server's ports file names the ports it bound (first start only)."""
+        delay = 0.002
+        while not self.read_ports():
+            if not self.running:
+                raise BrokerError(f"{self.name}: exited before reporting its ports")
+            await asyncio.sleep(delay)
+            delay = min(delay * 1.5, 0.025)
 
     async def start(self) -> None:
         """Write the config and start the server; returns when JetStream answers healthz."""
@@ -307,8 +358,11 @@ class _ProcessBroker(NodeSet[NatsNode]):
     def _base_config(self, node: NatsNode) -> dict[str, Any]:
         config: dict[str, Any] = {
             "server_name": node.name,
-            "listen": f"{HOST}:{node.client_port}",
-            "http": f"{HOST}:{node.monitor_port}",
+            # First start: the server binds free ports itself and reports them in its ports
+            # file; restarts: the same ports again, so clients and peers find it.
+            "listen": f"{HOST}:{node.client_port or _ANY_PORT}",
+            "http": f"{HOST}:{node.monitor_port or _ANY_PORT}",
+            "ports_file_dir": str(node.workdir),
         }
         if self.jetstream:
             js: dict[str, Any] = {"store_dir": str(node.store_dir)}
@@ -370,8 +424,9 @@ class _ProcessBroker(NodeSet[NatsNode]):
         """Extra readiness after every node answers healthz (the cluster's meta leader)."""
 
     async def _start_all(self) -> None:
-        # Free ports are released before nats-server binds them; another process may win
-        # the race, so a bind failure on first start retries with fresh ports.
+        # Client and monitoring ports are the server's own choice (no race). Route ports are
+        # picked before nats-server binds them and another process may win that race, so a
+        # bind failure on first start retries with fresh route ports.
         for attempt in range(1, _START_ATTEMPTS + 1):
             results = await asyncio.gather(
                 *(n.start() for n in self._nodes), return_exceptions=True

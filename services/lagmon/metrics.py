@@ -27,10 +27,11 @@ name                                               type     labels
 from __future__ import annotations
 
 from collections.abc import Callable
+from operator import attrgetter
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-from services.lagmon.poller import ConsumerLag, LagSnapshot
+from services.lagmon.poller import LagSnapshot
 from services.lagmon.thresholds import ThresholdTracker
 
 # (name, help, ConsumerLag attribute)
@@ -47,6 +48,7 @@ _FAMILIES: tuple[tuple[str, str, str], ...] = (
      "Age of the oldest unacknowledged message (publish time when resolvable, else time since "
      "the ack floor last advanced); 0 when caught up", "oldest_unacked_age_s"),
 )
+_FLOAT_ATTRS = frozenset({"oldest_unacked_age_s"})
 _THRESHOLD = ("qiki_jetstream_consumer_lag_threshold", "Configured lag threshold of the consumer")
 _OVER = (
     "qiki_jetstream_consumer_over_threshold",
@@ -60,32 +62,97 @@ def _label(value: str) -> str:
     return value
 
 
+class SnapshotRenderer:
+    """Renders the per-consumer gauges of snapshots; keeps the text that does not change.
+
+    Between two polls the set of consumers rarely changes, only their numbers.  So the text
+    of each family is kept as one bytes ``%``-format template (every line's name and escaped
+    labels with a conversion for the value), rebuilt only when the consumers (or which of
+    them have a threshold) change, and the thresholds of the last consumers are kept until
+    the consumers or the configured thresholds change; a render is then one C-level
+    ``template % values`` per family, already encoded.  At 10,000 consumers formatting every
+    line in Python took 70 ms; this takes a fraction (bench.lagmon_poll, issue 13).  The
+    templates cost about the size of one exposition in memory (~570 bytes per consumer).
+    """
+
+    def __init__(self) -> None:
+        self._keys: list[tuple[str, str]] = []
+        self._keyset: frozenset[tuple[str, str]] = frozenset()
+        self._with_threshold: list[bool] = []
+        self._templates: list[bytes] = []
+        self._limits: list[int | None] = []
+        self._limits_of: dict[str, int] | None = None
+        self._rebuild([], [])
+
+    def _rebuild(self, keys: list[tuple[str, str]], with_threshold: list[bool]) -> None:
+        labels = [
+            f'{{consumer="{_label(c)}",stream="{_label(s)}"}} '.replace("%", "%%")
+            for s, c in keys
+        ]
+        limited = [t for t, has in zip(labels, with_threshold, strict=True) if has]
+        templates = []
+        for name, help_text, attr in _FAMILIES:
+            head = f"# HELP {name} {help_text}\n# TYPE {name} gauge\n".replace("%", "%%")
+            # Integers as float text like float(n)!r gave ("12.0"), the age as its repr.
+            spec = "%r" if attr in _FLOAT_ATTRS else "%d.0"
+            text = head + "".join([f"{name}{t}{spec}\n" for t in labels])
+            templates.append(text.encode())
+        for name, help_text in (_THRESHOLD, _OVER):
+            head = f"# HELP {name} {help_text}\n# TYPE {name} gauge\n".replace("%", "%%")
+            templates.append((head + "".join([f"{name}{t}%d.0\n" for t in limited])).encode())
+        self._keys, self._with_threshold, self._templates = keys, with_threshold, templates
+        self._keyset = frozenset(keys)
+
+    def render(self, snap: LagSnapshot | None, tracker: ThresholdTracker) -> bytes:
+        """Exposition (UTF-8) of the per-consumer gauges of ``snap`` (empty families if None)."""
+        consumers = snap.consumers if snap is not None else {}
+        if consumers.keys() == self._keyset:
+            # The same consumers, maybe in another order (pages land in any order): keep the
+            # order the templates were made in.
+            keys = self._keys
+            rows = list(map(consumers.__getitem__, keys))
+        else:
+            keys = list(consumers)
+            rows = list(consumers.values())
+        configured = tracker.thresholds.as_dict()
+        if keys == self._keys and configured == self._limits_of:
+            limits = self._limits
+        else:
+            for_consumer = tracker.thresholds.for_consumer
+            limits = [for_consumer(s, c) for s, c in keys]
+            with_threshold = [v is not None for v in limits]
+            if keys != self._keys or with_threshold != self._with_threshold:
+                self._rebuild(keys, with_threshold)
+            self._limits, self._limits_of = limits, configured
+        out = [
+            template % tuple(map(attrgetter(attr), rows))
+            for template, (_, _, attr) in zip(self._templates, _FAMILIES, strict=False)
+        ]
+        over = tracker.over
+        out.append(self._templates[-2] % tuple([v for v in limits if v is not None]))
+        out.append(
+            self._templates[-1]
+            % tuple(
+                [
+                    1 if k in over else 0
+                    for k, v in zip(keys, limits, strict=True)
+                    if v is not None
+                ]
+            )
+        )
+        return b"".join(out)
+
+
 def render_snapshot(snap: LagSnapshot | None, tracker: ThresholdTracker) -> str:
     """Text exposition of the per-consumer gauges of ``snap``.
 
     Written by hand rather than through prometheus-client collectors: at 2,000 consumers the
     client's generic path took longer than the poll itself (bench.lagmon_poll).  Same format:
-    ``name{consumer="...",stream="..."} value``, labels in sorted order.
+    ``name{consumer="...",stream="..."} value``, labels in sorted order, values as float
+    text (``12.0``).  One-off: a service keeps a :class:`SnapshotRenderer`, which reuses the
+    text between scrapes.
     """
-    rows: list[tuple[str, ConsumerLag, int | None, int | None]] = []
-    if snap is not None:
-        thresholds = tracker.thresholds
-        for (stream, consumer), c in snap.consumers.items():
-            labels = f'{{consumer="{_label(consumer)}",stream="{_label(stream)}"}}'
-            t = thresholds.for_consumer(stream, consumer)
-            over = None if t is None else (1 if tracker.is_over(stream, consumer) else 0)
-            rows.append((labels, c, t, over))
-    out: list[str] = []
-    for name, help_text, attr in _FAMILIES:
-        out.append(f"# HELP {name} {help_text}\n# TYPE {name} gauge\n")
-        out.extend(f"{name}{labels} {float(getattr(c, attr))!r}\n" for labels, c, _, _ in rows)
-    name, help_text = _THRESHOLD
-    out.append(f"# HELP {name} {help_text}\n# TYPE {name} gauge\n")
-    out.extend(f"{name}{labels} {float(t)!r}\n" for labels, _, t, _ in rows if t is not None)
-    name, help_text = _OVER
-    out.append(f"# HELP {name} {help_text}\n# TYPE {name} gauge\n")
-    out.extend(f"{name}{labels} {float(o)!r}\n" for labels, _, _, o in rows if o is not None)
-    return "".join(out)
+    return SnapshotRenderer().render(snap, tracker).decode()
 
 
 class LagMetrics:
@@ -96,6 +163,7 @@ class LagMetrics:
     ) -> None:
         self._snapshot = snapshot
         self._tracker = tracker
+        self._renderer = SnapshotRenderer()
         # Service instruments only; per-consumer gauges are rendered from the snapshot.
         self.registry = CollectorRegistry(auto_describe=False)
         self.poll_duration = Histogram(
@@ -137,5 +205,5 @@ class LagMetrics:
 
     def render(self) -> bytes:
         """Prometheus text exposition of every metric."""
-        own = render_snapshot(self._snapshot(), self._tracker).encode()
+        own = self._renderer.render(self._snapshot(), self._tracker)
         return own + generate_latest(self.registry)

@@ -20,6 +20,7 @@ from services.common.http import METRICS_CONTENT_TYPE, Response, json_response
 from services.lagmon.events import SOURCE
 from services.lagmon.metrics import LagMetrics
 from services.lagmon.poller import AgeMode, LagPoller, LagSnapshot
+from services.lagmon.state import read_over_threshold
 from services.lagmon.thresholds import (
     Key,
     Thresholds,
@@ -28,6 +29,10 @@ from services.lagmon.thresholds import (
 )
 
 log = logging.getLogger(__name__)
+
+#: Polls on which reading the crossing state back may fail before the monitor goes on
+#: without it.
+RESTORE_ATTEMPTS = 3
 
 
 class LagMonitor:
@@ -43,6 +48,9 @@ class LagMonitor:
         interval_s: time between polls in :meth:`run`.
         age_mode: oldest-unacked-age mode (see :mod:`services.lagmon.poller`).
         timeout_s: per JetStream API request and per event publish.
+        restore_state: before announcing anything, read which consumers are over their
+            threshold back from the events already published on ``health_subject``
+            (:mod:`services.lagmon.state`), so a restart re-announces nothing.
     """
 
     def __init__(
@@ -57,6 +65,7 @@ class LagMonitor:
         interval_s: float = 1.0,
         age_mode: AgeMode = "exact",
         timeout_s: float = 2.0,
+        restore_state: bool = True,
     ) -> None:
         if interval_s <= 0:
             raise ValueError(f"interval_s must be > 0, got {interval_s}")
@@ -85,6 +94,8 @@ class LagMonitor:
         # JetStream's Nats-Msg-Id dedup) stays the same if a PubAck was lost.
         self._pending: dict[Key, tuple[str, CloudEvent]] = {}
         self.metrics = LagMetrics(lambda: self.last, self.tracker)
+        # Crossing state read back from the stream: None until done (or given up on).
+        self._restore_failures: int | None = 0 if restore_state else None
 
     async def poll_once(self) -> LagSnapshot:
         """One poll: refresh the snapshot and metrics, then publish state changes."""
@@ -109,6 +120,8 @@ class LagMonitor:
         if not snap.stream_errors:
             self._last_ok_monotonic = time.monotonic()
         self.metrics.missing.set(len(self.missing_consumers()))
+        if not await self._restore_state():
+            return snap  # announce nothing before the state is known: it may be a duplicate
         # A leaderless consumer's numbers are a stale replica's: decide nothing on them.
         readings = [c for c in snap.consumers.values() if not c.leaderless]
         for transition in self.tracker.evaluate(readings):
@@ -120,6 +133,45 @@ class LagMonitor:
             (time.perf_counter() - started) * 1e3,
         )
         return snap
+
+    async def _restore_state(self) -> bool:
+        """Read the crossing state back once; False while it is unknown (retry next poll).
+
+        After :data:`RESTORE_ATTEMPTS` failed polls the monitor goes on without it (a lag
+        monitor that never announces is worse than one duplicate ``ThresholdCrossed``).
+        """
+        failures = self._restore_failures
+        if failures is None:
+            return True
+        try:
+            over = await read_over_threshold(
+                self._nc, self.health_subject, timeout_s=self._timeout_s
+            )
+        except Exception as exc:
+            failures += 1
+            if failures >= RESTORE_ATTEMPTS:
+                log.warning(
+                    "could not read the threshold state back from %s after %d attempts "
+                    "(%s: %s): going on without it; a consumer still over its threshold "
+                    "will be announced again",
+                    self.health_subject, failures, type(exc).__name__, exc,
+                )
+                self._restore_failures = None
+                return True
+            log.warning(
+                "could not read the threshold state back from %s (%s: %s); retrying next poll",
+                self.health_subject, type(exc).__name__, exc,
+            )
+            self._restore_failures = failures
+            return False
+        self.tracker.restore(over)
+        self._restore_failures = None
+        if over:
+            log.info(
+                "restored threshold state: %d consumers over (%s)",
+                len(over), ", ".join(f"{s}/{c}" for s, c in sorted(over)[:10]),
+            )
+        return True
 
     async def _announce(self, transition: Transition) -> None:
         key = transition.key

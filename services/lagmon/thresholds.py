@@ -8,8 +8,9 @@ consumer that stays over for a thousand polls yields one ``ThresholdCrossed``.
 
 A transition is *committed* only once its event was published: if the broker is down the
 transition is offered again on the next poll, with the same event id (so a publish whose PubAck
-was lost but that was stored is deduplicated by JetStream).  State is in memory: after a
-restart a consumer that is still over produces a new ``ThresholdCrossed``.
+was lost but that was stored is deduplicated by JetStream).  The state is in memory; a
+restarted monitor rebuilds it from the events it published (:meth:`ThresholdTracker.restore`,
+:mod:`services.lagmon.state`), so a consumer still over produces no second ``ThresholdCrossed``.
 """
 
 from __future__ import annotations
@@ -219,6 +220,10 @@ class ThresholdTracker:
             elif r.lag <= self.thresholds.clear_level(threshold):
                 out.append(Transition(THRESHOLD_CLEARED, _as_reading(r), threshold))
         return out
+
+    def restore(self, over: Iterable[Key]) -> None:
+        """Mark ``over`` as over their threshold (state read back after a restart)."""
+        self._over.update(over)
 
     def commit(self, transition: Transition) -> None:
         """Apply a transition whose event was published."""

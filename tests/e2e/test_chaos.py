@@ -16,6 +16,8 @@ from typing import Any
 
 import pytest
 
+from harness.report.html import to_html
+
 pytestmark = pytest.mark.chaos
 
 SCENARIOS = Path(__file__).resolve().parents[2] / "scenarios"
@@ -25,38 +27,22 @@ Journal = dict[str, Any]
 _journals: dict[Path, Journal] = {}
 
 
-def _from_session(session: pytest.Session, path: Path) -> Journal | None:
-    """The journal of this file's scenario item, if it already ran in this session."""
-    for item in session.items:
-        if getattr(item, "path", None) == path and getattr(item, "journal", None) is not None:
-            journal: Journal = item.journal.model_dump(mode="json")  # type: ignore[attr-defined]
-            for key, value in item.user_properties:
-                if key == "report" and Path(str(value)).exists():
-                    journal["_html"] = Path(str(value)).read_text()
-            return journal
-    return None
-
-
 @pytest.fixture
-def chaos_run(
-    request: pytest.FixtureRequest, qiki: Qiki, tmp_path_factory: pytest.TempPathFactory
-) -> Callable[[str], Journal]:
-    """``chaos_run("chaos-broker-kill")`` -> its journal (run once per session)."""
+def chaos_run(scenario_journal: Callable[[Path], Any]) -> Callable[[str], Journal]:
+    """``chaos_run("chaos-broker-kill")`` -> its journal as JSON, with ``_html`` its report.
+
+    The plugin's ``scenario_journal`` reuses the run of the scenario's collected item when it
+    already ran in this session; the journals of runs made here are kept for the other tests
+    of this file (several inspect the same run).
+    """
 
     def run(name: str) -> Journal:
         path = SCENARIOS / f"{name}.yaml"
         if path not in _journals:
-            journal = _from_session(request.session, path)
-            if journal is None:
-                report_dir = tmp_path_factory.mktemp(name)
-                res = qiki("run", str(path), "--backend", "process", "--report-dir",
-                           str(report_dir), "-q", timeout_s=180)
-                [run_dir] = [p for p in report_dir.iterdir() if p.is_dir()]
-                journal = json.loads((run_dir / "journal.json").read_text())
-                journal["_exit_code"] = res.returncode
-                journal["_html"] = (run_dir / "report.html").read_text()
-                journal["_stdout"] = res.stdout + res.stderr
-            _journals[path] = journal
+            journal = scenario_journal(path)
+            out: Journal = journal.model_dump(mode="json")
+            out["_html"] = to_html(journal)
+            _journals[path] = out
         return _journals[path]
 
     return run
@@ -65,7 +51,7 @@ def chaos_run(
 def passed(j: Journal) -> None:
     """The run passed, with exact delivery of a real number of acked events."""
     failed = [c for c in j["checks"] if not c["passed"]]
-    assert j["verdict"] == "passed", (j.get("error"), failed, j.get("_stdout", ""))
+    assert j["verdict"] == "passed", (j.get("error"), failed)
     d = j["delivery"]
     assert d["lost"] == 0 and d["duplicated"] == 0 and d["acked"] > 100, d
     assert j["recovery_s"] is not None, "the journal records the recovery time"

@@ -235,3 +235,34 @@ async def test_stream_leader_unknown_stream_is_a_clear_error(cluster: NatsCluste
 def test_cluster_size_is_checked() -> None:
     with pytest.raises(ValueError, match="size must be an int >= 1, got 0"):
         NatsCluster(0)
+
+
+async def test_route_port_race_on_first_start_retries_with_a_fresh_route_port(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Route ports are picked before the nodes start (peers must name them); one taken by
+    another process meanwhile fails that node's bind and the cluster retries with fresh ones."""
+    import socket
+
+    from harness.broker import process
+
+    squatter = socket.socket()
+    squatter.bind(("127.0.0.1", 0))
+    squatter.listen()
+    taken = squatter.getsockname()[1]
+    real = process.free_ports
+    calls: list[int] = []
+
+    def racy_free_ports(count: int) -> list[int]:
+        calls.append(count)
+        return [taken] if len(calls) == 1 else real(count)
+
+    monkeypatch.setattr(process, "free_ports", racy_free_ports)
+    try:
+        async with NatsCluster(3, wait_placement=False) as cluster:
+            assert taken not in [n.cluster_port for n in cluster.nodes]
+            assert "address already in use" in cluster.nodes[0].log_text()
+            assert len(calls) > 3  # the first three picks, then fresh ones
+            await cluster.meta_leader()
+    finally:
+        squatter.close()

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
+import socket
 import stat
+from collections.abc import Iterator
 from pathlib import Path
 
 import nats
@@ -169,7 +173,7 @@ async def test_no_process_or_dir_survives_a_failing_body() -> None:
             assert alive(pid) and workdir is not None and workdir.exists()
             raise RuntimeError("test body failed")
     assert not alive(pid)
-    assert not workdir.exists()
+    assert workdir is not None and not workdir.exists()
 
 
 async def test_failed_start_cleans_up_and_explains() -> None:
@@ -229,34 +233,40 @@ async def test_without_jetstream() -> None:
         assert not varz.get("jetstream", {}).get("config")
 
 
-async def test_port_race_on_first_start_retries_with_fresh_ports(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """Another process grabbing a picked port before nats-server binds it is survived."""
-    import socket
-
-    from harness.broker import process
-
+@contextlib.contextmanager
+def squatted_port() -> Iterator[int]:
+    """A 127.0.0.1 port held by a listening socket (another process, as far as NATS knows)."""
     squatter = socket.socket()
-    squatter.bind(("127.0.0.1", 0))
-    squatter.listen()
-    taken = squatter.getsockname()[1]
-    real = process.free_ports
-    calls: list[int] = []
-
-    def racy_free_ports(count: int) -> list[int]:
-        calls.append(count)
-        ports = real(count)
-        return [taken, *ports[1:]] if len(calls) == 1 else ports
-
-    monkeypatch.setattr(process, "free_ports", racy_free_ports)
     try:
-        async with NatsServer() as srv:
-            assert srv.node.client_port != taken
-            assert "address already in use" in srv.node.log_text()
-            assert len(calls) == 2
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        yield squatter.getsockname()[1]
     finally:
         squatter.close()
+
+
+async def test_server_binds_its_own_ports_so_no_picked_port_can_be_raced(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Issue 13: client and monitoring ports are the server's choice, read back from its
+    ports file; a port picked in advance (here: every pick is already taken) is never used."""
+    from harness.broker import process
+
+    with squatted_port() as taken:
+        monkeypatch.setattr(process, "free_ports", lambda count: [taken] * count)
+        async with NatsServer() as srv:
+            node = srv.node
+            assert taken not in (node.client_port, node.monitor_port)
+            assert node.client_port and node.monitor_port
+            assert "address already in use" not in node.log_text()
+            assert await node.healthy()
+            nc = await nats.connect(srv.client_url)
+            await nc.close()
+            # A restart comes back on the same ports (clients and peers find it again).
+            ports = (node.client_port, node.monitor_port)
+            await node.restart()
+            assert (node.client_port, node.monitor_port) == ports
+            assert await node.healthy()
 
 
 def test_interpreter_exit_reaps_a_forgotten_server(tmp_path: Path) -> None:
@@ -285,3 +295,14 @@ def test_interpreter_exit_reaps_a_forgotten_server(tmp_path: Path) -> None:
         time.sleep(0.02)
     assert not alive(pid)
     assert not Path(workdir).exists()
+
+
+async def test_ports_are_read_from_a_ports_file_dir_given_in_extra_config(
+    tmp_path: Path,
+) -> None:
+    async with NatsServer(extra_config={"ports_file_dir": str(tmp_path)}) as srv:
+        node = srv.node
+        assert node.ports_file is not None and node.ports_file.parent == tmp_path
+        ports = json.loads(node.ports_file.read_text())
+        assert ports["nats"] == [srv.client_url]
+        assert ports["monitoring"] == [srv.monitor_url]

@@ -5,42 +5,52 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+from collections.abc import Awaitable, Callable
 
 import nats
-from nats.js import api
+from nats.js import JetStreamContext, api
 
 from harness._process import ManagedProcess
 from harness.broker import NatsServer
-from services.common.botspec import load_runtime_config, provision
+from harness.broker._config import HOST
+from harness.broker._http import get as http_get
+from services.common.botspec import RuntimeConfig, load_runtime_config, provision
 from services.common.cloudevents import from_message
-from services.lagmon.events import THRESHOLD_CROSSED
+from services.lagmon.events import THRESHOLD_CLEARED, THRESHOLD_CROSSED
 
 
-async def _get(url: str) -> tuple[int, str]:
-    host, _, rest = url.removeprefix("http://").partition("/")
-    h, _, p = host.partition(":")
-    reader, writer = await asyncio.open_connection(h, int(p))
-    writer.write(f"GET /{rest} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
-    await writer.drain()
-    raw = await reader.read()
-    writer.close()
-    head, _, body = raw.partition(b"\r\n\r\n")
-    return int(head.split()[1]), body.decode()
+async def _get(port: int, path: str) -> tuple[int, str]:
+    """GET a service endpoint on 127.0.0.1 (the harness's monitoring-port client)."""
+    status, body = await http_get(HOST, port, path, timeout_s=10)
+    return status, body.decode()
+
+
+async def _events_behind(nc: nats.NATS) -> tuple[RuntimeConfig, JetStreamContext]:
+    """The platform's layout (memory storage) with registrar-events 5 messages behind."""
+    config = load_runtime_config().with_overrides(storage="memory")
+    await provision(nc.jetstream(), config)
+    js = nc.jetstream()
+    for i in range(5):
+        await js.publish("qiki.events.v1.test", f"{i}".encode())
+    return config, js
+
+
+def _ready_probe(ready: list[str]) -> Callable[[ManagedProcess], Awaitable[None]]:
+    """A readiness probe that keeps each start's ``READY http://...`` line in ``ready``."""
+
+    async def probe(p: ManagedProcess) -> None:
+        ready.append(await p.wait_for_log(r"^READY http://127\.0\.0\.1:\d+$"))
+
+    return probe
 
 
 async def test_cli_serves_lag_and_publishes_crossing() -> None:
     async with NatsServer() as srv:
         nc = await nats.connect(srv.client_url)
         try:
-            config = load_runtime_config().with_overrides(storage="memory")
-            await provision(nc.jetstream(), config)
-            js = nc.jetstream()
-            for i in range(5):
-                await js.publish("qiki.events.v1.test", f"{i}".encode())
+            config, js = await _events_behind(nc)
             ready: list[str] = []
-
-            async def probe(p: ManagedProcess) -> None:
-                ready.append(await p.wait_for_log(r"^READY http://127\.0\.0\.1:\d+$"))
+            probe = _ready_probe(ready)
 
             argv = [
                 sys.executable, "-m", "services.lagmon", "--nats-url", srv.client_url,
@@ -48,9 +58,9 @@ async def test_cli_serves_lag_and_publishes_crossing() -> None:
                 "--threshold", "QIKI_EVENTS_V1:registrar-events=3",
             ]
             async with ManagedProcess(argv, name="lagmon", ready=probe) as proc:
-                base = ready[0].split()[1]
+                port = int(ready[0].rsplit(":", 1)[1])
                 # READY comes after the first poll, which saw the 5 messages and published.
-                status, body = await _get(base + "/lag")
+                status, body = await _get(port, "/lag")
                 assert status == 200
                 lag = json.loads(body)
                 rows = {(c["stream"], c["consumer"]): c for c in lag["snapshot"]["consumers"]}
@@ -59,15 +69,15 @@ async def test_cli_serves_lag_and_publishes_crossing() -> None:
                 assert lag["over_threshold"] == [
                     {"stream": "QIKI_EVENTS_V1", "consumer": "registrar-events"}
                 ]
-                status, text = await _get(base + "/metrics")
+                status, text = await _get(port, "/metrics")
                 assert status == 200
                 assert (
                     'qiki_jetstream_consumer_lag{consumer="registrar-radar",'
                     'stream="QIKI_RADAR_V1"} 0.0' in text
                 )
                 assert "qiki_lagmon_poll_duration_seconds_count" in text
-                assert await _get(base + "/healthz") == (200, "ok\n")
-                assert (await _get(base + "/nope"))[0] == 404
+                assert await _get(port, "/healthz") == (200, "ok\n")
+                assert (await _get(port, "/nope"))[0] == 404
 
                 msg = await js.get_last_msg("QIKI_EVENTS_V1", config.subjects.health_events)
                 ev = from_message(msg.headers, msg.data or b"")
@@ -147,17 +157,15 @@ async def test_cli_keeps_polling_across_a_broker_restart() -> None:
         finally:
             await nc.close()
         ready: list[str] = []
-
-        async def probe(p: ManagedProcess) -> None:
-            ready.append(await p.wait_for_log(r"^READY http://127\.0\.0\.1:\d+$"))
+        probe = _ready_probe(ready)
 
         argv = [sys.executable, "-m", "services.lagmon", "--nats-url", srv.client_url,
                 "--interval-s", "0.1", "--http-port", "0", "--timeout-s", "0.5"]
         async with ManagedProcess(argv, name="lagmon", ready=probe) as proc:
-            base = ready[0].split()[1]
+            port = int(ready[0].rsplit(":", 1)[1])
 
             async def polls() -> float:
-                text = (await _get(base + "/metrics"))[1]
+                text = (await _get(port, "/metrics"))[1]
                 return sum(
                     float(line.rsplit(" ", 1)[1])
                     for line in text.splitlines()
@@ -170,7 +178,7 @@ async def test_cli_keeps_polling_across_a_broker_restart() -> None:
             async def advanced() -> None:
                 # Polling a remote endpoint: there is no local event to wait on.
                 while await polls() < before + 3 or (  # noqa: ASYNC110
-                    await _get(base + "/healthz")
+                    await _get(port, "/healthz")
                 )[0] != 200:
                     await asyncio.sleep(0.1)
 
@@ -179,3 +187,74 @@ async def test_cli_keeps_polling_across_a_broker_restart() -> None:
             assert proc.running
             await proc.terminate()
             assert proc.exit_code == 0, proc.log_text()
+
+
+async def test_cli_restart_while_over_sends_no_second_crossing() -> None:
+    """Issue 13, as a user runs it: lagmon restarted while a consumer is still over its
+    threshold announces nothing new; the clear comes once when the consumer catches up."""
+    async with NatsServer() as srv:
+        nc = await nats.connect(srv.client_url)
+        try:
+            config, js = await _events_behind(nc)
+            health = config.subjects.health_events
+
+            async def stored() -> list[str]:
+                """Types of the threshold events in the stream, oldest first."""
+                sub = await js.subscribe(health, ordered_consumer=True)
+                info = await js.stream_info("QIKI_EVENTS_V1", subjects_filter=health)
+                n = (info.state.subjects or {}).get(health, 0)
+                types = []
+                for _ in range(n):
+                    msg = await sub.next_msg(timeout=2)
+                    types.append((msg.headers or {})["ce-type"])
+                await sub.unsubscribe()
+                return types
+
+            ready: list[str] = []
+            probe = _ready_probe(ready)
+
+            async def polls(port: int) -> float:
+                text = (await _get(port, "/metrics"))[1]
+                return sum(
+                    float(line.rsplit(" ", 1)[1])
+                    for line in text.splitlines()
+                    if line.startswith("qiki_lagmon_polls_total ")
+                )
+
+            async def after_polls(port: int, n: float) -> None:
+                async def wait() -> None:
+                    while await polls(port) < n:  # noqa: ASYNC110 - a remote endpoint
+                        await asyncio.sleep(0.05)
+
+                await asyncio.wait_for(wait(), 30)  # bounded wait, not a timing assertion
+
+            argv = [
+                sys.executable, "-m", "services.lagmon", "--nats-url", srv.client_url,
+                "--interval-s", "0.1", "--http-port", "0",
+                "--threshold", "QIKI_EVENTS_V1:registrar-events=3",
+            ]
+            async with ManagedProcess(argv, name="lagmon", ready=probe) as proc:
+                await after_polls(int(ready[-1].rsplit(":", 1)[1]), 3)
+                await proc.terminate()
+            assert await stored() == [THRESHOLD_CROSSED]
+
+            async with ManagedProcess(argv, name="lagmon", ready=probe) as proc:
+                port = int(ready[-1].rsplit(":", 1)[1])
+                await after_polls(port, 5)
+                assert await stored() == [THRESHOLD_CROSSED]
+                assert "restored threshold state: 1 consumers over" in proc.log_text()
+                lag = json.loads((await _get(port, "/lag"))[1])
+                assert lag["over_threshold"] == [
+                    {"stream": "QIKI_EVENTS_V1", "consumer": "registrar-events"}
+                ]
+                # Catch up: the clear is announced once.
+                sub = await js.pull_subscribe_bind("registrar-events", "QIKI_EVENTS_V1")
+                for msg in await sub.fetch(100, timeout=2):
+                    await msg.ack_sync()
+                seen = await polls(port)
+                await after_polls(port, seen + 5)
+                await proc.terminate()
+                assert proc.exit_code == 0, proc.log_text()
+            assert await stored() == [THRESHOLD_CROSSED, THRESHOLD_CLEARED]
+        finally:
+            await nc.close()

@@ -275,3 +275,143 @@ async def test_unknown_stream_is_reported_not_fatal(nc: Client) -> None:
     assert "stream not found" in snap.stream_errors["NO_SUCH_STREAM"]
     ok, reason = monitor.healthy()
     assert not ok and "NO_SUCH_STREAM" in reason
+
+
+def _monitor(nc: Client, health: str, **kw: Any) -> LagMonitor:
+    return LagMonitor(
+        nc,
+        streams=[STREAM],
+        watch=[(STREAM, "worker")],
+        thresholds=Thresholds([ThresholdSpec("worker", 5, STREAM)]),
+        health_subject=health,
+        **kw,
+    )
+
+
+async def _catch_up(nc: Client, n: int) -> None:
+    sub = await nc.jetstream().pull_subscribe_bind("worker", STREAM)
+    for m in await sub.fetch(n, timeout=2):
+        await m.ack_sync()
+
+
+async def _worker_over_threshold(nc: Client, provisioned: RuntimeConfig) -> tuple[str, _Tap]:
+    """The worker consumer 12 behind (threshold 5); the health subject and a tap on it."""
+    await _stream_with_consumer(nc, ack_wait=30)
+    health = provisioned.subjects.health_events
+    tap = _Tap()
+    await nc.subscribe(health, cb=tap.cb)
+    await _publish(nc, 12)
+    return health, tap
+
+
+async def test_restart_while_over_announces_no_second_crossing(
+    nc: Client, provisioned: RuntimeConfig
+) -> None:
+    """Issue 13: the crossing state is read back from the published events on restart."""
+    health, tap = await _worker_over_threshold(nc, provisioned)
+    first = _monitor(nc, health)
+    await first.poll_once()
+    await first.poll_once()
+    await nc.flush()
+    assert [t for t, _ in tap.decoded()] == [THRESHOLD_CROSSED]
+
+    # "Restart": a new monitor with no memory of the first, the consumer still over.
+    second = _monitor(nc, health)
+    await second.poll_once()
+    await second.poll_once()
+    await nc.flush()
+    assert [t for t, _ in tap.decoded()] == [THRESHOLD_CROSSED]
+    assert second.tracker.is_over(STREAM, "worker")
+    assert json.loads(second.lag_view().body)["over_threshold"] == [
+        {"stream": STREAM, "consumer": "worker"}
+    ]
+
+    # It falls back under: cleared, once, by the restarted monitor.
+    await _catch_up(nc, 12)
+    await second.poll_once()
+    await second.poll_once()
+    await nc.flush()
+    assert [t for t, _ in tap.decoded()] == [THRESHOLD_CROSSED, THRESHOLD_CLEARED]
+
+    # A third start reads "cleared" back: over again later is a new crossing, announced.
+    third = _monitor(nc, health)
+    await third.poll_once()
+    await _publish(nc, 6)
+    await third.poll_once()
+    await nc.flush()
+    assert [t for t, _ in tap.decoded()] == [
+        THRESHOLD_CROSSED,
+        THRESHOLD_CLEARED,
+        THRESHOLD_CROSSED,
+    ]
+    # The read-back consumers are gone (ephemeral, deleted after reading).
+    names = [c.name for c in await nc.jetstream().consumers_info("QIKI_EVENTS_V1")]
+    assert sorted(names) == sorted(
+        c.durable for c in provisioned.consumers if c.stream == "QIKI_EVENTS_V1"
+    )
+
+
+async def test_without_restore_a_restart_duplicates_the_crossing(
+    nc: Client, provisioned: RuntimeConfig
+) -> None:
+    """The failure the restore guards against (so the test above can fail)."""
+    health, tap = await _worker_over_threshold(nc, provisioned)
+    await _monitor(nc, health).poll_once()
+    await _monitor(nc, health, restore_state=False).poll_once()
+    await nc.flush()
+    assert [t for t, _ in tap.decoded()] == [THRESHOLD_CROSSED, THRESHOLD_CROSSED]
+
+
+async def test_restore_ignores_other_sources_and_consumers(
+    nc: Client, provisioned: RuntimeConfig
+) -> None:
+    from services.common.cloudevents import new_event, publish_event
+    from services.lagmon.state import read_over_threshold
+
+    health = provisioned.subjects.health_events
+    js = nc.jetstream()
+    data = {"stream": STREAM, "consumer": "worker"}
+    # A crossing from someone else, then ours crossed and cleared, another consumer crossed.
+    await publish_event(js, health, new_event(THRESHOLD_CROSSED, "urn:other", data,
+                                              subject=f"{STREAM}/worker"))
+    for kind, subj in [
+        (THRESHOLD_CROSSED, f"{STREAM}/worker"),
+        (THRESHOLD_CLEARED, f"{STREAM}/worker"),
+        (THRESHOLD_CROSSED, f"{STREAM}/other"),
+    ]:
+        await publish_event(js, health, new_event(kind, SOURCE, data, subject=subj))
+    assert await read_over_threshold(nc, health) == {(STREAM, "other")}
+    # No stream stores the subject: nothing was announced durably.
+    assert await read_over_threshold(nc, "nowhere.health") == set()
+
+
+async def test_unreadable_state_holds_announcements_then_gives_up(nc: Client) -> None:
+    """The state cannot be read back (a work-queue stream refuses the read-back consumer):
+    nothing is announced for RESTORE_ATTEMPTS - 1 polls, then the monitor goes on without it
+    rather than never announcing."""
+    from services.lagmon.service import RESTORE_ATTEMPTS
+
+    js = nc.jetstream()
+    await js.add_stream(
+        api.StreamConfig(
+            name="HEALTHQ",
+            subjects=["healthq.>"],
+            retention=api.RetentionPolicy.WORK_QUEUE,
+            storage=api.StorageType.MEMORY,
+        )
+    )
+    await js.add_consumer(
+        "HEALTHQ",
+        api.ConsumerConfig(durable_name="reader", filter_subject="healthq.events",
+                           ack_policy=api.AckPolicy.EXPLICIT),
+    )
+    await _stream_with_consumer(nc)
+    await _publish(nc, 12)
+    monitor = _monitor(nc, "healthq.events", timeout_s=0.5)
+    for _ in range(RESTORE_ATTEMPTS - 1):
+        await monitor.poll_once()
+        assert not monitor.tracker.is_over(STREAM, "worker")
+    assert (await js.stream_info("HEALTHQ")).state.messages == 0
+    await monitor.poll_once()
+    assert monitor.tracker.is_over(STREAM, "worker")
+    assert (await js.stream_info("HEALTHQ")).state.messages == 1

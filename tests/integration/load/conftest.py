@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 from collections.abc import AsyncIterator
 
 import nats
@@ -14,13 +13,6 @@ from harness.broker import NatsServer
 
 #: The platform streams the locustfile publishes to (names as in services.common.botspec).
 PLATFORM_STREAMS = {"QIKI_RADAR_V1": ["qiki.radar.v1.>"], "QIKI_EVENTS_V1": ["qiki.events.v1.>"]}
-
-
-def free_port() -> int:
-    """A free TCP port on 127.0.0.1."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture

@@ -9,10 +9,11 @@ from pathlib import Path
 import pytest
 from nats.aio.client import Client
 
+from harness.broker._config import free_ports
 from harness.load.gates import LocustGates
 from harness.load.locust_run import locust_argv, read_locust_csv, run_locust
 
-from .conftest import PLATFORM_STREAMS, ensure_platform_streams, free_port
+from .conftest import PLATFORM_STREAMS, ensure_platform_streams
 
 pytestmark = pytest.mark.load
 
@@ -76,7 +77,7 @@ async def test_failures_are_counted_when_streams_are_missing(nats_url: str,
 async def test_distributed_run_with_two_workers(nats_url: str, nc: Client,
                                                 tmp_path: Path) -> None:
     await ensure_platform_streams(nc)
-    port = free_port()
+    [port] = free_ports(1)
     prefix = tmp_path / "dist"
     master = locust_argv(host=nats_url, users=8, run_time_s=5, csv_prefix=prefix,
                          master_port=port, expect_workers=2,

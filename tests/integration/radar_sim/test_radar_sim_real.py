@@ -12,6 +12,8 @@ from nats.js.api import ConsumerConfig, DeliverPolicy
 
 from harness._process import ManagedProcess
 from harness.broker import NatsServer
+from harness.broker._config import HOST
+from harness.broker._http import get as http_get
 from services.common.botspec import RuntimeConfig, load_runtime_config, provision
 from services.common.cloudevents import CloudEvent, from_message
 from services.radar_sim import events
@@ -141,16 +143,10 @@ async def _until(cond: Callable[[], Awaitable[bool]], what: str, timeout_s: floa
         raise AssertionError(f"timed out waiting for {what}") from None
 
 
-async def _get(url: str) -> tuple[int, str]:
-    host, _, rest = url.removeprefix("http://").partition("/")
-    h, _, p = host.partition(":")
-    reader, writer = await asyncio.open_connection(h, int(p))
-    writer.write(f"GET /{rest} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
-    await writer.drain()
-    raw = await reader.read()
-    writer.close()
-    head, _, body = raw.partition(b"\r\n\r\n")
-    return int(head.split()[1]), body.decode()
+async def _get(port: int, path: str) -> tuple[int, str]:
+    """GET a service endpoint on 127.0.0.1 (the harness's monitoring-port client)."""
+    status, body = await http_get(HOST, port, path, timeout_s=10)
+    return status, body.decode()
 
 
 def _metric(text: str, prefix: str) -> float:
@@ -174,18 +170,18 @@ async def test_cli_survives_a_broker_restart_and_exits_0_on_sigterm() -> None:
                 "--rate-hz", "50", "--http-port", "0", "--timeout-s", "0.5",
                 "--status-interval-s", "0.2"]
         async with ManagedProcess(argv, name="radar_sim", ready=probe) as proc:
-            base = ready[0].split()[1]
-            status, body = await _get(base + "/healthz")
+            port = int(ready[0].rsplit(":", 1)[1])
+            status, body = await _get(port, "/healthz")
             assert (status, body) == (200, "ok\n")
 
             async def published() -> float:
-                return _metric((await _get(base + "/metrics"))[1], "qiki_radar_sim_published_total")
+                return _metric((await _get(port, "/metrics"))[1], "qiki_radar_sim_published_total")
 
             await _until(lambda: _gt(published, 0), "first frames")
             await srv.node.restart()
             after_restart = await published()
             await _until(lambda: _gt(published, after_restart + 10), "frames after restart")
-            text = (await _get(base + "/metrics"))[1]
+            text = (await _get(port, "/metrics"))[1]
             assert _metric(text, "qiki_radar_sim_reconnects_total") >= 1
             assert proc.running
             await proc.terminate()

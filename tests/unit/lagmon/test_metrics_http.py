@@ -19,19 +19,14 @@ from services.lagmon.thresholds import (
 
 
 def _lag(stream: str, consumer: str, pending: int, ack_pending: int) -> ConsumerLag:
-    return ConsumerLag(
-        stream=stream,
-        consumer=consumer,
+    return ConsumerLag.of(
+        stream,
+        consumer,
         num_pending=pending,
         num_ack_pending=ack_pending,
         num_redelivered=1,
-        num_waiting=0,
-        ack_floor_stream_seq=0,
-        delivered_stream_seq=0,
         oldest_unacked_age_s=2.5,
         age_exact=True,
-        leader=None,
-        leaderless=False,
     )
 
 
@@ -94,3 +89,45 @@ async def test_http_routes_errors_and_broken_handler() -> None:
         # Still serving after the broken handler.
         again = await _get(http.port, b"GET /hello HTTP/1.1\r\n\r\n")
         assert again.startswith(b"HTTP/1.1 200")
+
+
+def test_renderer_reuses_text_but_follows_consumers_thresholds_and_values() -> None:
+    """The kept templates and thresholds are dropped when what they were made from changes."""
+    consumers = {("S", "a"): _lag("S", "a", 3, 4)}
+    snap = LagSnapshot(taken_at=datetime.now(UTC), duration_s=0.01, consumers=consumers)
+    thresholds = Thresholds([ThresholdSpec("a", 5, "S")])
+    tracker = ThresholdTracker(thresholds)
+    metrics = LagMetrics(lambda: snap, tracker)
+
+    def samples(name: str) -> dict[str, float]:
+        text = metrics.render().decode()
+        (family,) = [f for f in text_string_to_metric_families(text) if f.name == name]
+        return {s.labels["consumer"]: s.value for s in family.samples}
+
+    assert samples("qiki_jetstream_consumer_lag") == {"a": 7.0}
+    assert samples("qiki_jetstream_consumer_lag_threshold") == {"a": 5.0}
+    thresholds.set(ThresholdSpec("a", 9, "S"))  # configuration changed between scrapes
+    assert samples("qiki_jetstream_consumer_lag_threshold") == {"a": 9.0}
+    tracker.restore([("S", "a")])
+    assert samples("qiki_jetstream_consumer_over_threshold") == {"a": 1.0}
+    consumers[("S", "a")] = _lag("S", "a", 1, 0)  # a new poll: new numbers
+    consumers[("S", "b")] = _lag("S", "b", 2, 0)  # and a new consumer
+    assert samples("qiki_jetstream_consumer_lag") == {"a": 1.0, "b": 2.0}
+    assert samples("qiki_jetstream_consumer_lag_threshold") == {"a": 9.0}
+    del consumers[("S", "a")]
+    assert samples("qiki_jetstream_consumer_lag") == {"b": 2.0}
+    assert samples("qiki_jetstream_consumer_lag_threshold") == {}
+
+
+def test_renderer_output_does_not_depend_on_the_order_pages_landed_in() -> None:
+    lags = [_lag("S", f"c{i}", i, 0) for i in range(5)]
+    tracker = ThresholdTracker(Thresholds(default=2))
+    snaps = [
+        LagSnapshot(datetime.now(UTC), 0.01, {(c.stream, c.consumer): c for c in order})
+        for order in (lags, lags[::-1])
+    ]
+    current = snaps[0]
+    metrics = LagMetrics(lambda: current, tracker)
+    first = metrics.render().split(b"qiki_lagmon_")[0]
+    current = snaps[1]
+    assert metrics.render().split(b"qiki_lagmon_")[0] == first

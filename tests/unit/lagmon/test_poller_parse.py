@@ -96,3 +96,44 @@ def test_missing_counters_default_to_zero() -> None:
     lag, _ = _consumer_from_info({"stream_name": "S", "name": "c"}, NOW)
     assert lag.lag == 0 and lag.num_redelivered == 0
     assert lag.as_dict()["lag"] == 0
+
+
+def test_a_list_page_decodes_into_readings_and_overlapping_pages_dedupe() -> None:
+    """A CONSUMER.LIST page as nats-server sends it (extra fields ignored), taken twice."""
+    import json
+
+    from services.lagmon.poller import LagPoller, _decode_page, _PollState
+
+    page = {
+        "type": "io.nats.jetstream.api.v1.consumer_list_response",
+        "total": 3, "offset": 0, "limit": 256,
+        "consumers": [
+            info(name="a", ts="2026-01-02T03:04:09Z", unknown={"x": [1, 2]}),
+            info(name="b", num_pending=0, num_ack_pending=0, cluster={"leader": "n1"}),
+            info(name="skip"),
+        ],
+        "missing": ["c", "other"],
+    }
+    decoded = _decode_page(json.dumps(page).encode())
+    poller = LagPoller(None, ["S"], consumers=[("S", "a"), ("S", "b"), ("S", "c")])  # type: ignore[arg-type]
+    state = _PollState(approx=True, times=None)
+    poller._take_page("S", decoded, state)
+    poller._take_page("S", _decode_page(json.dumps(page).encode()), state)  # an overlap
+    assert sorted(state.consumers) == [("S", "a"), ("S", "b")]
+    a, b = state.consumers[("S", "a")], state.consumers[("S", "b")]
+    assert (a.lag, a.num_redelivered, a.ack_floor_stream_seq) == (12, 1, 3)
+    assert a.oldest_unacked_age_s > 0 and not a.age_exact and a.leader is None
+    assert (b.lag, b.oldest_unacked_age_s, b.leader, b.leaderless) == (0, 0.0, "n1", False)
+    assert state.missing == [("S", "c"), ("S", "c")]  # deduplicated by the snapshot
+    assert state.lagging == {}  # approximate ages need no lookup
+
+
+def test_an_error_page_decodes_with_its_error() -> None:
+    from services.lagmon.poller import _decode_page
+
+    err = _decode_page(
+        b'{"type":"x","error":{"code":404,"err_code":10059,"description":"stream not found"}}'
+    ).error
+    assert err is not None and (err.code, err.err_code, err.description) == (
+        404, 10059, "stream not found"
+    )

@@ -136,3 +136,11 @@ def test_event_data_shape() -> None:
 def test_merge_specs_from_mapping_and_list() -> None:
     specs = merge_specs({"S:a": 1, "b": 2}, [ThresholdSpec("c", 3)])
     assert specs == [ThresholdSpec("a", 1, "S"), ThresholdSpec("b", 2), ThresholdSpec("c", 3)]
+
+
+def test_restored_state_suppresses_the_crossing_and_allows_the_clear() -> None:
+    tracker = ThresholdTracker(Thresholds([ThresholdSpec("c", 10, "S")]))
+    tracker.restore([("S", "c")])
+    assert tracker.evaluate([LagReading("S", "c", 50, 50, 0, 0)]) == []
+    (cleared,) = tracker.evaluate([LagReading("S", "c", 3, 3, 0, 0)])
+    assert cleared.kind == THRESHOLD_CLEARED
