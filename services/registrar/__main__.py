@@ -45,6 +45,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--expires", type=float, default=5.0, help="pull request expiry in seconds")
     p.add_argument("--provision", choices=["auto", "always", "never"], default="auto",
                    help="create the streams/consumers: if missing (auto), always, or never")
+    p.add_argument("--wal-max-mb", type=float, default=64.0,
+                   help="bound of the SQLite WAL file in MiB (default 64; at least 1)")
     return p
 
 
@@ -86,6 +88,7 @@ async def _run(args: argparse.Namespace) -> int:
             expires_s=args.expires,
             provision=args.provision,
             crash_after_commit=_crash_after_commit(),
+            wal_max_bytes=int(args.wal_max_mb * 1024 * 1024),
         )
     except (BotSpecError, ValueError, OSError) as exc:
         raise UsageError(str(exc)) from exc

@@ -352,6 +352,30 @@ class RegistrarStore:
             key = _next_probe(key)
         raise StoreError(f"no free idempotency key for ({source!r}, {event_id!r})")
 
+    def set_journal_size_limit(self, limit_bytes: int) -> None:
+        """``PRAGMA journal_size_limit``: when SQLite resets the WAL, it shrinks the file to
+        this size (without it the file keeps its high-water size for good)."""
+        self._conn.execute(f"PRAGMA journal_size_limit={int(limit_bytes)}").fetchone()
+
+    def checkpoint_raw(
+        self,
+        mode: Literal["PASSIVE", "FULL", "RESTART", "TRUNCATE"],
+        *,
+        busy_timeout_ms: int | None = None,
+    ) -> tuple[int, int, int]:
+        """Run ``PRAGMA wal_checkpoint(mode)``; return SQLite's (busy, log frames, frames
+        checkpointed). ``busy_timeout_ms`` bounds, for this call only, how long a
+        FULL/RESTART/TRUNCATE checkpoint waits for readers and writers."""
+        conn = self._conn
+        if busy_timeout_ms is not None:
+            conn.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+        try:
+            busy, log, done = conn.execute(f"PRAGMA wal_checkpoint({mode})").fetchone()
+        finally:
+            if busy_timeout_ms is not None:
+                conn.execute("PRAGMA busy_timeout=5000")
+        return int(busy), int(log), int(done)
+
     def checkpoint(self, mode: Literal["PASSIVE", "FULL", "TRUNCATE"] = "PASSIVE") -> int:
         """Copy committed WAL frames into the database file; return the frames still in the WAL.
 
