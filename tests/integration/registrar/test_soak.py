@@ -40,9 +40,10 @@ def test_one_minute_soak_keeps_the_wal_under_its_bound() -> None:
     # drained once the load stopped.
     assert result["stored_by_code"].get("201", 0) >= result["acked"], result
     assert result["lag_end"] == 0, result
-    # The run pushed many times the bound through the WAL: without a reset the WAL holds
-    # every page written, and the database alone grew past 3x the bound.
-    assert result["db_mb"] >= 3 * BOUND_MB, result
-    # The bound itself, at its peak (polled every 50 ms), no margin.
+    # The bound itself, at its peak (polled every 50 ms), no margin. (With the WAL never
+    # reset, this run's WAL reached 469 MB.)
     assert 0 < result["wal_max_mb"] <= BOUND_MB, result
+    # ... while many times the bound went through it: the checkpoints moved the pages into
+    # the database, which grew past 3x the bound.
+    assert result["db_mb"] >= 3 * BOUND_MB, result
     assert result["goals"]["wal_max_mb<=bound"] is True
