@@ -45,8 +45,15 @@ from .store import RegistrarStore, Row, rejection_key
 from .wal import DEFAULT_WAL_MAX_BYTES, WalKeeper
 
 if TYPE_CHECKING:
+    from typing import TypeAlias
+
     from nats.aio.client import Client
-    from nats.aio.msg import Msg
+    from nats.aio.msg import Msg as NatsMsg
+
+    from .pull import Delivered
+
+    #: What the pull consumer hands out: nats-py's Msg, or the fast path's Delivered.
+    Msg: TypeAlias = NatsMsg | Delivered
     from nats.js.client import JetStreamContext
 
     from services.common.botspec import RuntimeConfig

@@ -1,15 +1,24 @@
-"""Helpers of the pull consumer: ack-subject parsing and the fast header parser."""
+"""Helpers of the pull consumer: ack-subject parsing, the fast header parsers, the inbox
+fast path."""
 
 from __future__ import annotations
 
+import asyncio
+from typing import Any
+
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from nats.aio.client import Client
 
 from services.registrar.pull import (
+    Delivered,
     install_fast_header_parser,
+    install_inbox_fast_path,
     parse_ack_subject,
     parse_header_lines,
+    parse_raw_headers,
+    remove_inbox_fast_path,
 )
 
 
@@ -43,3 +52,49 @@ def test_install_shadows_only_that_client() -> None:
     assert install_fast_header_parser(nc)
     assert nc._parse_header_lines is parse_header_lines
     assert other._parse_header_lines is not parse_header_lines
+
+
+_status = st.sampled_from([b"", b" 408 Request Timeout", b" 404 No Messages", b" 100",
+                           b" 409 Exceeded MaxWaiting", b" 100 Idle Heartbeat", b" abc"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(_status, st.lists(_line, max_size=6))
+def test_raw_header_blocks_parse_like_nats_py(status: bytes, lines: list[Any]) -> None:
+    """parse_raw_headers (the inbox fast path) == nats-py's Client._process_headers."""
+    body = b"".join(n + s + v + b"\r\n" for n, s, v in lines)
+    raw = b"NATS/1.0" + status + b"\r\n" + body + b"\r\n"
+    nc = Client()
+    try:
+        expected = asyncio.run(nc._process_headers(raw))
+    except UnicodeDecodeError:  # a status description that is not UTF-8: same error
+        with pytest.raises(UnicodeDecodeError):
+            parse_raw_headers(raw)
+        return
+    assert parse_raw_headers(raw) == expected
+    assert Delivered("s", "r", b"", raw).headers == expected
+    assert parse_raw_headers(None) is None and parse_raw_headers(b"") is None
+
+
+def test_inbox_fast_path_takes_only_its_sid() -> None:
+    nc = Client()
+    got: list[tuple[bytes, bytes, bytes, bytes | None]] = []
+    others: list[int] = []
+
+    async def orig(sid: int, *a: Any) -> None:
+        others.append(sid)
+
+    nc._process_msg = orig  # type: ignore[method-assign,assignment]
+    assert install_inbox_fast_path(nc, 7, lambda *a: got.append(a))
+
+    async def feed() -> None:
+        process: Any = nc._process_msg  # nats-py's parser passes None for "no headers"
+        await process(7, b"in.x", b"$JS.ACK.a", b"{}", b"NATS/1.0\r\na: b\r\n\r\n")
+        await process(8, b"other", b"", b"x", None)
+        remove_inbox_fast_path(nc, 7)
+        await process(7, b"in.x", b"", b"late", None)
+
+    asyncio.run(feed())
+    assert got == [(b"in.x", b"$JS.ACK.a", b"{}", b"NATS/1.0\r\na: b\r\n\r\n")]
+    assert others == [8, 7]
+    assert nc.stats["in_msgs"] == 1
