@@ -49,16 +49,57 @@ _STATUS = "Status"
 _PENDING = "Nats-Pending-Messages"
 
 
+class _LineCache:
+    """Whole header lines -> (name, value), for the lines that repeat.
+
+    Most of an event's header lines are the same in every event of a stream (``ce-source``,
+    ``ce-type``, ``ce-specversion``, the content type); a dict hit on the raw line skips the
+    split, strip and decode. Lines of a name whose values keep changing (ids, times) are not
+    cached after ``max_misses`` distinct values. Bounded: cleared when ``max_lines`` is
+    reached.
+    """
+
+    __slots__ = ("lines", "max_lines", "max_misses", "misses")
+
+    def __init__(self, max_lines: int = 4096, max_misses: int = 32) -> None:
+        self.lines: dict[bytes, tuple[str | None, str]] = {}
+        self.misses: dict[bytes, int] = {}
+        self.max_lines = max_lines
+        self.max_misses = max_misses
+
+    def remember(self, line: bytes, name: bytes, parsed: tuple[str | None, str]) -> None:
+        """Cache ``line`` unless its name has shown too many distinct values."""
+        n = self.misses.get(name, 0)
+        if n >= self.max_misses:
+            return
+        if len(self.lines) >= self.max_lines or len(self.misses) >= self.max_lines:
+            self.lines.clear()
+            self.misses.clear()
+        self.misses[name] = n + 1
+        self.lines[line] = parsed
+
+
+_LINES = _LineCache()
+
+
 def parse_header_lines(raw: bytes) -> dict[str, str]:
     """Parse a NATS header block exactly like nats-py's ``Client._parse_header_lines``.
 
     Same results (a unit test compares them on generated input), about 3x faster: nats-py
     checks every name character with a generator expression, which profiling showed to be
-    the single largest cost of the registrar's ingest (a third of its CPU time).
+    the single largest cost of the registrar's ingest (a third of its CPU time). Lines that
+    repeat from message to message are looked up whole (:class:`_LineCache`).
     """
     out: dict[str, str] = {}
     names = _NAME_CACHE
+    cache = _LINES
+    lines = cache.lines
     for line in raw.split(_CRLF):
+        hit = lines.get(line)
+        if hit is not None:
+            if hit[0] is not None:
+                out[hit[0]] = hit[1]
+            continue
         name, sep, value = line.partition(b":")
         if not sep:
             continue
@@ -67,8 +108,10 @@ def parse_header_lines(raw: bytes) -> dict[str, str]:
             key = _header_name(name)
             if len(names) < 1024:  # header names repeat; bound the cache anyway
                 names[name] = key
+        text = value.strip().decode("utf-8", "replace")
         if key is not None:
-            out[key] = value.strip().decode("utf-8", "replace")
+            out[key] = text
+        cache.remember(line, name, (key, text))
     return out
 
 

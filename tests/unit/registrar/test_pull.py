@@ -98,3 +98,23 @@ def test_inbox_fast_path_takes_only_its_sid() -> None:
     assert got == [(b"in.x", b"$JS.ACK.a", b"{}", b"NATS/1.0\r\na: b\r\n\r\n")]
     assert others == [8, 7]
     assert nc.stats["in_msgs"] == 1
+
+
+def test_line_cache_keeps_repeating_lines_only() -> None:
+    from services.registrar.pull import _LineCache
+
+    cache = _LineCache(max_lines=100, max_misses=8)
+    import services.registrar.pull as pull
+
+    old = pull._LINES
+    pull._LINES = cache
+    try:
+        for i in range(500):
+            raw = (f"ce-id: {i}\r\nce-source: urn:x\r\nce-type: t{i % 3}\r\n\r\n").encode()
+            assert parse_header_lines(raw) == Client._parse_header_lines(raw)
+    finally:
+        pull._LINES = old
+    # ids stopped being cached after 8 distinct values; source and the 3 types stay.
+    assert sum(1 for line in cache.lines if line.startswith(b"ce-id")) <= 8
+    assert b"ce-source: urn:x" in cache.lines and b"ce-type: t2" in cache.lines
+    assert len(cache.lines) <= 100
