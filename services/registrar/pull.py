@@ -237,7 +237,76 @@ def install_inbox_fast_path(
 
         setattr(nc, _FAST_SIDS_ATTR, fast)
         nc._process_msg = process_msg  # type: ignore[method-assign]
+        _install_batch_parser(nc, table)
     fast[sid] = handler
+    return True
+
+
+_HMSG = b"HMSG "
+_AWAITING_CONTROL_LINE = 1  # nats.protocol.parser's state of that name
+
+
+def _install_batch_parser(
+    nc: Client, table: dict[int, Callable[[bytes, bytes, bytes, bytes | None], None]]
+) -> bool:
+    """Let the client's protocol parser take runs of complete ``HMSG`` for ``table``'s sids
+    in one synchronous loop per read, before nats-py's parser sees the rest.
+
+    nats-py's ``Parser.parse`` handles one message per iteration: a regex match on the
+    buffer, two copies and a ``del`` of the consumed bytes, an awaited call. A read from the
+    socket holds dozens of pull deliveries; here they are sliced out of the buffer in one
+    pass and the buffer is cut once. Anything else (another subscription's message, PING,
+    INFO, -ERR, a message cut off at the end of the read) stops the loop and is left to
+    nats-py's parser, unchanged, which also hands fast-path messages to ``table`` (see
+    :func:`install_inbox_fast_path`), so the two never disagree about what a message is.
+    """
+    ps = getattr(nc, "_ps", None)
+    orig = getattr(ps, "parse", None)
+    if ps is None or orig is None or not isinstance(getattr(ps, "buf", None), bytearray):
+        return False
+    stats = nc.stats
+
+    async def parse(data: bytes = b"") -> None:
+        buf: bytearray = ps.buf
+        if ps.state == _AWAITING_CONTROL_LINE and (data.startswith(_HMSG) or
+                                                   buf.startswith(_HMSG)):
+            buf.extend(data)
+            data = b""
+            pos, n, count, size = 0, len(buf), 0, 0
+            while buf.startswith(_HMSG, pos):
+                eol = buf.find(_CRLF, pos)
+                if eol < 0:
+                    break
+                parts = bytes(buf[pos + 5 : eol]).split()
+                if len(parts) == 5:
+                    subject, sid_b, reply, hlen_b, tlen_b = parts
+                elif len(parts) == 4:
+                    subject, sid_b, hlen_b, tlen_b = parts
+                    reply = b""
+                else:
+                    break
+                try:
+                    handler = table.get(int(sid_b))
+                    hlen, tlen = int(hlen_b), int(tlen_b)
+                except ValueError:
+                    break
+                start = eol + 2
+                end = start + tlen
+                if handler is None or end + 2 > n or hlen > tlen:
+                    break
+                payload = bytes(buf[start + hlen : end])
+                headers = bytes(buf[start : start + hlen]) if hlen else None
+                pos = end + 2
+                count += 1
+                size += len(payload)
+                handler(subject, reply, payload, headers)
+            if pos:
+                del buf[:pos]
+                stats["in_msgs"] += count
+                stats["in_bytes"] += size
+        await orig(data)
+
+    ps.parse = parse
     return True
 
 

@@ -118,3 +118,51 @@ def test_line_cache_keeps_repeating_lines_only() -> None:
     assert sum(1 for line in cache.lines if line.startswith(b"ce-id")) <= 8
     assert b"ce-source: urn:x" in cache.lines and b"ce-type: t2" in cache.lines
     assert len(cache.lines) <= 100
+
+
+_wire_msg = st.tuples(
+    st.sampled_from([1, 2]),  # sid 1 takes the fast path, 2 goes through nats-py
+    st.booleans(),  # with a reply subject
+    st.binary(max_size=12).filter(lambda b: b"\r\n" not in b),  # header block body
+    st.binary(max_size=20),  # payload
+    st.booleans(),  # followed by +OK
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(_wire_msg, max_size=12), st.lists(st.integers(1, 40), max_size=20))
+def test_batch_parser_delivers_like_nats_py(msgs: list[Any], cuts: list[int]) -> None:
+    """Any protocol stream, cut into reads anywhere: each message reaches its handler once, in
+    order, with the same parts nats-py's own parser gives."""
+    from nats.protocol.parser import Parser
+
+    wire = b""
+    expected: list[tuple[Any, ...]] = []
+    for sid, has_reply, hbody, payload, ok in msgs:
+        headers = b"NATS/1.0\r\n" + (b"X: " + hbody.replace(b"\n", b"") + b"\r\n" if hbody
+                                     else b"") + b"\r\n"
+        reply = b"_INBOX.r" if has_reply else b""
+        line = b"HMSG in.x %d %s%d %d\r\n" % (sid, reply + b" " if reply else b"",
+                                              len(headers), len(headers) + len(payload))
+        wire += line + headers + payload + b"\r\n" + (b"+OK\r\n" if ok else b"")
+        expected.append((sid, b"in.x", reply, payload, headers))
+    got: list[tuple[Any, ...]] = []
+    nc = Client()
+    nc._ps = Parser(nc)
+
+    async def slow(sid: int, subject: bytes, reply: bytes, data: bytes, hdr: Any) -> None:
+        got.append((sid, subject, reply, data, hdr))
+
+    nc._process_msg = slow  # type: ignore[method-assign,assignment]
+    assert install_inbox_fast_path(nc, 1, lambda *a: got.append((1, *a)))
+
+    async def feed() -> None:
+        pos = 0
+        for c in cuts:
+            await nc._ps.parse(wire[pos : pos + c])
+            pos += c
+        await nc._ps.parse(wire[pos:])
+
+    asyncio.run(feed())
+    assert got == expected
+    assert nc.stats["in_msgs"] == sum(1 for m in msgs if m[0] == 1)
