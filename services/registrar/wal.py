@@ -12,13 +12,13 @@ What :class:`WalKeeper` does instead:
 
 * a background thread, on its own connection, runs a PASSIVE checkpoint every
   ``interval_s`` and at once when the writer reports the WAL past ``trigger_bytes``
-  (``max_bytes / 4``); PASSIVE never blocks the writer and copies the bulk of the frames;
+  (``max_bytes / 2``); PASSIVE never blocks the writer and copies the bulk of the frames;
 * when, after that, the WAL is still past the trigger, the *writer thread* runs a TRUNCATE
   checkpoint on its own connection just before its next batch: it only has to copy the
   frames committed since the PASSIVE one (a batch or two), and it resets the WAL to zero
   bytes. Running it in the writer thread, between two commits, means no commit waits in
   SQLite's busy handler (whose sleeps of 1, 2, 5, 10 ... ms would overshoot);
-* if the background thread falls behind (the WAL reaches ``hard_bytes``, ``max_bytes / 2``)
+* if the background thread falls behind (the WAL reaches ``hard_bytes``, ``3/4 max_bytes``)
   the writer runs the TRUNCATE checkpoint itself, however many frames that copies: a slower
   batch, never an unbounded file;
 * ``PRAGMA journal_size_limit`` (``trigger_bytes``) shrinks the file whenever SQLite resets
@@ -34,6 +34,7 @@ import logging
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,6 +64,7 @@ class WalStats:
     forced: int = 0  # of those, run because the WAL reached hard_bytes
     busy: int = 0  # TRUNCATE attempts that found a reader and were retried later
     wal_max_bytes_seen: int = 0  # largest WAL file size observed after a commit
+    truncate_ms_max: float = 0.0  # longest TRUNCATE checkpoint (the writer waits for it)
 
 
 class WalKeeper:
@@ -91,8 +93,10 @@ class WalKeeper:
             raise ValueError(f"interval_s={interval_s}: expected > 0 (e.g. 1.0)")
         self.store = store
         self.max_bytes = max_bytes
-        self.trigger_bytes = max_bytes // 4
-        self.hard_bytes = max_bytes // 2
+        # Half the bound: a TRUNCATE pauses the writer for a moment, so not more often than
+        # needed; three quarters: room for the frames of one more batch under the bound.
+        self.trigger_bytes = max_bytes // 2
+        self.hard_bytes = max_bytes * 3 // 4
         self.interval_s = interval_s
         self.stats = WalStats()
         self.wal_path = Path(f"{store.path}-wal")
@@ -170,7 +174,11 @@ class WalKeeper:
                 self._ckpt_lock.release()
 
     def _truncate_once(self, busy_ms: int) -> bool:
+        t0 = time.perf_counter()
         busy, _frames, _done = self.store.checkpoint_raw("TRUNCATE", busy_timeout_ms=busy_ms)
+        ms = (time.perf_counter() - t0) * 1000
+        if ms > self.stats.truncate_ms_max:
+            self.stats.truncate_ms_max = ms
         if busy:
             # A reader still uses the WAL; the frames were copied as far as possible and the
             # reset is retried before the next batch.
