@@ -474,8 +474,13 @@ class PullConsumer:
         ):
             _log.info("%s: pull requests unanswered, re-requesting", self.durable)
             self.reset()
-        while self._requests < self.max_requests and self._owed <= self.batch * (
-            self.max_requests - 1
+        # Not while max_requests batches already wait in the buffer: requests are re-issued
+        # as deliveries complete, and when storing is the bottleneck the buffer (memory)
+        # would grow with the backlog; take() tops up again once it has drained.
+        while (
+            self._requests < self.max_requests
+            and self._owed <= self.batch * (self.max_requests - 1)
+            and len(self._buf) < self.batch * self.max_requests
         ):
             # Counted before the publish: top-ups may run concurrently (the fast path starts
             # them as tasks), and each must see the requests the others are sending.
