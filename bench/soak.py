@@ -17,8 +17,10 @@ publishes CloudEvents on ``qiki.events.v1.sensor`` at ``--rate`` per second with
 Then a table and ``RESULT {json}`` with ``wal_max_mb``, ``rss_growth_pct`` per service (mean
 RSS of the last minute vs the first minute after ``--warmup-s``; for short runs both windows
 shrink to fit), ``lag_max``, ``puback_p99_ms`` and whether each goal is met: WAL <= the bound
-(64 MB), RSS growth <= 10 %, lag bounded (never above two seconds of events, and drained
-at the end). Before issue 13 the WAL reached 1.88 GB within one minute at 5,000 events/s.
+(64 MB), RSS growth <= 10 % for the reference services (nats-server's is shown, not judged:
+its file store caches the growing stream), lag bounded (the last minute's peak within twice
+the first minute's, or two seconds of events, and drained at the end). Before issue 13 the
+WAL reached 1.88 GB within one minute at 5,000 events/s.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ from typing import Any
 
 WAL_GOAL_MB = 64.0
 RSS_GROWTH_GOAL_PCT = 10.0
-LAG_GOAL_S = 2.0  # lag bounded: at most this many seconds of events outstanding
+LAG_GOAL_S = 2.0  # lag bounded: the last minute's peak within max(2x first, 2 s of events)
 SUBJECT = "qiki.events.v1.sensor"
 MiB = 1024 * 1024
 
@@ -234,7 +236,13 @@ async def soak(args: argparse.Namespace) -> dict[str, Any]:
                       and not n.startswith("nats-server")]
     summary = res.summary()
     wal_max_mb = round(peaks.wal_all / MiB, 2)
-    lag_goal = int(args.rate * LAG_GOAL_S)
+    # Bounded = not trending up: the last window's peak within twice the first window's (or
+    # two seconds of events, whichever is larger), and drained once the load stops.
+    lag_first = max((s.lag_peak for s in samples if warmup_s <= s.t < warmup_s + window_s),
+                    default=0)
+    lag_last = max((s.lag_peak for s in samples if samples and s.t > samples[-1].t - window_s),
+                   default=0)
+    lag_goal = max(2 * lag_first, int(args.rate * LAG_GOAL_S))
     result: dict[str, Any] = {
         "minutes": args.minutes,
         "rate_per_s": args.rate,
@@ -250,6 +258,8 @@ async def soak(args: argparse.Namespace) -> dict[str, Any]:
         "warmup_s": warmup_s,
         "window_s": window_s,
         "lag_max": peaks.lag_all,
+        "lag_first_window_max": lag_first,
+        "lag_last_window_max": lag_last,
         "lag_end": lag_end,
         "puback_p99_ms": summary["p99_ms"],
         "puback_p50_ms": summary["p50_ms"],
@@ -258,7 +268,7 @@ async def soak(args: argparse.Namespace) -> dict[str, Any]:
             "wal_max_mb<=bound": wal_max_mb <= args.wal_max_mb,
             "rss_growth_pct<=10": bool(service_growth)
             and max(service_growth) <= RSS_GROWTH_GOAL_PCT,
-            f"lag_max<={lag_goal}_and_drained": peaks.lag_all <= lag_goal and lag_end == 0,
+            "lag_bounded_and_drained": lag_last <= lag_goal and lag_end == 0,
         },
     }
     _print_table(samples, names)
