@@ -249,7 +249,8 @@ def install_inbox_fast_path(
 
 
 _HMSG = b"HMSG "
-_AWAITING_CONTROL_LINE = 1  # nats.protocol.parser's state of that name
+_AWAITING_CONTROL_LINE = 1  # nats.protocol.parser's states of those names
+_AWAITING_MSG_PAYLOAD = 2
 
 
 def _install_batch_parser(
@@ -274,6 +275,24 @@ def _install_batch_parser(
 
     async def parse(data: bytes = b"") -> None:
         buf: bytearray = ps.buf
+        if ps.state == _AWAITING_MSG_PAYLOAD and ps.header_needed > 0:
+            # A read almost never ends on a message boundary: nats-py's parser has the
+            # previous read's last control line and waits for its payload. Finish that
+            # message here when it is ours, so the rest of this read takes the loop below.
+            handler = table.get(ps.msg_arg.get("sid", -1))
+            need = ps.needed
+            if handler is not None and len(buf) + len(data) >= need + 2:
+                buf.extend(data)
+                data = b""
+                hlen = ps.header_needed
+                first_headers = bytes(buf[:hlen])
+                payload = bytes(buf[hlen:need])
+                del buf[: need + 2]
+                ps.header_needed = 0
+                ps.state = _AWAITING_CONTROL_LINE
+                stats["in_msgs"] += 1
+                stats["in_bytes"] += len(payload)
+                handler(ps.msg_arg["subject"], ps.msg_arg["reply"], payload, first_headers)
         if ps.state == _AWAITING_CONTROL_LINE and (data.startswith(_HMSG) or
                                                    buf.startswith(_HMSG)):
             buf.extend(data)
