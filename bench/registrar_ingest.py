@@ -1,6 +1,7 @@
 """Registrar ingest benchmark: a bare fetch -> SQLite -> ack loop vs the registrar.
 
-``python -m bench.registrar_ingest [--events 200000] [--rate 1000] [--latency-s 5]``
+``python -m bench.registrar_ingest [--events 200000] [--rate 1000] [--latency-s 5]
+[--latency-runs 5]``
 
 1. Throughput: ``--events`` CloudEvents (binary mode, ~200 B of JSON data) are preloaded into
    QIKI_EVENTS_V1 on a real nats-server (file storage). Then, each on its own durable:
@@ -13,9 +14,15 @@
 2. Latency: with the registrar running, events are published at ``--rate`` per second; the
    benchmark listens to the registrar's acks (``$JS.ACK.<stream>.<durable>.>``), which are
    sent only after the batch is committed, so publish -> ack is an upper bound of publish ->
-   stored. Reported: p50 / p99 / max.
+   stored. ``--latency-runs`` consecutive runs (default 5); each run's p50 / p99 / max and
+   the worst p99 are reported, and the goal holds only if every run meets it.
+3. Events per CPU-second of each consuming process (bare loop, registrar): what one free
+   core would do, so a noisy machine changes the reading less than the wall-clock rates.
+   The headroom is the CPU time per event left at the goal rate: what the data validation
+   against the spec's contracts (``RegistrarOptions.validate_data``) may cost per event.
 
-Goals (issue 2): registrar >= 25,000 events/s and >= 0.8x bare; p99 <= 20 ms.
+Goals (issues 2 and 13): registrar >= 25,000 events/s and >= 0.8x bare; p99 <= 20 ms in
+every latency run.
 Prints a table, then ``RESULT {json}`` as the last line.
 """
 
@@ -211,7 +218,8 @@ def _pct(values: list[float], p: float) -> float:
     return s[min(len(s) - 1, round(p / 100 * (len(s) - 1)))]
 
 
-async def run(events: int, rate: float, latency_s: float, rounds: int) -> dict[str, Any]:
+async def run(events: int, rate: float, latency_s: float, rounds: int,
+              latency_runs: int = 5) -> dict[str, Any]:
     """Run the benchmark; return the RESULT dict."""
     import nats
 
@@ -225,6 +233,7 @@ async def run(events: int, rate: float, latency_s: float, rounds: int) -> dict[s
     bare_cpu: list[float] = []
     reg_cpu: list[float] = []
     lat: list[float] = []
+    runs: list[list[float]] = []
     with tempfile.TemporaryDirectory(prefix="qiki-bench-reg-") as tmp:
         for r in range(rounds):
             async with NatsServer() as srv:
@@ -249,7 +258,13 @@ async def run(events: int, rate: float, latency_s: float, rounds: int) -> dict[s
                     if c0 is not None and c1 is not None and c1 > c0:
                         reg_cpu.append(events / (c1 - c0))
                     if r == rounds - 1:
-                        lat = await _latency(nc, js, rate, latency_s)
+                        for i in range(latency_runs):
+                            one = await _latency(nc, js, rate, latency_s)
+                            runs.append(one)
+                            lat.extend(one)
+                            print(f"latency run {i + 1}: p99 {_pct(one, 99):.2f} ms "
+                                  f"(p50 {_pct(one, 50):.2f}, max {max(one, default=0):.2f}, "
+                                  f"n={len(one)}, load {os.getloadavg()[0]:.2f})", flush=True)
                 finally:
                     code = await reg.stop()
                 with RegistrarStore(Path(tmp) / f"reg{r}.db", readonly=True) as st:
@@ -263,6 +278,8 @@ async def run(events: int, rate: float, latency_s: float, rounds: int) -> dict[s
     bare = statistics.median(bare_rates)
     ours = statistics.median(reg_rates)
     p50, p99 = _pct(lat, 50), _pct(lat, 99)
+    run_p99 = [round(_pct(x, 99), 2) for x in runs]
+    worst = max(run_p99) if run_p99 else float("nan")
     cpu_bare = statistics.median(bare_cpu) if bare_cpu else None
     cpu_ours = statistics.median(reg_cpu) if reg_cpu else None
     result = {
@@ -281,6 +298,8 @@ async def run(events: int, rate: float, latency_s: float, rounds: int) -> dict[s
         "latency_samples": len(lat),
         "p50_ms": round(p50, 2),
         "p99_ms": round(p99, 2),
+        "p99_ms_per_run": run_p99,
+        "p99_ms_worst": worst,
         "max_ms": round(max(lat), 2) if lat else None,
         "goal_events_per_s": GOAL_RATE,
         "goal_ratio": GOAL_RATIO,
@@ -288,7 +307,11 @@ async def run(events: int, rate: float, latency_s: float, rounds: int) -> dict[s
     }
     result["pass_rate"] = bool(ours >= GOAL_RATE)
     result["pass_ratio"] = bool(ours / bare >= GOAL_RATIO)
-    result["pass_p99"] = bool(p99 <= GOAL_P99_MS)
+    result["pass_p99"] = bool(run_p99) and bool(worst <= GOAL_P99_MS)
+    # CPU time per event left at the goal rate (one core): the budget for data validation.
+    result["headroom_us_per_event"] = (
+        round(1e6 / GOAL_RATE - 1e6 / cpu_ours, 2) if cpu_ours else None
+    )
     result["pass"] = result["pass_rate"] and result["pass_ratio"] and result["pass_p99"]
     return result
 
@@ -303,8 +326,12 @@ def _table(res: dict[str, Any]) -> str:
         ("registrar, events per CPU-second", f"{res['registrar_events_per_cpu_s']:,}", "-"),
         ("load average (1 min) / cpus", f"{res['load_avg_1m']} / {res['cpus']}", "-"),
         (f"publish->stored p50 @ {res['latency_rate_per_s']:.0f}/s", f"{res['p50_ms']} ms", "-"),
-        (f"publish->stored p99 @ {res['latency_rate_per_s']:.0f}/s", f"{res['p99_ms']} ms",
-         f"<= {GOAL_P99_MS} ms"),
+        ("CPU headroom per event at the goal rate", f"{res['headroom_us_per_event']} us",
+         "> 0"),
+        (f"publish->stored p99 @ {res['latency_rate_per_s']:.0f}/s, all runs",
+         f"{res['p99_ms']} ms", "-"),
+        ("p99 per run", ", ".join(f"{x:.1f}" for x in res["p99_ms_per_run"]), "-"),
+        ("p99, worst run", f"{res['p99_ms_worst']} ms", f"<= {GOAL_P99_MS} ms"),
     ]
     w = max(len(r[0]) for r in rows)
     lines = [f"{'measure':<{w}}  {'value':>14}  goal", "-" * (w + 30)]
@@ -320,13 +347,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rate", type=float, default=1000.0, help="events/s for the latency run")
     p.add_argument("--latency-s", type=float, default=5.0)
     p.add_argument("--rounds", type=int, default=1, help="throughput rounds (median reported)")
+    p.add_argument("--latency-runs", type=int, default=5,
+                   help="consecutive latency runs; the p99 goal must hold in each")
     args = p.parse_args(argv)
     try:
         import uvloop
         runner: Any = uvloop.run
     except ImportError:  # pragma: no cover
         runner = asyncio.run
-    res = runner(run(args.events, args.rate, args.latency_s, args.rounds))
+    res = runner(run(args.events, args.rate, args.latency_s, args.rounds, args.latency_runs))
     print(_table(res))
     print("RESULT " + json.dumps(res), flush=True)
     return 0

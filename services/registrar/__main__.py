@@ -45,7 +45,26 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--expires", type=float, default=5.0, help="pull request expiry in seconds")
     p.add_argument("--provision", choices=["auto", "always", "never"], default="auto",
                    help="create the streams/consumers: if missing (auto), always, or never")
+    p.add_argument("--wal-max-mb", type=float, default=None,
+                   help=f"bound of the SQLite WAL file in MiB, at least 1 (default: "
+                        f"${WAL_MAX_MB_ENV} or 64)")
     return p
+
+
+#: Default of ``--wal-max-mb`` (so a harness can set it for services it starts).
+WAL_MAX_MB_ENV = "QIKI_REGISTRAR_WAL_MAX_MB"
+
+
+def _wal_max_bytes(flag: float | None) -> int:
+    raw = os.environ.get(WAL_MAX_MB_ENV) if flag is None else None
+    if raw:
+        try:
+            flag = float(raw)
+        except ValueError:
+            raise ValueError(
+                f"{WAL_MAX_MB_ENV}={raw!r}: expected a size in MiB such as 64"
+            ) from None
+    return int((64.0 if flag is None else flag) * 1024 * 1024)
 
 
 def _crash_after_commit() -> int | None:
@@ -90,6 +109,7 @@ async def _run(args: argparse.Namespace) -> int:
             expires_s=args.expires,
             provision=args.provision,
             crash_after_commit=_crash_after_commit(),
+            wal_max_bytes=_wal_max_bytes(args.wal_max_mb),
         )
     except (BotSpecError, ValueError, OSError) as exc:
         raise UsageError(str(exc)) from exc

@@ -71,3 +71,26 @@ def test_bad_input_becomes_a_keyed_rejection(registrar: Registrar, mutate, code)
     assert row[10] and row[10].split(":", 1)[0] in {
         "not-cloudevent", "specversion", "missing-attribute", "bad-data", "oversized",
         "header-encoding", "legacy-underscore-headers"}
+
+
+def test_data_validator_hook_rejects_with_bad_data(tmp_path: Path) -> None:
+    """validate_data (the place for the spec's data contracts) runs on every event that passed
+    the envelope checks; raising CloudEventError makes the event a 923 rejection."""
+    from services.common.cloudevents import CloudEvent, CloudEventError
+
+    seen: list[str] = []
+
+    def validate(ev: CloudEvent) -> None:
+        seen.append(ev.type)
+        if b'"a":2' in ev.data.replace(b" ", b""):
+            raise CloudEventError("bad-data", "a must be 1", attribute="data")
+
+    reg = Registrar(RegistrarOptions(db_path=tmp_path / "r.db", config=load_runtime_config(),
+                                     validate_data=validate))
+    good = to_binary(new_event("qiki.sensor.v1.io_ok", "urn:qiki:x", {"a": 1}))
+    bad = to_binary(new_event("qiki.sensor.v1.io_ok", "urn:qiki:x", {"a": 2}))
+    rows, rejects = reg._build([_msg(*good, 1), _msg(*bad, 2), _msg(None, b"x", 3)])
+    assert seen == ["qiki.sensor.v1.io_ok"] * 2  # not called for a non-CloudEvent
+    assert [r.code for r in rejects] == [C.REJECTED_BAD_DATA, C.REJECTED_NOT_CLOUDEVENT]
+    assert "a must be 1" in rejects[0].reason
+    assert rows[0][0] == C.SENSOR_IO_OK
