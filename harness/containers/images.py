@@ -43,7 +43,12 @@ LABEL_CONTENT_HASH = "qiki-harness.content-sha256"
 PULL_TIMEOUT_S = 10.0
 
 #: Distributions the reference services import (their requirement closure is copied).
-SERVICE_DISTRIBUTIONS = ("nats-py", "pydantic", "PyYAML", "prometheus-client", "uvloop")
+SERVICE_DISTRIBUTIONS = (
+    "nats-py", "pydantic", "PyYAML", "prometheus-client", "uvloop",
+    # lagmon decodes CONSUMER.LIST pages with msgspec; the registrar's JSON check uses orjson;
+    # services.common.contracts compiles JSON Schema contracts with jsonschema-rs.
+    "msgspec", "orjson", "jsonschema-rs",
+)
 #: Where the project (services/, scenarios/) lives inside the services image.
 APP_DIR = "/app"
 #: Where the interpreter lives inside the services image.

@@ -1195,6 +1195,15 @@ class RuntimeConfig(_Frozen):
     components: dict[str, ComponentRoutes]
     services: dict[str, ServiceConfig]
 
+    @field_validator("contracts", mode="before")
+    @classmethod
+    def _contracts_as_written(cls, v: Any) -> Any:
+        # to_dict() writes each contract as str(ref); reading a dumped configuration back
+        # (a service given the generated JSON) must give the same refs.
+        if isinstance(v, Mapping):
+            return {t: ContractRef.from_str(r) if isinstance(r, str) else r for t, r in v.items()}
+        return v
+
     @property
     def registrar(self) -> ServiceConfig:
         """Settings of the registrar."""

@@ -42,6 +42,16 @@ class ContractRef:
             return f"asyncapi:{self.target}#{self.message}"
         return self.target
 
+    @classmethod
+    def from_str(cls, text: str) -> ContractRef:
+        """The inverse of ``str(ref)``: how a generated configuration writes a contract."""
+        if text.startswith("pydantic:"):
+            return cls("pydantic", text.removeprefix("pydantic:"))
+        if text.startswith("asyncapi:") and "#" in text:
+            target, _, message = text.removeprefix("asyncapi:").rpartition("#")
+            return cls("asyncapi", target, message)
+        return cls("json_schema", text)
+
 
 def _schema_path(value: Any, base_dir: Path, what: str) -> str:
     if not isinstance(value, str) or not value.strip():

@@ -6,6 +6,7 @@ Run the way a user would: the ``qiki-harness`` console script on scenario files 
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -58,6 +59,8 @@ def _alt_spec() -> str:
 def _project(tmp_path: Path, spec_text: str) -> Path:
     (tmp_path / "specs").mkdir()
     (tmp_path / "specs" / "alt.yaml").write_text(spec_text, encoding="utf-8")
+    # The QIKI spec names its data contracts as ../contracts/*.schema.json.
+    shutil.copytree(DEFAULT_BOTSPEC_PATH.parent.parent / "contracts", tmp_path / "contracts")
     scenario = tmp_path / "scenario.yaml"
     scenario.write_text(SCENARIO, encoding="utf-8")
     return scenario

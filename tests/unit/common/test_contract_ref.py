@@ -36,3 +36,15 @@ def test_pydantic_and_asyncapi_forms(tmp_path: Path) -> None:
 def test_bad_forms_name_the_value_and_what_is_expected(value: object, fragment: str) -> None:
     with pytest.raises(ValueError, match=fragment):
         parse_contract_ref(value, "/")
+
+
+@pytest.mark.parametrize(
+    "ref",
+    [
+        ContractRef("json_schema", "/c/frame.schema.json"),
+        ContractRef("pydantic", "pkg.mod:Model"),
+        ContractRef("asyncapi", "/c/api.yaml", "Reading"),
+    ],
+)
+def test_str_round_trips(ref: ContractRef) -> None:
+    assert ContractRef.from_str(str(ref)) == ref
