@@ -210,9 +210,9 @@ async def soak(args: argparse.Namespace) -> dict[str, Any]:
         stop.set()
         await asyncio.gather(*watchers)
         await nc.close()
-        counts = await asyncio.to_thread(
-            http_get_json, p.services["registrar"].http_url + "/counts", 10.0
-        )
+        registrar_url = p.services["registrar"].http_url
+        assert registrar_url is not None, "the soak runs the registrar as a process"
+        counts = await asyncio.to_thread(http_get_json, registrar_url + "/counts", 10.0)
 
     # PubAck latency per window: a message's id ends in its sequence number, and the
     # injector sent seq n at n / rate seconds.
