@@ -8,7 +8,8 @@ shown by ``repr``, :meth:`ExternalBroker.describe` or error messages.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
+import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
@@ -19,7 +20,22 @@ if TYPE_CHECKING:
     from harness.broker.process import NatsNode
     from services.common.settings import NatsSettings
 
-__all__ = ["ExternalBroker"]
+__all__ = ["CREDENTIAL_ENV", "ExternalBroker", "credentials_from_env"]
+
+#: Environment variables an external broker's credentials come from (README "External brokers").
+CREDENTIAL_ENV = {
+    "QIKI_NATS_TOKEN": "token",
+    "QIKI_NATS_USER": "user",
+    "QIKI_NATS_PASSWORD": "password",
+    "QIKI_NATS_CREDS": "creds_file",
+}
+
+
+def credentials_from_env(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """``ExternalBroker`` keyword arguments from ``QIKI_NATS_TOKEN``, ``QIKI_NATS_USER`` +
+    ``QIKI_NATS_PASSWORD`` and ``QIKI_NATS_CREDS`` (unset or empty ones are left out)."""
+    env = os.environ if environ is None else environ
+    return {kw: env[var] for var, kw in CREDENTIAL_ENV.items() if env.get(var)}
 
 
 class ExternalBroker:

@@ -50,13 +50,18 @@ def _process(*, nodes: int = 1, url: str | None = None, **options: Any) -> Broke
 
 
 def _external(*, nodes: int = 1, url: str | None = None, **options: Any) -> Broker:
-    from harness.broker.external import ExternalBroker
+    from harness.broker.external import CREDENTIAL_ENV, ExternalBroker, credentials_from_env
 
     if not url:
         raise ValueError(
             "backend 'external' needs url=, e.g. nats://127.0.0.1:4222 (comma-separated for a "
             "cluster)"
         )
+    if not any(options.get(k) for k in CREDENTIAL_ENV.values()):
+        # What the README promises: an external broker's credentials come from QIKI_NATS_*;
+        # every client of a run (tap, lag sampler, load, services) gets them from the
+        # broker's settings, so they are read here, once.
+        options.update(credentials_from_env())
     return ExternalBroker(url, **options)
 
 

@@ -614,7 +614,10 @@ class EventsCheck(_Model):
     """Messages on the tap matching ``subject`` (NATS wildcards), ``type`` (exact or ``*``)
     and ``where`` conditions on the data number between ``min`` and ``max``, counted
     ``within_s`` after the start of the step named by ``after`` (or the heal of the fault
-    named by ``after: {heal: NAME}``); without ``after``, from the method's start."""
+    named by ``after: {heal: NAME}``); without ``after``, from the method's start.
+
+    ``min`` defaults to 1 ("at least one"), or to 0 when ``max`` is given without it, so
+    ``max: 0`` alone reads as "none"."""
 
     #: names the result (``events.NAME``); default ``events``
     name: str | None = Field(default=None, min_length=1, pattern=STEP_NAME_PATTERN)
@@ -635,6 +638,15 @@ class EventsCheck(_Model):
         for path, cond in v.items():
             validate_condition(path, cond)
         return v
+
+    @model_validator(mode="before")
+    @classmethod
+    def _min_default(cls, data: Any) -> Any:
+        # "max: 0" alone means "no such event"; with min's usual default of 1 it would be
+        # rejected as max < min, so an upper bound without a lower one starts at 0.
+        if isinstance(data, dict) and data.get("max") is not None and "min" not in data:
+            return {**data, "min": 0}
+        return data
 
     @model_validator(mode="after")
     def _bounds(self) -> EventsCheck:

@@ -8,9 +8,10 @@ not as a ``KeyError`` half-way through bringing the platform up.
 from __future__ import annotations
 
 import string
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
-__all__ = ["PLACEHOLDERS", "expand", "known_placeholders", "placeholder_problems"]
+__all__ = ["BARE_PYTHON", "PLACEHOLDERS", "expand", "expand_command", "known_placeholders",
+           "placeholder_problems"]
 
 #: Every placeholder a service definition may use, with what it stands for (README table).
 PLACEHOLDERS: dict[str, str] = {
@@ -23,7 +24,14 @@ PLACEHOLDERS: dict[str, str] = {
     "spec": "the platform spec file, absolute",
     "scenario_dir": "the directory of the scenario file, absolute",
     "http_port": "a free TCP port chosen by the harness for this service (kept across restarts)",
+    "python": "the Python interpreter the harness runs under (sys.executable), so the service "
+    "sees the same installed packages; in a container, the image's python3",
 }
+
+#: A command whose first word is one of these runs under the harness's own interpreter, as if
+#: it had been written ``{python}``: the ``python`` first on PATH is often another one (a venv
+#: not activated), and the user then gets "No module named ..." for a package they installed.
+BARE_PYTHON = frozenset({"python", "python3"})
 
 _FORMATTER = string.Formatter()
 
@@ -50,3 +58,12 @@ def placeholder_problems(text: str) -> list[str]:
 def expand(text: str, values: Mapping[str, str]) -> str:
     """``text`` with its placeholders replaced (checked already when the scenario loaded)."""
     return text.format_map(dict(values))
+
+
+def expand_command(command: Sequence[str], values: Mapping[str, str]) -> list[str]:
+    """``command`` with its placeholders replaced and a bare ``python``/``python3`` as its
+    first word replaced by ``values["python"]`` (the harness's interpreter on the host)."""
+    argv = [expand(a, values) for a in command]
+    if argv and argv[0] in BARE_PYTHON and values.get("python"):
+        argv[0] = values["python"]
+    return argv

@@ -20,7 +20,7 @@ from harness._process import ManagedProcess
 from harness.errors import SetupError
 from harness.faults.proxy import FaultProxy
 from harness.services.catalog import ArgContext, ReferenceService, reference_service
-from harness.services.placeholders import expand
+from harness.services.placeholders import expand, expand_command
 from harness.services.probes import log_pattern, wait_ready
 
 if TYPE_CHECKING:
@@ -247,6 +247,7 @@ class ServiceLauncher:
             "spec": str(Path(self.platform.botspec).resolve()),
             "scenario_dir": str(self.scenario_dir),
             "http_port": str(self.http_port(name)),
+            "python": sys.executable,
         }
 
     # ------------------------------------------------------------- reference services
@@ -363,7 +364,8 @@ class ServiceLauncher:
             settings = p.settings(name=name, servers=[proxy.url])
         values = self.values(name, list(settings.servers))
         assert spec.command is not None
-        argv = [expand(a, values) for a in spec.command]
+        # A bare python/python3 first word becomes the harness's interpreter (see BARE_PYTHON).
+        argv = expand_command(spec.command, values)
         # Credentials reach the service through QIKI_NATS_* in its environment, never argv.
         env = p.service_env(settings)
         env.update({k: expand(v, values) for k, v in spec.env.items()})
@@ -392,7 +394,9 @@ class ServiceLauncher:
         )
         p._stack.push_async_callback(proc.close)
         await proc.start()
-        p.event("service.started", service=name, pid=proc.pid)
+        # The command as run (placeholders expanded, python resolved): the journal says which
+        # interpreter a service got. Never a credential: those travel in the environment.
+        p.event("service.started", service=name, pid=proc.pid, command=argv)
         http_url = f"http://127.0.0.1:{self._http_ports[name]}" if name in self._http_ports \
             else None
         return ServiceProcess(name=name, proc=proc, http_url=http_url, proxy=proxy)
@@ -405,6 +409,8 @@ class ServiceLauncher:
         broker = self._container_broker(name)
         servers = list(broker.internal_client_urls)  # type: ignore[attr-defined]
         values = self.values(name, servers)
+        # Inside the image the host's interpreter path means nothing: the image's own python.
+        values["python"] = "python3"
         image = await asyncio.to_thread(ensure_user_image, name, spec, self.scenario_dir)
         settings = p.settings(name=name)
         env = {k: v for k, v in p.service_env(settings).items() if k.startswith("QIKI_NATS_")}

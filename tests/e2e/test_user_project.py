@@ -10,9 +10,10 @@ and ``pytest`` run from the project's directory, outside this repository's test 
   broken-contract twin fails with the pointer; a service that crashes at start and an
   unknown fault target are set-up errors (exit 2).
 
-A user runs these with the environment that has qiki-harness installed activated, so a
-scenario's ``command: [python, ...]`` is that environment's python: ``user_env`` puts this
-interpreter's directory first on PATH the same way.
+A user may run these without activating the environment that has qiki-harness installed
+(``.venv/bin/qiki-harness run ...``): ``user_env`` leaves this interpreter's directory OFF
+PATH, so a scenario's ``command: [python, ...]`` works only because a bare ``python`` runs
+under the harness's own interpreter (``{python}``), not whatever ``python`` PATH finds.
 """
 
 from __future__ import annotations
@@ -34,10 +35,12 @@ BIN = Path(sys.executable).parent
 
 
 def user_env(**extra: str) -> dict[str, str]:
-    """An activated environment: its bin first on PATH; no QIKI_ settings of ours leak in."""
+    """An environment NOT activated: its bin is not on PATH (a ``python`` found there would
+    lack qiki-harness and the project's packages); no QIKI_ settings of ours leak in."""
     env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("QIKI_", "PYTEST_", "PYTHONPATH"))}
-    env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
+           if not k.startswith(("QIKI_", "PYTEST_", "PYTHONPATH", "VIRTUAL_ENV"))}
+    env["PATH"] = os.pathsep.join(d for d in env.get("PATH", "").split(os.pathsep)
+                                  if d and Path(d).resolve() != BIN.resolve())
     env.update(extra)
     return env
 

@@ -104,3 +104,22 @@ async def test_unreachable_external_broker_error_has_no_secret() -> None:
     assert PASSWORD not in text
     assert "does not answer" in text and "Hint:" in text
     assert info.value.__cause__ is None
+
+
+def test_external_credentials_come_from_qiki_nats_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    # What `QIKI_NATS_TOKEN=... qiki-harness run --nats-url ...` relies on: every client of
+    # the run takes its settings from the broker, so the broker must carry the token.
+    monkeypatch.setenv("QIKI_NATS_TOKEN", TOKEN)
+    broker = open_broker("external", url="nats://127.0.0.1:4222")
+    assert isinstance(broker, ExternalBroker)
+    assert broker.nats_settings().connect_kwargs()["token"] == TOKEN
+    assert broker.describe()["auth"] == "token" and TOKEN not in repr(broker)
+    # Explicit credentials win over the environment.
+    monkeypatch.setenv("QIKI_NATS_USER", "alice")
+    monkeypatch.setenv("QIKI_NATS_PASSWORD", PASSWORD)
+    monkeypatch.delenv("QIKI_NATS_TOKEN")
+    explicit = open_broker("external", url="nats://127.0.0.1:4222", token="other")
+    assert explicit.nats_settings().connect_kwargs()["token"] == "other"  # type: ignore[attr-defined]
+    user = open_broker("external", url="nats://127.0.0.1:4222")
+    kw = user.nats_settings().connect_kwargs()  # type: ignore[attr-defined]
+    assert (kw["user"], kw["password"]) == ("alice", PASSWORD)

@@ -86,6 +86,28 @@ def test_bad_events_checks() -> None:
     assert found[2].startswith("checks[2].events.within_s (line 7): Input should be greater")
 
 
+@pytest.mark.parametrize(
+    ("bounds", "expected"),
+    [
+        ("max: 0", (0, 0)),  # "no such event": min starts at 0 when only max is given
+        ("max: 3", (0, 3)),
+        ("min: 2", (2, None)),
+        ("type: t", (1, None)),  # neither: "at least one"
+        ("min: 1, max: 0", None),  # an explicit min still has to fit under max
+    ],
+)
+def test_min_defaults_to_zero_when_only_max_is_given(bounds: str,
+                                                     expected: tuple[int, int | None] | None
+                                                     ) -> None:
+    text = scenario("  - wait: {duration_s: 1}\n", f"  - events: {{{bounds}}}\n")
+    if expected is None:
+        assert problems(text) == ["checks[0].events (line 5): max (0) is below min (1)"]
+        return
+    check = parse_scenario(text, "<string>").checks[0]
+    assert isinstance(check, EventsEntry)
+    assert (check.events.min, check.events.max) == expected
+
+
 def test_steady_state_events_cannot_be_after_a_step() -> None:
     found = problems("name: t\nmethod:\n  - wait: {name: w, duration_s: 1}\nsteady_state:\n"
                      "  checks:\n    - events: {after: w}\n")

@@ -8,6 +8,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+from harness.services.placeholders import expand_command, placeholder_problems
 from harness.services.runtime import ServiceLauncher
 
 
@@ -40,3 +41,17 @@ def test_the_model_does_not_import_the_runtime() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout.strip()
     assert out == "[]"
+
+
+def test_python_is_the_harness_interpreter_bare_or_as_a_placeholder(tmp_path: Path) -> None:
+    v = _launcher(tmp_path).values("gh", ["nats://127.0.0.1:1"])
+    assert v["python"] == sys.executable
+    assert placeholder_problems("{python}") == []
+    # A bare python/python3 first word is the harness's interpreter, not PATH's python...
+    for word in ("python", "python3", "{python}"):
+        assert expand_command([word, "-m", "gh", "--url", "{nats_url}"], v) == [
+            sys.executable, "-m", "gh", "--url", "nats://127.0.0.1:1"]
+    # ...but only as the first word, and an explicit interpreter path is left alone.
+    assert expand_command(["sh", "-c", "python"], v) == ["sh", "-c", "python"]
+    assert expand_command(["/usr/bin/python3", "x.py"], v) == ["/usr/bin/python3", "x.py"]
+    assert expand_command(["python3.11", "x.py"], v) == ["python3.11", "x.py"]
