@@ -60,6 +60,56 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                        "default: the QIKI spec ($QIKI_BOTSPEC, else the shipped one)")
 
 
+#: Our options that take a value: written as two arguments (``--qiki-report-dir PATH``), pytest
+#: takes PATH for a test path while it looks for its rootdir and ini file, before any plugin
+#: is loaded (so no declaration of ours can prevent it).
+_VALUE_OPTIONS = ("--qiki-report-dir", "--qiki-backend")
+
+
+def _misread_values(args: list[str]) -> list[tuple[str, str]]:
+    """``(option, value)`` for each of our options given as two arguments."""
+    return [(a, args[i + 1]) for i, a in enumerate(args[:-1]) if a in _VALUE_OPTIONS]
+
+
+def _setup_without_them(early_config: pytest.Config) -> tuple[Path, Path | None] | None:
+    """The rootdir and ini file pytest finds once our options' values are known not to be
+    test paths; None when this pytest's internals differ from what this was written for."""
+    try:
+        from _pytest.config.findpaths import determine_setup
+
+        ns = early_config.known_args_namespace  # re-parsed with our options: values excluded
+        found = determine_setup(
+            inifile=ns.inifilename,
+            override_ini=ns.override_ini,
+            args=list(ns.file_or_dir),
+            rootdir_cmd_arg=ns.rootdir or None,
+            invocation_dir=early_config.invocation_params.dir,
+        )
+        return Path(found[0]), (Path(found[1]) if found[1] is not None else None)
+    except Exception:  # a private API: never break a run because it changed
+        return None
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_load_initial_conftests(early_config: pytest.Config, parser: pytest.Parser,
+                                  args: list[str]) -> None:
+    """Refuse ``--qiki-report-dir PATH`` when pytest took PATH for its rootdir or lost its
+    ini file because of it (a silently wrong rootdir drops the project's pytest settings,
+    e.g. ``asyncio_mode``); ``--qiki-report-dir=PATH`` is never misread."""
+    misread = _misread_values(list(args))
+    if not misread:
+        return
+    expected = _setup_without_them(early_config)
+    if expected is None or expected == (early_config.rootpath, early_config.inipath):
+        return
+    option, value = misread[0]
+    raise pytest.UsageError(
+        f"{option} {value}: pytest took {value!r} as a test path while choosing its rootdir "
+        f"(got {early_config.rootpath}, ini file {early_config.inipath or 'none'}; expected "
+        f"{expected[0]}, ini file {expected[1] or 'none'}). Write {option}={value} instead."
+    )
+
+
 def pytest_configure(config: pytest.Config) -> None:
     """Register the harness markers so ``--strict-markers`` runs accept them."""
     for name, text in MARKERS.items():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 QUIET_SCENARIO = """\
@@ -118,3 +120,30 @@ def test_fixtures_give_a_provisioned_jetstream(pytester: pytest.Pytester) -> Non
     )
     result = pytester.runpytest_subprocess("-q", "-p", "no:cacheprovider")
     result.assert_outcomes(passed=1)
+
+
+def test_report_dir_as_two_arguments_never_moves_the_rootdir_silently(tmp_path: Path) -> None:
+    """``--qiki-report-dir PATH``: pytest looks for its rootdir before our plugin loads and
+    takes PATH for a test path; outside the project that drops the project's ini file."""
+    import subprocess
+    import sys
+
+    project, out = tmp_path / "proj", tmp_path / "out"
+    (project / "tests").mkdir(parents=True)
+    out.mkdir()
+    (project / "pyproject.toml").write_text('[tool.pytest.ini_options]\nmarkers = ["mine"]\n')
+    (project / "tests" / "test_x.py").write_text("def test_x():\n    pass\n")
+
+    def pytest_in_project(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider",
+                               "--co", *args], cwd=project, capture_output=True, text=True,
+                              timeout=120)
+
+    split = pytest_in_project("--qiki-report-dir", str(out))
+    assert split.returncode == 4, split.stdout + split.stderr
+    assert f"Write --qiki-report-dir={out} instead" in split.stderr
+    joined = pytest_in_project(f"--qiki-report-dir={out}")
+    assert joined.returncode == 0 and f"rootdir: {project}" in joined.stdout, joined.stdout
+    # Inside the project the two-argument form finds the same rootdir: nothing to refuse.
+    inside = pytest_in_project("--qiki-report-dir", "tests")
+    assert inside.returncode == 0, inside.stdout + inside.stderr
