@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, cast
@@ -36,6 +37,36 @@ __all__ = ["ServiceContainer"]
 
 #: HTTP port of a service inside its container.
 SERVICE_HTTP_PORT = 8080
+
+#: How long one Docker call of a service container may take (env ``QIKI_DOCKER_TIMEOUT_S``).
+#: A stalled engine (seen under load) then becomes a set-up error naming the call and the
+#: container instead of a run that hangs until something else gives up.
+DOCKER_TIMEOUT_S = 30.0
+
+
+def default_docker_timeout_s() -> float:
+    """``QIKI_DOCKER_TIMEOUT_S`` if set to a positive number, else :data:`DOCKER_TIMEOUT_S`."""
+    raw = os.environ.get("QIKI_DOCKER_TIMEOUT_S", "")
+    try:
+        value = float(raw)
+    except ValueError:
+        return DOCKER_TIMEOUT_S
+    return value if value > 0 else DOCKER_TIMEOUT_S
+
+
+def _is_engine_timeout(exc: BaseException) -> bool:
+    """docker-py's socket timeout (requests' ReadTimeout/ConnectionError wrapping one),
+    possibly as the cause of a docker-py exception."""
+    import requests
+
+    seen: BaseException | None = exc
+    while seen is not None:  # docker-py wraps some (DockerException from ReadTimeout)
+        if isinstance(seen, requests.exceptions.Timeout | TimeoutError) or (
+                isinstance(seen, requests.exceptions.ConnectionError)
+                and "timed out" in str(seen)):
+            return True
+        seen = seen.__cause__
+    return False
 
 
 class ServiceContainer(StartClose):
@@ -67,6 +98,7 @@ class ServiceContainer(StartClose):
         volumes: Mapping[str, tuple[str, str]] | None = None,
         working_dir: str | None = None,
         ready: Callable[[int], Awaitable[None]] | None = None,
+        docker_timeout_s: float | None = None,
     ) -> None:
         if not module or not module.replace(".", "").replace("_", "").isalnum():
             raise ValueError(f"module must be a dotted module name, got {module!r}")
@@ -94,6 +126,8 @@ class ServiceContainer(StartClose):
         self._ready = ready
         #: the log as last read (kept for the run directory once the container is gone)
         self.last_log = ""
+        #: the bound on each Docker call (the client's socket timeout and an explicit wait)
+        self.docker_timeout_s = docker_timeout_s or default_docker_timeout_s()
 
     @property
     def container_name(self) -> str:
@@ -121,19 +155,43 @@ class ServiceContainer(StartClose):
             *self._args,
         ]
 
-    def _start_sync(self) -> None:
-        from testcontainers.core.container import DockerContainer
+    async def _docker(self, what: str, fn: Callable[..., Any], *args: Any,
+                      extra_s: float = 0.0, **kwargs: Any) -> Any:
+        """``fn(*args, **kwargs)`` in a thread, bounded: a Docker engine that does not answer
+        within the timeout (+ ``extra_s``, the time the call itself may legitimately wait)
+        is a SetupError naming ``what`` and the container, never a hang."""
+        limit = self.docker_timeout_s + extra_s
+        try:
+            return await asyncio.wait_for(asyncio.to_thread(fn, *args, **kwargs), limit)
+        except Exception as exc:
+            if not isinstance(exc, asyncio.TimeoutError) and not _is_engine_timeout(exc):
+                raise
+            raise SetupError(
+                f"Docker engine did not answer {what} for container {self.container_name} "
+                f"(service {self.name}) within {limit:g} s: the engine is stalled or "
+                "overloaded.\nHint: check `docker info`; QIKI_DOCKER_TIMEOUT_S sets the bound "
+                f"(now {self.docker_timeout_s:g} s per call)."
+            ) from None
 
+    def _resolve_image_sync(self) -> None:
         if self._user and self._image_arg:
             self.image = self._image_arg
         else:
             self.image = ensure_services_image(self._image_arg).tag
+
+    def _start_sync(self) -> None:
+        from testcontainers.core.container import DockerContainer
+
+        assert self.image is not None
         extra: dict[str, Any] = {}
         if self._working_dir:
             extra["working_dir"] = self._working_dir
         env = {"QIKI_HTTP_HOST": "0.0.0.0", **self._env}
         tc = DockerContainer(
             self.image,
+            # Every request of this container's client gives up after the timeout (docker-py
+            # adds a call's own wait, e.g. stop's grace period, on top).
+            docker_client_kw={"timeout": max(1, round(self.docker_timeout_s))},
             command=cast(Any, self.command),  # a list is accepted at runtime
             env=env,
             name=self.container_name,
@@ -164,14 +222,14 @@ class ServiceContainer(StartClose):
         delay = 0.02
         try:
             while True:
-                text = self.log_text()
+                text = await self._docker("logs", self.log_text)
                 self.last_log = text or self.last_log
                 if probe is not None and probe.done():
                     probe.result()  # a probe that failed says why
                     return
                 if probe is None and text.count(self.ready_line) > before:
                     return
-                await asyncio.to_thread(self._container.reload)
+                await self._docker("inspect (reload)", self._container.reload)
                 status = self._container.status
                 # paused: a pause fault that overlaps a restart; it is resumed at its heal
                 alive = ("running", "created", "paused")
@@ -199,7 +257,9 @@ class ServiceContainer(StartClose):
         if self._broker._network is None:
             raise SetupError("ServiceContainer needs a started ContainerBroker (its network)")
         try:
-            await asyncio.to_thread(self._start_sync)
+            await asyncio.to_thread(self._resolve_image_sync)
+            # create + start (+ network connect): a few calls, each bounded by the client
+            await self._docker("create/start", self._start_sync, extra_s=self.docker_timeout_s)
             await self._wait_ready()
         except BaseException:
             await self.close()
@@ -209,8 +269,10 @@ class ServiceContainer(StartClose):
         """Remove the container (idempotent). The broker's close also removes it by label."""
         tc, self._tc, self._container = self._tc, None, None
         if tc is not None:
+            # A stalled engine must not hang the teardown either; the broker's close removes
+            # what is left by label.
             with contextlib.suppress(Exception):
-                await asyncio.to_thread(tc.stop)
+                await self._docker("remove", tc.stop)
 
     def _require(self) -> Any:
         if self._container is None:
@@ -220,31 +282,34 @@ class ServiceContainer(StartClose):
     async def kill(self) -> None:
         """SIGKILL the service and wait for the exit."""
         c = self._require()
-        await asyncio.to_thread(lambda: (c.kill(), c.wait(timeout=30)))
+        await self._docker("kill", c.kill)
+        await self._docker("wait", c.wait, timeout=30, extra_s=30)
 
     async def terminate(self, timeout_s: float = 10.0) -> None:
         """SIGTERM (graceful drain), SIGKILL after ``timeout_s``."""
         c = self._require()
-        await asyncio.to_thread(c.stop, timeout=max(0, round(timeout_s)))
+        grace = max(0, round(timeout_s))
+        await self._docker("stop", c.stop, timeout=grace, extra_s=grace)
 
     async def pause(self) -> None:
         """docker pause."""
-        await asyncio.to_thread(self._require().pause)
+        await self._docker("pause", self._require().pause)
 
     async def resume(self) -> None:
         """docker unpause."""
-        await asyncio.to_thread(self._require().unpause)
+        await self._docker("unpause", self._require().unpause)
 
     async def restart(self, timeout_s: float = 10.0) -> None:
         """Stop if running and start the same container again; wait for a new READY line."""
         c = self._require()
-        await asyncio.to_thread(c.reload)
+        await self._docker("inspect (reload)", c.reload)
         if c.status == "paused":
             await self.resume()
-        text = self.log_text()
+        text = await self._docker("logs", self.log_text)
         before, offset = text.count(self.ready_line), len(text)
-        await asyncio.to_thread(c.stop, timeout=max(0, round(timeout_s)))
-        await asyncio.to_thread(c.start)
+        grace = max(0, round(timeout_s))
+        await self._docker("stop", c.stop, timeout=grace, extra_s=grace)
+        await self._docker("start", c.start)
         await self._wait_ready(offset, before)
         self.restarts += 1
 
