@@ -74,6 +74,10 @@ def test_greenhouse_smoke_runs_from_its_own_directory(tmp_path: Path) -> None:
     assert journal["verdict"] == "passed"
     log = (run / "logs" / "greenhouse.log").read_text()
     assert "listening on acme.climate.v1.commands.>" in log
+    # `command: [python, -m, greenhouse]` ran under the harness's interpreter, and says so.
+    (started,) = [e for e in journal["events"]
+                  if e["kind"] == "service.started" and e["service"] == "greenhouse"]
+    assert started["command"] == [sys.executable, "-m", "greenhouse"]
     (contract,) = check(journal, "contract")
     assert contract["passed"], contract
     assert len(check(journal, "events")) == 3
