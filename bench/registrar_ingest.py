@@ -18,8 +18,13 @@
    the worst p99 are reported, and the goal holds only if every run meets it.
 3. Events per CPU-second of each consuming process (bare loop, registrar): what one free
    core would do, so a noisy machine changes the reading less than the wall-clock rates.
-   The headroom is the CPU time per event left at the goal rate: what the data validation
-   against the spec's contracts (``RegistrarOptions.validate_data``) may cost per event.
+   The headroom is the CPU time per event left at the goal rate.
+4. Data validation (``--validate both``, the default): each round drains the same backlog
+   twice, with ``--no-validate-data`` and then with the registrar's default (every event's
+   data validated against its type's contract; the bench's events are
+   ``qiki.sensor.v1.IoStatus``, which has one); both rates, both events per CPU-second and
+   the CPU cost of validation per event are reported. The headline registrar figures and
+   the latency runs are with validation on.
 
 Goals (issues 2 and 13): registrar >= 25,000 events/s and >= 0.8x bare; p99 <= 20 ms in
 every latency run.
@@ -38,6 +43,7 @@ import statistics
 import sys
 import tempfile
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -54,12 +60,15 @@ def _event_messages(n: int, start: int = 0) -> list[tuple[dict[str, str], bytes]
     from services.common.cloudevents import new_event, to_binary
 
     out = []
+    stamp = datetime.now(UTC).isoformat()
     for i in range(start, start + n):
+        # A type the spec gives a contract (SensorIoStatus), with data that keeps it: every
+        # event is validated against it when data validation is on.
         ev = new_event(
-            "qiki.sensor.v1.io_ok",
+            "qiki.sensor.v1.IoStatus",
             "urn:qiki:bench:sensor",
-            {"seq": i, "sensor_id": f"s{i % 16}", "reading": {"range_m": 1234.5 + i % 100,
-             "bearing_deg": (i * 7) % 360, "snr_db": 17.25}, "note": "x" * 64},
+            {"sensor_id": f"s{i % 16}", "status": "ok", "timestamp": stamp,
+             "frames_sent": i, "detail": "x" * 64},
             subject=f"sensor-{i % 16}",
         )
         out.append(to_binary(ev))
@@ -218,9 +227,56 @@ def _pct(values: list[float], p: float) -> float:
     return s[min(len(s) - 1, round(p / 100 * (len(s) - 1)))]
 
 
+def _build_cost_us(batches: int = 20, batch: int = 1000) -> tuple[float, float]:
+    """CPU microseconds per event of the registrar's validate-and-code step (``_build``, on the
+    event loop) with data validation on and off: in this process, on the bench's events, the
+    best of ``batches`` batches (the least disturbed by other processes)."""
+    from nats.aio.msg import Msg
+
+    from services.common.botspec import load_runtime_config
+    from services.registrar.service import Registrar, RegistrarOptions
+
+    cfg = load_runtime_config()
+    msgs = [
+        Msg(None, subject=EVENTS_SUBJECT,  # type: ignore[arg-type]
+            reply=f"$JS.ACK.{STREAM}.{DURABLE}.1.{i + 1}.{i + 1}.1795730658010785600.0",
+            data=body, headers=headers)
+        for i, (headers, body) in enumerate(_event_messages(batch))
+    ]
+    with tempfile.TemporaryDirectory(prefix="qiki-bench-build-") as tmp:
+        regs = [Registrar(RegistrarOptions(db_path=Path(tmp) / "x.db", config=cfg,
+                                           contracts=on)) for on in (True, False)]
+        for reg in regs:
+            rows, rejects = reg._build(msgs)
+            assert not rejects and len(rows) == batch, rejects[:1]
+        best = [float("inf"), float("inf")]
+        for _ in range(batches):  # interleaved, so both see the same machine
+            for k, reg in enumerate(regs):
+                t0 = time.process_time()
+                reg._build(msgs)
+                best[k] = min(best[k], time.process_time() - t0)
+    return best[0] / batch * 1e6, best[1] / batch * 1e6
+
+
+async def _reset_registrar_durables(js: Any, config: Any) -> None:
+    """Delete and re-create the registrar's durables: the next registrar drains the whole
+    backlog again."""
+    from services.common.botspec import provision
+
+    for durable in config.registrar.durables:
+        with contextlib.suppress(Exception):
+            await js.delete_consumer(config.consumer(durable).stream, durable)
+    await provision(js, config, streams=False)
+
+
 async def run(events: int, rate: float, latency_s: float, rounds: int,
-              latency_runs: int = 5) -> dict[str, Any]:
-    """Run the benchmark; return the RESULT dict."""
+              latency_runs: int = 5, validate: str = "both") -> dict[str, Any]:
+    """Run the benchmark; return the RESULT dict.
+
+    ``validate``: ``on`` (the registrar validates data against the spec's contracts, its
+    default), ``off`` (``--no-validate-data``) or ``both`` (off, then on, on the same backlog
+    in each round; the latency runs use the last one).
+    """
     import nats
 
     from harness.broker import NatsServer
@@ -232,6 +288,9 @@ async def run(events: int, rate: float, latency_s: float, rounds: int,
     reg_rates: list[float] = []
     bare_cpu: list[float] = []
     reg_cpu: list[float] = []
+    off_rates: list[float] = []
+    off_cpu: list[float] = []
+    variants = {"on": [True], "off": [False], "both": [False, True]}[validate]
     lat: list[float] = []
     runs: list[list[float]] = []
     with tempfile.TemporaryDirectory(prefix="qiki-bench-reg-") as tmp:
@@ -247,43 +306,59 @@ async def run(events: int, rate: float, latency_s: float, rounds: int,
                 bare_rates.append(events / bare_s)
                 bare_cpu.append(events / bare_cpu_s)
 
-                reg = _Registrar(srv.client_url, Path(tmp) / f"reg{r}.db", [])
-                try:
-                    t0 = await reg.start()
-                    assert reg.proc is not None
-                    c0 = _proc_cpu_s(reg.proc.pid)
-                    t1 = await _wait_drained(js, DURABLE, events, 600)
-                    c1 = _proc_cpu_s(reg.proc.pid)
-                    reg_rates.append(events / (t1 - t0))
-                    if c0 is not None and c1 is not None and c1 > c0:
-                        reg_cpu.append(events / (c1 - c0))
-                    if r == rounds - 1:
-                        for i in range(latency_runs):
-                            one = await _latency(nc, js, rate, latency_s)
-                            runs.append(one)
-                            lat.extend(one)
-                            print(f"latency run {i + 1}: p99 {_pct(one, 99):.2f} ms "
-                                  f"(p50 {_pct(one, 50):.2f}, max {max(one, default=0):.2f}, "
-                                  f"n={len(one)}, load {os.getloadavg()[0]:.2f})", flush=True)
-                finally:
-                    code = await reg.stop()
-                with RegistrarStore(Path(tmp) / f"reg{r}.db", readonly=True) as st:
-                    stored = st.counts_by_code().get(201, 0)
-                expected = events + (len(lat) if r == rounds - 1 else 0)
-                if stored < expected:
-                    raise RuntimeError(f"registrar stored {stored} of {expected} events")
-                if code != 0:
-                    raise RuntimeError(f"registrar exited with {code} after SIGTERM")
+                for k, on in enumerate(variants):
+                    if k:
+                        await _reset_registrar_durables(js, config)
+                    last = k == len(variants) - 1
+                    db = Path(tmp) / f"reg{r}-{'on' if on else 'off'}.db"
+                    reg = _Registrar(srv.client_url, db, [] if on else ["--no-validate-data"])
+                    try:
+                        t0 = await reg.start()
+                        assert reg.proc is not None
+                        c0 = _proc_cpu_s(reg.proc.pid)
+                        t1 = await _wait_drained(js, DURABLE, events, 600)
+                        c1 = _proc_cpu_s(reg.proc.pid)
+                        (reg_rates if on else off_rates).append(events / (t1 - t0))
+                        if c0 is not None and c1 is not None and c1 > c0:
+                            (reg_cpu if on else off_cpu).append(events / (c1 - c0))
+                        print(f"round {r + 1}: registrar, data validation {'on' if on else 'off'}"
+                              f": {events / (t1 - t0):,.0f} ev/s", flush=True)
+                        if r == rounds - 1 and last:
+                            for i in range(latency_runs):
+                                one = await _latency(nc, js, rate, latency_s)
+                                runs.append(one)
+                                lat.extend(one)
+                                print(f"latency run {i + 1}: p99 {_pct(one, 99):.2f} ms "
+                                      f"(p50 {_pct(one, 50):.2f}, max {max(one, default=0):.2f},"
+                                      f" n={len(one)}, load {os.getloadavg()[0]:.2f})",
+                                      flush=True)
+                    finally:
+                        code = await reg.stop()
+                    with RegistrarStore(db, readonly=True) as st:
+                        stored = st.counts_by_code().get(201, 0)
+                    expected = events + (len(lat) if r == rounds - 1 and last else 0)
+                    if stored < expected:
+                        raise RuntimeError(f"registrar stored {stored} of {expected} events "
+                                           "under 201")
+                    if code != 0:
+                        raise RuntimeError(f"registrar exited with {code} after SIGTERM")
                 await nc.close()
     bare = statistics.median(bare_rates)
+    # The registrar's headline figures are with data validation on (its default), unless
+    # only "off" was measured.
+    if not reg_rates:
+        reg_rates, reg_cpu = off_rates, off_cpu
     ours = statistics.median(reg_rates)
     p50, p99 = _pct(lat, 50), _pct(lat, 99)
     run_p99 = [round(_pct(x, 99), 2) for x in runs]
     worst = max(run_p99) if run_p99 else float("nan")
     cpu_bare = statistics.median(bare_cpu) if bare_cpu else None
     cpu_ours = statistics.median(reg_cpu) if reg_cpu else None
+    cpu_off = statistics.median(off_cpu) if off_cpu else None
+    build_on, build_off = _build_cost_us()
     result = {
         "events": events,
+        "data_validation": validate,
         "rounds": rounds,
         "bare_events_per_s": round(bare),
         "registrar_events_per_s": round(ours),
@@ -292,6 +367,19 @@ async def run(events: int, rate: float, latency_s: float, rounds: int,
         "bare_events_per_cpu_s": round(cpu_bare) if cpu_bare else None,
         "registrar_events_per_cpu_s": round(cpu_ours) if cpu_ours else None,
         "cpu_ratio": round(cpu_ours / cpu_bare, 3) if cpu_bare and cpu_ours else None,
+        # With --no-validate-data (validate=both): what checking data against its contract
+        # costs per event, in CPU microseconds of the registrar process.
+        "novalidate_events_per_s": (round(statistics.median(off_rates))
+                                    if off_rates and validate == "both" else None),
+        "novalidate_events_per_cpu_s": (round(cpu_off) if cpu_off and validate == "both"
+                                        else None),
+        "validation_cpu_us_per_event": (round(1e6 / cpu_ours - 1e6 / cpu_off, 2)
+                                        if cpu_ours and cpu_off and validate == "both"
+                                        else None),
+        # The same, measured in this process on the validate-and-code step alone (less noisy).
+        "build_us_per_event_validate_on": round(build_on, 2),
+        "build_us_per_event_validate_off": round(build_off, 2),
+        "build_validation_us_per_event": round(build_on - build_off, 2),
         "load_avg_1m": round(os.getloadavg()[0], 2),
         "cpus": os.cpu_count(),
         "latency_rate_per_s": rate,
@@ -319,11 +407,26 @@ async def run(events: int, rate: float, latency_s: float, rounds: int,
 def _table(res: dict[str, Any]) -> str:
     rows = [
         ("bare fetch->insert->ack (no validation)", f"{res['bare_events_per_s']:,} ev/s", "-"),
-        ("registrar (validate, code, fsync/batch)", f"{res['registrar_events_per_s']:,} ev/s",
-         f">= {GOAL_RATE:,.0f} ev/s"),
+        (f"registrar (validate, code, fsync/batch; data validation "
+         f"{'off' if res['data_validation'] == 'off' else 'on'})",
+         f"{res['registrar_events_per_s']:,} ev/s", f">= {GOAL_RATE:,.0f} ev/s"),
         ("registrar / bare", f"{res['ratio']:.2f}x", f">= {GOAL_RATIO}x"),
         ("bare, events per CPU-second", f"{res['bare_events_per_cpu_s']:,}", "-"),
         ("registrar, events per CPU-second", f"{res['registrar_events_per_cpu_s']:,}", "-"),
+    ]
+    if res.get("novalidate_events_per_s") is not None:
+        rows += [
+            ("registrar, data validation off", f"{res['novalidate_events_per_s']:,} ev/s", "-"),
+            ("registrar, data validation off, events per CPU-second",
+             f"{res['novalidate_events_per_cpu_s']:,}", "-"),
+            ("data validation, CPU per event", f"{res['validation_cpu_us_per_event']} us", "-"),
+        ]
+    rows += [
+        ("validate-and-code step per event, data validation on / off (in process)",
+         f"{res['build_us_per_event_validate_on']} / {res['build_us_per_event_validate_off']} us",
+         "-"),
+    ]
+    rows += [
         ("load average (1 min) / cpus", f"{res['load_avg_1m']} / {res['cpus']}", "-"),
         (f"publish->stored p50 @ {res['latency_rate_per_s']:.0f}/s", f"{res['p50_ms']} ms", "-"),
         ("CPU headroom per event at the goal rate", f"{res['headroom_us_per_event']} us",
@@ -349,13 +452,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rounds", type=int, default=1, help="throughput rounds (median reported)")
     p.add_argument("--latency-runs", type=int, default=5,
                    help="consecutive latency runs; the p99 goal must hold in each")
+    p.add_argument("--validate", choices=["on", "off", "both"], default="both",
+                   help="the registrar's data validation against the spec's contracts: on (its "
+                        "default), off (--no-validate-data) or both, side by side on the same "
+                        "backlog (default)")
     args = p.parse_args(argv)
     try:
         import uvloop
         runner: Any = uvloop.run
     except ImportError:  # pragma: no cover
         runner = asyncio.run
-    res = runner(run(args.events, args.rate, args.latency_s, args.rounds, args.latency_runs))
+    res = runner(run(args.events, args.rate, args.latency_s, args.rounds, args.latency_runs,
+                     args.validate))
     print(_table(res))
     print("RESULT " + json.dumps(res), flush=True)
     return 0

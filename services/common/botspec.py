@@ -487,6 +487,9 @@ class RegistrarSettings(_Strict):
     events: str = "RegistrarEvent"
     #: the durables it pulls from (default: every consumer of the spec)
     consumers: list[str] | None = None
+    #: validate every event's data against its type's contract (types without one pass);
+    #: ``false`` switches it off (like the registrar's ``--no-validate-data``)
+    validate_data: bool = True
 
 
 class RuntimeSection(_Strict):
@@ -1167,6 +1170,8 @@ class ServiceConfig(_Frozen):
     poll_interval_s: float | None = None
     batch_size: int | None = None
     max_message_bytes: int | None = None
+    #: registrar: validate event data against the spec's contracts
+    validate_data: bool | None = None
 
 
 class ComponentRoutes(_Frozen):
@@ -1379,6 +1384,7 @@ def generate(spec: BotSpec) -> RuntimeConfig:
             durables=list(registrar_durables),
             batch_size=rt.registrar.batch_size,
             max_message_bytes=rt.registrar.max_message_bytes,
+            validate_data=rt.registrar.validate_data,
         ),
         "lagmon": ServiceConfig(
             name="lagmon",

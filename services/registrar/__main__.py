@@ -48,6 +48,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--wal-max-mb", type=float, default=None,
                    help=f"bound of the SQLite WAL file in MiB, at least 1 (default: "
                         f"${WAL_MAX_MB_ENV} or 64)")
+    p.add_argument("--no-validate-data", dest="validate_data", action="store_false",
+                   default=None,
+                   help="do not validate event data against the BotSpec's contracts (default: "
+                        "validate, unless the spec says runtime.registrar.validate_data: false)")
     return p
 
 
@@ -110,11 +114,13 @@ async def _run(args: argparse.Namespace) -> int:
             provision=args.provision,
             crash_after_commit=_crash_after_commit(),
             wal_max_bytes=_wal_max_bytes(args.wal_max_mb),
+            contracts=args.validate_data,
         )
+        # Compiles the spec's contracts: a broken one (ContractError) is a usage error.
+        registrar = Registrar(options)
     except (BotSpecError, ValueError, OSError) as exc:
         raise UsageError(str(exc)) from exc
 
-    registrar = Registrar(options)
     stop_on_signals(registrar.request_stop)
     try:
         async with registrar:

@@ -27,11 +27,13 @@ import os
 import socket
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
+
+from orjson import loads as _loads
 
 from services.common.cloudevents import (
     CloudEvent,
@@ -41,6 +43,7 @@ from services.common.cloudevents import (
     to_binary,
 )
 from services.common.codes import RegistrarCode, rejection_code_for
+from services.common.contracts import CompiledContract, ContractRegistry, DataViolation
 from services.common.http import HttpServer, Response, json_response
 from services.common.settings import NatsSettings, connect
 
@@ -63,6 +66,7 @@ if TYPE_CHECKING:
     from nats.js.client import JetStreamContext
 
     from services.common.botspec import RuntimeConfig
+    from services.common.contract_ref import ContractRef
 
 __all__ = ["CRASH_AFTER_COMMIT_ENV", "Registrar", "RegistrarOptions"]
 
@@ -96,11 +100,15 @@ class RegistrarOptions:
     #: Bound of the SQLite WAL file (see :mod:`.wal`); it stays under this however long
     #: events arrive.
     wal_max_bytes: int = DEFAULT_WAL_MAX_BYTES
-    #: Data validation per event type, called on every event that passed the envelope
-    #: checks: raise :class:`CloudEventError` (rule ``bad-data`` -> code 923) when the data
-    #: breaks its contract. The place for the spec's contracts (services/common/contracts.py,
-    #: coming); it runs on the event loop, so its cost per event counts against the ingest
-    #: budget (``bench.registrar_ingest`` reports the headroom).
+    #: Validate every event's data against its type's contract from the spec
+    #: (``config.contracts``; types without a contract pass). ``None`` follows the spec's
+    #: ``runtime.registrar.validate_data`` (on by default); ``False`` is ``--no-validate-data``.
+    #: Data that breaks its contract is rejected with code 923 (REJECTED_BAD_DATA), the reason
+    #: naming the type, JSON pointer, keyword and value, and dead-lettered.
+    contracts: bool | None = None
+    #: An extra data check, called on every event that passed the envelope checks (and its
+    #: contract): raise :class:`CloudEventError` (rule ``bad-data`` -> code 923) to reject it.
+    #: It runs on the event loop, so its cost per event counts against the ingest budget.
     validate_data: Callable[[CloudEvent], None] | None = None
 
     def __post_init__(self) -> None:
@@ -148,6 +156,17 @@ class Registrar:
         self.durables = list(svc.durables)
         self.metrics = RegistrarMetrics()
         self.mapper = CodeMapper(cfg.codes)
+        on = options.contracts if options.contracts is not None else svc.validate_data is not False
+        #: type -> compiled contract (compiled once, here); empty when validation is off.
+        #: Raises ContractError (a ValueError naming the file) for a contract that does not
+        #: compile, before anything is connected.
+        self.contracts: dict[str, CompiledContract] = (
+            _compile_contracts(cfg.contracts) if on and cfg.contracts else {}
+        )
+        # type -> its data check from the raw payload, looked up once per event.
+        self._data_checks: dict[str, Callable[[bytes], list[DataViolation]]] = {
+            t: _data_check(c) for t, c in self.contracts.items()
+        }
         self.store: RegistrarStore | None = None
         self.wal: WalKeeper | None = None
         self.nc: Client | None = None
@@ -358,11 +377,21 @@ class Registrar:
         max_data = self.options.max_data_bytes
         classify = self.mapper.classify
         validate = self.options.validate_data
+        checks = self._data_checks
         for msg in msgs:
             stream, sseq, _ = parse_ack_subject(msg.reply)
             try:
+                hdrs = msg.headers
+                # A binary event of a type with a contract: its data is parsed once, by the
+                # contract check below, rather than also by from_message.
+                hint = hdrs.get("ce-type") if checks and hdrs else None
+                check = checks.get(hint) if hint is not None else None
                 # from_message also checks that JSON data parses (rule bad-data).
-                ev = from_message(msg.headers, msg.data, max_size=max_bytes)
+                ev = from_message(hdrs, msg.data, max_size=max_bytes,
+                                  check_data=check is None)
+                if check is not None and ev.type != hint:  # not what the header claimed
+                    check = None
+                    ev = from_message(hdrs, msg.data, max_size=max_bytes)
                 if not ev.source or not ev.id:
                     # Defence in depth for the store key: (source, id) must both be set.
                     raise CloudEventError(
@@ -370,9 +399,16 @@ class Registrar:
                         f"required attribute {'source' if not ev.source else 'id'!r} is "
                         "missing or empty; every CloudEvent needs non-empty id and source",
                     )
-                if validate is not None:
-                    validate(ev)  # the event's data against its type's contract
                 data = ev.data
+                if checks:
+                    if check is None:
+                        check = checks.get(ev.type)
+                    if check is not None:
+                        bad = check(data)
+                        if bad:
+                            raise CloudEventError("bad-data", _violation_reason(ev.type, bad))
+                if validate is not None:
+                    validate(ev)
             except CloudEventError as exc:
                 code = int(rejection_code_for(exc.rule))
                 rejects.append(_Reject(msg, code, f"{exc.rule}: {exc}", stream, sseq))
@@ -674,6 +710,47 @@ class Registrar:
                 return {str(k): v for k, v in ro.counts_by_code().items()}
 
         return json_response(await asyncio.get_running_loop().run_in_executor(None, run))
+
+
+def _compile_contracts(refs: Mapping[str, ContractRef]) -> dict[str, CompiledContract]:
+    """Type -> compiled contract; each distinct contract is compiled once."""
+    registry = ContractRegistry.from_refs(refs)
+    return {t: registry.contract(t) for t in registry.declared}
+
+
+def _data_check(contract: CompiledContract) -> Callable[[bytes], list[DataViolation]]:
+    """The fastest check of raw data against ``contract``: violations, empty when valid.
+
+    A contract that validates decoded data (JSON Schema) gets it from orjson (faster than
+    the registry's parser) and costs one compiled ``is_valid`` call when valid; what orjson
+    refuses (not JSON, or JSON it does not take, such as integers over 64 bits) goes to the
+    contract's own ``validate_json``, which gives the verdict. Others (pydantic) validate the
+    raw JSON themselves.
+    """
+    if type(contract).validate_json is not CompiledContract.validate_json:
+        return contract.validate_json
+    validate, validate_json = contract.validate, contract.validate_json
+
+    def check(raw: bytes) -> list[DataViolation]:
+        try:
+            data = _loads(raw)
+        except ValueError:  # orjson.JSONDecodeError is a ValueError
+            return validate_json(raw)
+        return validate(data)
+
+    return check
+
+
+#: Violations named in a rejection reason (the rest are counted).
+_REASON_VIOLATIONS = 3
+
+
+def _violation_reason(type_: str, violations: Sequence[DataViolation]) -> str:
+    """``data breaks the contract of TYPE: /pointer: [keyword] message (value V); ...``."""
+    shown = "; ".join(str(v) for v in violations[:_REASON_VIOLATIONS])
+    more = len(violations) - _REASON_VIOLATIONS
+    tail = f"; and {more} more" if more > 0 else ""
+    return f"data breaks the contract of {type_}: {shown}{tail}"
 
 
 def _claimed(headers: dict[str, str], attr: str) -> str | None:

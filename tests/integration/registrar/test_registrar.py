@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +61,12 @@ async def publish(js: Any, subject: str, ev: CloudEvent, **extra_headers: str) -
     return int(ack.seq)
 
 
+def _frame(frame_id: int) -> dict[str, Any]:
+    """Radar frame data that keeps its contract (the registrar validates data)."""
+    return {"frame_id": frame_id, "sensor_id": "radar-1",
+            "timestamp": datetime.now(UTC).isoformat()}
+
+
 async def test_valid_events_stored_once_with_their_codes(
     server: NatsServer, js_conn: tuple[Any, Any], db_path: Path
 ) -> None:
@@ -67,8 +74,8 @@ async def test_valid_events_stored_once_with_their_codes(
     reg = RegistrarProcess(server.client_url, db_path)
     async with reg.proc:
         cases = [
-            ("qiki.radar.v1.frames", "qiki.radar.v1.Frame", {"frame_id": 1}, 210),
-            ("qiki.radar.v1.frames.lr", "qiki.radar.v1.FrameLR", {"frame_id": 2}, 210),
+            ("qiki.radar.v1.frames", "qiki.radar.v1.Frame", _frame(1), 210),
+            ("qiki.radar.v1.frames.lr", "qiki.radar.v1.FrameLR", _frame(2), 210),
             ("qiki.radar.v1.tracks", "qiki.radar.v1.TrackSet", {"tracks": []}, 211),
             ("qiki.events.v1.sensor", "qiki.sensor.v1.io_ok", {"sensor": "a"}, 201),
             ("qiki.events.v1.sensor", "qiki.sensor.v1.io_failed", {"sensor": "b"}, 202),
@@ -172,7 +179,7 @@ async def test_lifecycle_across_a_broker_restart(
         assert after[:4] == [C.NATS_DISCONNECTED, C.NATS_CONNECTED, C.RECOVERY_START,
                              C.RECOVERY_OK], after
         # Consumers usable again: a new event is stored.
-        ev = new_event("qiki.radar.v1.Frame", "urn:qiki:after", {"frame_id": 9})
+        ev = new_event("qiki.radar.v1.Frame", "urn:qiki:after", _frame(9))
         deadline = time.monotonic() + WAIT_S
         while True:  # the test's own client may still be reconnecting
             try:

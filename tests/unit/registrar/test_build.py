@@ -26,7 +26,8 @@ def registrar(tmp_path: Path) -> Registrar:
 
 
 def test_valid_binary_and_structured_events(registrar: Registrar) -> None:
-    ev = new_event("qiki.radar.v1.Frame", "urn:qiki:q-sim-service:radar", {"frame_id": 1},
+    ev = new_event("qiki.radar.v1.Frame", "urn:qiki:q-sim-service:radar",
+                   {"frame_id": 1, "sensor_id": "r1", "timestamp": "2026-01-01T00:00:00Z"},
                    subject="lr")
     ev2 = new_event("qiki.sensor.v1.io_failed", "urn:qiki:x", {"n": 2})
     rows, rejects = registrar._build([_msg(*to_binary(ev), 1, "qiki.radar.v1.frames"),
