@@ -35,6 +35,7 @@ from typing import Any
 
 from harness.checks.observations import TappedMessage
 from harness.checks.result import CheckResult
+from services.common.cloudevents import header_value
 
 #: The operators a ``where`` condition may use (see the module docstring).
 WHERE_OPS = ("eq", "ne", "gt", "ge", "lt", "le", "in", "exists")
@@ -145,19 +146,6 @@ def _short(value: Any, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def _header(headers: Mapping[str, str] | None, name: str) -> str | None:
-    if not headers:
-        return None
-    value = headers.get(name)
-    if value is not None:
-        return value
-    lname = name.lower()
-    for k, v in headers.items():
-        if k.lower() == lname:
-            return v
-    return None
-
-
 @dataclass(frozen=True, slots=True)
 class DecodedEvent:
     """What the check needs of one tapped message: type and data (``None`` when absent)."""
@@ -172,9 +160,9 @@ def decode_event(msg: TappedMessage) -> DecodedEvent:
     """Type and data of a tapped message, binary mode (``ce-type`` header) or structured
     (``application/cloudevents+json``). Lenient on purpose: judging the envelope is the
     contract check's job; here an undecodable message simply has no type or no data."""
-    ce_type = _header(msg.headers, "ce-type")
+    ce_type = header_value(msg.headers, "ce-type")
     if ce_type is None:
-        ctype = _header(msg.headers, "content-type") or ""
+        ctype = header_value(msg.headers, "content-type") or ""
         if ctype.startswith("application/cloudevents+json"):
             try:
                 doc = json.loads(msg.payload)
@@ -229,7 +217,7 @@ def check_events(
         if not hit:
             continue
         if type is not None:
-            ce_type = _header(msg.headers, "ce-type")
+            ce_type = header_value(msg.headers, "ce-type")
             if ce_type is None:  # structured mode (rare): the type is in the payload
                 ce_type = decode_event(msg).ce_type
             ok = type_hit.get(ce_type)

@@ -59,6 +59,7 @@ __all__ = [
     "encode_header_value",
     "format_time",
     "from_message",
+    "header_value",
     "inspect_message",
     "new_event",
     "parse_time",
@@ -830,7 +831,7 @@ def inspect_message(
     found: list[ContractViolation] = []
     ev = _decode(headers, payload, max_size, legacy_ok, check_data, found)
     if require_msg_id and headers is not None and detect_mode(headers) != "none":
-        msg_id = _get_ci(headers, NATS_MSG_ID)
+        msg_id = header_value(headers, NATS_MSG_ID)
         if msg_id is None:
             found.append(
                 ContractViolation(
@@ -853,7 +854,13 @@ def inspect_message(
     return ev, found
 
 
-def _get_ci(headers: Mapping[str, str], name: str) -> str | None:
+def header_value(headers: Mapping[str, str] | None, name: str) -> str | None:
+    """The value of header ``name`` in ``headers``, matched case-insensitively (None if absent).
+
+    NATS header names keep the sender's case; the CloudEvents binding compares them without it.
+    """
+    if not headers:
+        return None
     value = headers.get(name)
     if value is not None:
         return value
