@@ -558,11 +558,11 @@ class Injector:
             started_at=datetime.now(UTC), ended_at=datetime.now(UTC), planned_s=0.0,
             send_elapsed_s=0.0, target_rate_per_s=None,
         )
+        res.series = IntervalSeries(origin=loop.time(), interval_s=0.5, outage_threshold_s=1.0)
         eng = self._pick_engine()
         self._eng = eng
         await eng.start(inbox, self._make_on_reply(res))
         res.engine = eng.name
-        res.series = IntervalSeries(origin=loop.time(), interval_s=0.5, outage_threshold_s=1.0)
         sweeper = asyncio.create_task(self._sweep(res), name="qiki-load-ack-sweeper")
         try:
             await self._send(loop, eng, res)

@@ -29,13 +29,14 @@ def environment() -> jinja2.Environment:
     """The Jinja2 environment over the shipped templates (autoescaping on)."""
     import jinja2  # imported here: the load injector imports this package's siblings
 
-    return jinja2.Environment(
+    env = jinja2.Environment(
         loader=jinja2.PackageLoader("harness.report", "templates"),
         autoescape=True,
         undefined=jinja2.StrictUndefined,
-        trim_blocks=False,
         keep_trailing_newline=True,
     )
+    env.filters["blank"] = lambda v: "" if v is None else v
+    return env
 
 
 def run_files(run_dir: Path) -> list[str]:

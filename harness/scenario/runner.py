@@ -230,12 +230,14 @@ class ScenarioRunner:
         return j
 
     def _write_outputs(self, j: Journal) -> None:
+        from harness.report.ctrf import write_ctrf
         from harness.report.html import write_html
         from harness.report.junit import write_junit
 
         j.write(self.run_dir / "journal.json")
-        write_html(j, self.run_dir / "report.html")
         write_junit([j], self.run_dir / "junit.xml")
+        write_ctrf([j], self.run_dir / "ctrf.json")
+        write_html(j, self.run_dir / "report.html")  # last: it links the files above
 
     # ------------------------------------------------------------------ phases
 
