@@ -102,3 +102,53 @@ def write_ctrf(journals: Sequence[Journal], path: Path) -> Path:
     """Write :func:`to_ctrf` output to ``path`` as indented JSON."""
     path.write_text(json.dumps(to_ctrf(journals), indent=2), encoding="utf-8")
     return path
+
+
+class PytestCtrf:
+    """A pytest plugin object writing a CTRF document for the session (``--qiki-ctrf``).
+
+    One test per test item: the call phase's outcome, or a failed/errored setup or teardown
+    (status ``failed``, ``rawStatus`` says which phase). Under pytest-xdist only the
+    controller registers it: workers' reports reach the controller's hooks.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.tests: dict[str, dict[str, Any]] = {}
+        self.start_ms = int(datetime.now(UTC).timestamp() * 1000)
+
+    def pytest_runtest_logreport(self, report: Any) -> None:
+        """Fold each phase's report into its test's entry."""
+        t = self.tests.setdefault(report.nodeid, {
+            "name": report.nodeid, "status": "other", "duration": 0,
+            "filePath": str(report.location[0]) if report.location else "",
+            "suite": [report.nodeid.split("::")[0] or "session"]})
+        t["duration"] += round(getattr(report, "duration", 0.0) * 1000)
+        if report.when == "call" or report.skipped:
+            if report.skipped:
+                t["status"] = "skipped"
+                if isinstance(report.longrepr, tuple) and len(report.longrepr) == 3:
+                    t["message"] = str(report.longrepr[2])
+            elif report.passed:
+                t["status"] = "passed"
+            else:
+                t["status"] = "failed"
+        if report.failed:
+            t["status"] = "failed"
+            if report.when != "call":
+                t["rawStatus"] = f"error in {report.when}"
+            text = str(report.longrepr or "")
+            t["message"] = text.strip().splitlines()[-1][:2000] if text.strip() else "failed"
+            t["trace"] = text[-20000:]
+        elif report.when == "setup" and report.passed and t["status"] == "other":
+            t["status"] = "pending"  # until the call phase reports
+
+    def pytest_sessionfinish(self, session: Any, exitstatus: int) -> None:
+        """Write the document once the session is over."""
+        stop = int(datetime.now(UTC).timestamp() * 1000)
+        tests = [{**t, "status": "other" if t["status"] == "pending" else t["status"]}
+                 for t in self.tests.values()]
+        doc = document("pytest", tests, self.start_ms, stop,
+                       extra={"exitstatus": int(exitstatus)})
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.write_text(json.dumps(doc, indent=2), encoding="utf-8")
