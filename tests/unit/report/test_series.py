@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -38,7 +40,7 @@ def test_ticks_cover_the_range_without_repeats(lo: float, span: float) -> None:
     labels = [fmt_tick(v) for v in ticks]
     assert len(set(ticks)) == len(ticks)
     assert 2 <= len(ticks) <= 12, labels
-    steps = {round(b - a, 6) for a, b in zip(ticks, ticks[1:], strict=False)}
+    steps = {round(b - a, 6) for a, b in itertools.pairwise(ticks)}
     assert len(steps) == 1
 
 
