@@ -39,7 +39,8 @@ class Series:
 
     name: str
     color: str
-    points: str = ""
+    #: polyline point lists; a new segment where the series has a gap (no ack)
+    segments: list[str] = field(default_factory=list)
     bars: list[tuple[float, float, float, float]] = field(default_factory=list)
     dash: str = ""
 
@@ -188,9 +189,17 @@ def latency_chart(j: Journal, width: int = 1000, height: int = 240) -> Chart | N
     half = a.interval_s / 2
     for key, name, color, dash in (("p50_ms", "PubAck p50", COLORS[0], ""),
                                    ("p99_ms", "PubAck p99", COLORS[1], "5 3")):
-        pts = [(p.t + half, getattr(p, key)) for p in a.points if getattr(p, key) is not None]
+        segs: list[list[str]] = [[]]
+        for p in a.points:
+            v = getattr(p, key)
+            if v is None:
+                # no ack in this interval: break the line rather than draw across the outage
+                if segs[-1]:
+                    segs.append([])
+                continue
+            segs[-1].append(f"{f.x(p.t + half)},{f.y(v)}")
         c.series.append(Series(name=name, color=color, dash=dash,
-                               points=" ".join(f"{f.x(t)},{f.y(v)}" for t, v in pts)))
+                               segments=[" ".join(sg) for sg in segs if sg]))
     return c
 
 
@@ -204,7 +213,7 @@ def lag_chart(j: Journal, width: int = 1000, height: int = 260) -> Chart:
     c = f.chart("Consumer lag", "messages")
     for n, (name, pts) in enumerate(sorted(series.items())):
         c.series.append(Series(name=f"lag {name}", color=COLORS[n % len(COLORS)],
-                               points=" ".join(f"{f.x(t)},{f.y(v)}" for t, v in pts)))
+                               segments=[" ".join(f"{f.x(t)},{f.y(v)}" for t, v in pts)]))
     c.markers = _recovery_markers(f, [r for r in j.recoveries if r.kind == "lag"])
     if not series:
         c.empty = "no lag samples"

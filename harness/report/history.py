@@ -76,7 +76,8 @@ def row_of(run_dir: Path) -> RunRow:
     if j.delivery is not None:
         row.lost, row.duplicated = j.delivery.lost, j.delivery.duplicated
     row.recovery = "; ".join(
-        f"{r.label}: {'never' if r.value_s is None else f'{r.value_s:.2f} s'}"
+        f"{r.kind}{'' if r.threshold is None else f' (<= {r.threshold:g})'}: "
+        f"{'never' if r.value_s is None else f'{r.value_s:.2f} s'}"
         for r in j.recoveries)
     lag = [r.value_s for r in j.recoveries if r.kind == "lag" and r.value_s is not None]
     row.recovery_s = lag[0] if lag else j.recovery_s

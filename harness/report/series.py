@@ -57,9 +57,9 @@ class IntervalSeries:
     """Acked/failed counts and PubAck latency per ``interval_s``, plus write-outage windows.
 
     Times are seconds on any clock; ``origin`` is subtracted so the series starts near 0.
-    A write outage is a gap of more than ``outage_threshold_s`` between two successive acks
-    (or between the first send and the first ack, or the last ack and the last failure)
-    during which at least one publish was attempted.
+    A write outage is a stretch of more than ``outage_threshold_s`` from the first publish
+    attempted after an ack to the next ack (or, if none came, to the last failure): writes
+    were tried and none succeeded. A pause in sending is not an outage.
     """
 
     origin: float = 0.0
@@ -68,7 +68,8 @@ class IntervalSeries:
     slots: dict[int, _Slot] = field(default_factory=dict)
     outages: list[tuple[float, float]] = field(default_factory=list)
     _last_ack: float | None = None
-    _first_send: float | None = None
+    #: first publish attempted since the last ack (None: nothing is waiting for an ack)
+    _pending_since: float | None = None
     _failed_since_ack: float | None = None
 
     def _slot(self, t: float) -> _Slot:
@@ -79,9 +80,9 @@ class IntervalSeries:
         return s
 
     def sent(self, t: float) -> None:
-        """A publish was attempted at ``t`` (only the first one matters: the outage start)."""
-        if self._first_send is None:
-            self._first_send = t
+        """A publish was attempted at ``t`` (the first after an ack may start an outage)."""
+        if self._pending_since is None:
+            self._pending_since = t
 
     def ack(self, t: float, latency_ms: float) -> None:
         """A PubAck arrived at ``t`` after ``latency_ms``."""
@@ -92,10 +93,11 @@ class IntervalSeries:
         s.last_ack = t
         k = _bucket(latency_ms)
         s.lat[k] = s.lat.get(k, 0) + 1
-        since = self._last_ack if self._last_ack is not None else self._first_send
+        since = self._start()
         if since is not None and t - since > self.outage_threshold_s:
             self._add_outage(since, t)
         self._last_ack = t
+        self._pending_since = None
         self._failed_since_ack = None
 
     def fail(self, t: float) -> None:
@@ -105,11 +107,21 @@ class IntervalSeries:
 
     def close(self) -> None:
         """Finish: an outage still open (failures after the last ack) ends at the last failure."""
-        since = self._last_ack if self._last_ack is not None else self._first_send
+        since = self._start()
         end = self._failed_since_ack
         if since is not None and end is not None and end - since > self.outage_threshold_s:
             self._add_outage(since, end)
         self._failed_since_ack = None
+        self._pending_since = None
+
+    def _start(self) -> float | None:
+        # the outage starts when a write was first tried after the last ack (not earlier:
+        # idle time is not an outage); pipelined sends can predate that ack, hence the max
+        if self._pending_since is None:
+            return None
+        if self._last_ack is None:
+            return self._pending_since
+        return max(self._pending_since, self._last_ack)
 
     def _add_outage(self, start: float, end: float) -> None:
         if len(self.outages) < MAX_OUTAGES:

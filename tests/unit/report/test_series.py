@@ -100,9 +100,22 @@ def test_outage_still_open_at_the_end_is_closed_at_the_last_failure() -> None:
     s.sent(0.0)
     s.ack(0.1, 3.0)
     for i in range(30):
+        s.sent(0.2 + i * 0.1)
         s.fail(0.2 + i * 0.1)
     s.close()
-    assert s.windows() == [(0.1, 3.1)]
+    assert s.windows() == [(0.2, 3.1)]
+
+
+def test_idle_time_and_late_timeouts_are_not_outages() -> None:
+    s = IntervalSeries(outage_threshold_s=1.0)
+    s.sent(0.0)
+    s.ack(0.01, 10.0)
+    s.sent(5.0)  # nothing was sent for 5 s: no outage
+    s.ack(5.01, 10.0)
+    # sending stopped; a message sent earlier times out later: writes were not being tried
+    s.fail(9.0)
+    s.close()
+    assert s.windows() == []
 
 
 def test_short_gaps_are_not_outages_and_outages_are_bounded() -> None:
@@ -112,7 +125,8 @@ def test_short_gaps_are_not_outages_and_outages_are_bounded() -> None:
     assert s.outages == []
     many = IntervalSeries(outage_threshold_s=0.5)
     for i in range(MAX_OUTAGES * 2):
-        many.ack(i * 1.0, 1.0)
+        many.sent(i * 1.0)
+        many.ack(i * 1.0 + 0.9, 1.0)
     assert len(many.outages) == MAX_OUTAGES
 
 
