@@ -578,9 +578,9 @@ class Injector:
             with contextlib.suppress(asyncio.CancelledError):
                 await sweeper
             stop_t = loop.time()
-            for _seq, (mid, _ti, _ts) in list(self._inflight.items()):
+            for _seq, (mid, intended, _ts) in list(self._inflight.items()):
                 res.failed[mid] = REASON_STOPPED
-                res.series.fail(stop_t)
+                res.series.fail(stop_t, intended)
             res.series.close()
             self._inflight.clear()
             with contextlib.suppress(Exception):
@@ -642,7 +642,7 @@ class Injector:
             except _PublishFailed as e:
                 inflight.pop(seq, None)
                 res.failed[msg.id] = e.reason
-                series_fail(now)
+                series_fail(now, intended)
                 if e.fatal:
                     res.errors.append(f"connection closed at message {seq}; stopping")
                     self._stopping = True
@@ -710,14 +710,14 @@ class Injector:
                 acked_append(mid)
                 lat_ms = (now - intended) * 1000.0
                 lat_append(lat_ms)
-                series.ack(now, lat_ms)
+                series.ack(now, lat_ms, intended)
                 res.last_ack = now
                 # nats-server writes '"duplicate": true' (with a space); accept both.
                 if b'"duplicate"' in data and b"true" in data:
                     res.duplicates += 1
             elif not late:
                 res.failed[mid] = reason
-                series.fail(now)
+                series.fail(now, intended)
             n = len(inflight)
             if n <= low_water:
                 slot_free.set()
@@ -743,7 +743,7 @@ class Injector:
                 mid, intended, _sent = inflight.pop(seq)
                 res.failed[mid] = REASON_TIMEOUT
                 if res.series is not None:
-                    res.series.fail(now)
+                    res.series.fail(now, intended)
                 self._timed_out[seq] = (mid, intended)
             if expired:
                 if self._eng is not None and not self._eng.connected:

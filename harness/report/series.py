@@ -84,13 +84,19 @@ class IntervalSeries:
         if self._pending_since is None:
             self._pending_since = t
 
-    def ack(self, t: float, latency_ms: float) -> None:
-        """A PubAck arrived at ``t`` after ``latency_ms``."""
-        s = self._slot(t)
+    def ack(self, t: float, latency_ms: float, sent_t: float | None = None) -> None:
+        """A PubAck arrived at ``t`` after ``latency_ms`` for a publish sent at ``sent_t``.
+
+        Counted in the interval it was sent in (as Jepsen plots an operation at its
+        invocation), so a fault shows as failures where it happened, not an ack timeout
+        later; the ack's own time goes to its interval's first/last ack (write recovery).
+        """
+        at = self._slot(t)
+        if at.first_ack is None:
+            at.first_ack = t
+        at.last_ack = t
+        s = self._slot(sent_t if sent_t is not None else t)
         s.acked += 1
-        if s.first_ack is None:
-            s.first_ack = t
-        s.last_ack = t
         k = _bucket(latency_ms)
         s.lat[k] = s.lat.get(k, 0) + 1
         since = self._start()
@@ -100,9 +106,10 @@ class IntervalSeries:
         self._pending_since = None
         self._failed_since_ack = None
 
-    def fail(self, t: float) -> None:
-        """A publish failed (error reply, timeout, connection down) at ``t``."""
-        self._slot(t).failed += 1
+    def fail(self, t: float, sent_t: float | None = None) -> None:
+        """A publish sent at ``sent_t`` failed (error reply, timeout, connection down) at
+        ``t``; counted in the interval it was sent in."""
+        self._slot(sent_t if sent_t is not None else t).failed += 1
         self._failed_since_ack = t
 
     def close(self) -> None:

@@ -457,9 +457,9 @@ class ScenarioRunner:
         def _account(task: asyncio.Task[Any], sent_at: float) -> None:
             now = loop.time()
             if task.cancelled() or task.exception() is not None:
-                series.fail(now)
+                series.fail(now, sent_at)
             else:
-                series.ack(now, (now - sent_at) * 1000.0)
+                series.ack(now, (now - sent_at) * 1000.0, sent_at)
         for i in range(step.count):
             if step.rate_per_s is not None:
                 delay = t0 + i / step.rate_per_s - time.monotonic()

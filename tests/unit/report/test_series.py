@@ -167,3 +167,17 @@ def test_merge_sums_counts_and_keeps_the_worst_latency() -> None:
     assert (m["acked"], m["failed"], m["p50_ms"], m["p99_ms"]) == (3, 1, 2.0, 3.0)
     assert (m["first_ack_s"], m["last_ack_s"]) == (0.05, 0.4)
     assert merge_windows([(5, 6), (1, 2), (1.5, 3)]) == [(1, 3), (5, 6)]
+
+
+def test_outcomes_count_where_the_publish_was_sent() -> None:
+    # sent at 1.2, timed out at 6.2: the failure belongs to the fault at 1.2 (as Jepsen plots
+    # an operation at its invocation); the late ack's time still marks its own interval
+    s = IntervalSeries(interval_s=1.0)
+    s.sent(1.2)
+    s.fail(6.2, sent_t=1.2)
+    s.ack(7.5, 6300.0, sent_t=1.3)
+    pts = {p["t"]: p for p in s.points()}
+    assert pts[1.0]["failed"] == 1 and pts[1.0]["acked"] == 1
+    assert pts[6.0]["failed"] == 0 and pts[7.0]["acked"] == 0
+    assert pts[7.0]["first_ack_s"] == 7.5
+    assert pts[1.0]["p99_ms"] == pytest.approx(6300, rel=0.06)
