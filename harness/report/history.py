@@ -7,7 +7,7 @@ disk must not hide every other run.
 
 from __future__ import annotations
 
-import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -66,10 +66,14 @@ def row_of(run_dir: Path) -> RunRow:
         row.problem = f"journal.json unreadable: {first}"
         # keep what a partial journal still says, so the row is not anonymous
         try:
-            raw = json.loads(path.read_text(encoding="utf-8"))
-            row.scenario = str(raw.get("scenario", "")) if isinstance(raw, dict) else ""
-        except (ValueError, OSError):
-            pass
+            text = path.read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            text = ""
+        for key in ("scenario", "started_at"):
+            # a truncated file is not JSON any more, but its first fields are still there
+            m = re.search(rf'"{key}":\s*"([^"]*)"', text)
+            if m:
+                setattr(row, key, m.group(1))
         return row
     row.scenario, row.verdict, row.started_at = j.scenario, j.verdict, j.started_at
     row.duration_s, row.backend = j.duration_s, j.backend
@@ -130,7 +134,7 @@ def sparkline(label: str, unit: str, values: list[tuple[str, float | None]],
     return Spark(label=label, unit=unit, points=" ".join(f"{x},{y}" for x, y in pts),
                  dots=[(x, y, f"{run}: {v:g}{unit}") for (x, y), (_, run, v) in
                        zip(pts, known, strict=True)],
-                 y_top=f"{fmt_tick(top)}{unit}", width=width, height=height)
+                 y_top=f"{fmt_tick(top)} {unit}".strip(), width=width, height=height)
 
 
 def trends(rows: list[RunRow]) -> dict[str, list[Spark]]:

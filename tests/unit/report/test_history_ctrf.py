@@ -126,6 +126,7 @@ def test_index_lists_every_run_and_broken_journals(tmp_path: Path) -> None:
     rows = {r.run_dir: r for r in collect(tmp_path)}
     assert set(rows) == {"a-run", "b-run", "c-run", "d-run"}
     assert rows["c-run"].verdict == "broken" and "unreadable" in rows["c-run"].problem
+    assert rows["c-run"].scenario == "chaos"  # read from what is left of the file
     assert rows["d-run"].verdict == "broken" and "no journal.json" in rows["d-run"].problem
     assert rows["b-run"].pub_p99_ms == 300 and rows["b-run"].outage_s == 5.2
     assert rows["b-run"].recovery_s == 4.06
