@@ -179,16 +179,20 @@ def availability_chart(j: Journal, width: int = 1000, height: int = 260) -> Char
 
 
 def latency_chart(j: Journal, width: int = 1000, height: int = 240) -> Chart | None:
-    """PubAck p50/p99 per interval (lines); gaps where an interval had no ack."""
+    """PubAck (and end-to-end, when measured) p50/p99 per interval (lines); gaps where an
+    interval had no ack."""
     a = j.availability
     if a is None or not any(p.p99_ms is not None for p in a.points):
         return None
-    y_max = max(p.p99_ms or 0.0 for p in a.points)
+    y_max = max(max(p.p99_ms or 0.0, p.e2e_p99_ms or 0.0) for p in a.points)
     f = _Frame(j, y_max, width=width, height=height, count_axis=False, t_max=_t_max(j))
     c = f.chart("PubAck latency per interval", "ms", "")
     half = a.interval_s / 2
-    for key, name, color, dash in (("p50_ms", "PubAck p50", COLORS[0], ""),
-                                   ("p99_ms", "PubAck p99", COLORS[1], "5 3")):
+    lines = [("p50_ms", "PubAck p50", COLORS[0], ""), ("p99_ms", "PubAck p99", COLORS[1], "5 3")]
+    if any(p.e2e_p99_ms is not None for p in a.points):
+        lines += [("e2e_p50_ms", "end-to-end p50", COLORS[3], ""),
+                  ("e2e_p99_ms", "end-to-end p99", COLORS[4], "5 3")]
+    for key, name, color, dash in lines:
         segs: list[list[str]] = [[]]
         for p in a.points:
             v = getattr(p, key)

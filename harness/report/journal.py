@@ -78,6 +78,9 @@ class IntervalPoint(BaseModel):
     failed: int = 0
     p50_ms: float | None = None
     p99_ms: float | None = None
+    #: end-to-end latency (sent -> stored by the registrar), when the run measured it
+    e2e_p50_ms: float | None = None
+    e2e_p99_ms: float | None = None
     first_ack_s: float | None = None
     last_ack_s: float | None = None
 

@@ -50,6 +50,7 @@ class _Slot:
     first_ack: float | None = None
     last_ack: float | None = None
     lat: dict[int, int] = field(default_factory=dict)
+    e2e: dict[int, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -106,6 +107,13 @@ class IntervalSeries:
         self._pending_since = None
         self._failed_since_ack = None
 
+    def end_to_end(self, sent_t: float, latency_ms: float) -> None:
+        """An end-to-end latency (sent -> stored by the consumer) of a message sent at
+        ``sent_t``; drawn next to PubAck latency when a run measures it."""
+        s = self._slot(sent_t)
+        k = _bucket(latency_ms)
+        s.e2e[k] = s.e2e.get(k, 0) + 1
+
     def fail(self, t: float, sent_t: float | None = None) -> None:
         """A publish sent at ``sent_t`` failed (error reply, timeout, connection down) at
         ``t``; counted in the interval it was sent in."""
@@ -142,12 +150,15 @@ class IntervalSeries:
         for k in range(min(self.slots), max(self.slots) + 1):
             s = self.slots.get(k, _Slot())
             p50, p99 = hist_percentile(s.lat, 50), hist_percentile(s.lat, 99)
+            e50, e99 = hist_percentile(s.e2e, 50), hist_percentile(s.e2e, 99)
             out.append({
                 "t": round(shift_s + k * self.interval_s, 3),
                 "acked": s.acked,
                 "failed": s.failed,
                 "p50_ms": None if p50 is None else round(p50, 2),
                 "p99_ms": None if p99 is None else round(p99, 2),
+                "e2e_p50_ms": None if e50 is None else round(e50, 2),
+                "e2e_p99_ms": None if e99 is None else round(e99, 2),
                 # exact first/last ack of the interval: write recovery is measured on them
                 "first_ack_s": (None if s.first_ack is None
                                 else round(s.first_ack - self.origin + shift_s, 3)),
@@ -174,14 +185,15 @@ def merge_points(series: Iterable[Sequence[dict[str, Any]]],
             k = round(p["t"] / interval_s)
             g = grid.setdefault(k, {"t": round(k * interval_s, 3), "acked": 0, "failed": 0,
                                     "p50_ms": None, "p99_ms": None, "first_ack_s": None,
-                                    "last_ack_s": None})
+                                    "last_ack_s": None, "e2e_p50_ms": None,
+                                    "e2e_p99_ms": None})
             g["acked"] += p["acked"]
             g["failed"] += p["failed"]
             if p.get("first_ack_s") is not None:
                 f, last = p["first_ack_s"], p["last_ack_s"]
                 g["first_ack_s"] = f if g["first_ack_s"] is None else min(g["first_ack_s"], f)
                 g["last_ack_s"] = last if g["last_ack_s"] is None else max(g["last_ack_s"], last)
-            for key in ("p50_ms", "p99_ms"):
+            for key in ("p50_ms", "p99_ms", "e2e_p50_ms", "e2e_p99_ms"):
                 if p.get(key) is not None:
                     g[key] = p[key] if g[key] is None else max(g[key], p[key])
     return [grid[k] for k in sorted(grid)]

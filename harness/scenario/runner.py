@@ -736,6 +736,7 @@ class ScenarioRunner:
         for i, res in enumerate(state.load_results):
             if spec.e2e_p50_ms is not None or spec.e2e_p95_ms is not None:
                 res.e2e_latencies_ms = self._e2e_latencies(res, stored_at)
+                self._e2e_series(state, res, stored_at)
             for g in gates.evaluate(res):
                 observed[f"load[{i}].{g.name}"] = g.observed
                 if not g.passed:
@@ -754,6 +755,22 @@ class ScenarioRunner:
             if rec is not None and rec.event_time is not None:
                 out.append(max(0.0, (rec.stored_at - rec.event_time) * 1000.0))
         return out
+
+    @staticmethod
+    def _e2e_series(state: _Run, res: Any, stored: dict[str, RegistrarRecord]) -> None:
+        """End-to-end latency per interval of send time, for the report's latency chart."""
+        try:
+            origin = datetime.fromisoformat(state.journal.started_at).timestamp()
+        except ValueError:
+            return
+        series = IntervalSeries(origin=origin, interval_s=SERIES_INTERVAL_S)
+        for mid in res.acked:
+            rec = stored.get(mid)
+            if rec is not None and rec.event_time is not None:
+                series.end_to_end(rec.event_time,
+                                  max(0.0, (rec.stored_at - rec.event_time) * 1000.0))
+        if series.slots:
+            state.series.append((series, 0.0))
 
     # ------------------------------------------------------------------ journal
 

@@ -181,3 +181,17 @@ def test_outcomes_count_where_the_publish_was_sent() -> None:
     assert pts[6.0]["failed"] == 0 and pts[7.0]["acked"] == 0
     assert pts[7.0]["first_ack_s"] == 7.5
     assert pts[1.0]["p99_ms"] == pytest.approx(6300, rel=0.06)
+
+
+def test_end_to_end_latency_per_interval_of_send_time() -> None:
+    s = IntervalSeries(origin=1000.0, interval_s=1.0)
+    for i in range(100):
+        s.end_to_end(1000.5, 40.0 if i < 98 else 900.0)
+    [p] = s.points()
+    assert p["acked"] == 0 and p["p99_ms"] is None
+    assert p["e2e_p50_ms"] == pytest.approx(40, rel=0.06)
+    assert p["e2e_p99_ms"] == pytest.approx(900, rel=0.06)
+    [m] = merge_points([s.points(), [{"t": 0.0, "acked": 5, "failed": 0, "p50_ms": 2.0,
+                                      "p99_ms": 3.0, "first_ack_s": 0.1, "last_ack_s": 0.2}]],
+                       1.0)
+    assert m["acked"] == 5 and m["e2e_p99_ms"] == p["e2e_p99_ms"]
