@@ -186,10 +186,11 @@ def latency_chart(j: Journal, width: int = 1000, height: int = 240) -> Chart | N
         return None
     y_max = max(max(p.p99_ms or 0.0, p.e2e_p99_ms or 0.0) for p in a.points)
     f = _Frame(j, y_max, width=width, height=height, count_axis=False, t_max=_t_max(j))
-    c = f.chart("PubAck latency per interval", "ms", "")
+    e2e = any(p.e2e_p99_ms is not None for p in a.points)
+    c = f.chart("Latency per interval: PubAck" + (" and end-to-end" if e2e else ""), "ms")
     half = a.interval_s / 2
     lines = [("p50_ms", "PubAck p50", COLORS[0], ""), ("p99_ms", "PubAck p99", COLORS[1], "5 3")]
-    if any(p.e2e_p99_ms is not None for p in a.points):
+    if e2e:
         lines += [("e2e_p50_ms", "end-to-end p50", COLORS[3], ""),
                   ("e2e_p99_ms", "end-to-end p99", COLORS[4], "5 3")]
     for key, name, color, dash in lines:
