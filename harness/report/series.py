@@ -182,7 +182,8 @@ def merge_points(series: Iterable[Sequence[dict[str, Any]]],
     grid: dict[int, dict[str, Any]] = {}
     for pts in series:
         for p in pts:
-            k = round(p["t"] / interval_s)
+            # floor, not round: coarsening 0.5 s onto 1 s must put exactly two in each cell
+            k = math.floor(p["t"] / interval_s + 1e-9)
             g = grid.setdefault(k, {"t": round(k * interval_s, 3), "acked": 0, "failed": 0,
                                     "p50_ms": None, "p99_ms": None, "first_ack_s": None,
                                     "last_ack_s": None, "e2e_p50_ms": None,

@@ -195,3 +195,11 @@ def test_end_to_end_latency_per_interval_of_send_time() -> None:
                                       "p99_ms": 3.0, "first_ack_s": 0.1, "last_ack_s": 0.2}]],
                        1.0)
     assert m["acked"] == 5 and m["e2e_p99_ms"] == p["e2e_p99_ms"]
+
+
+def test_coarsening_puts_the_same_number_of_intervals_in_each_cell() -> None:
+    fine = [{"t": k * 0.5, "acked": 1, "failed": 0, "p50_ms": 1.0, "p99_ms": 1.0}
+            for k in range(8)]
+    coarse = merge_points([fine], 1.0)
+    assert [p["t"] for p in coarse] == [0.0, 1.0, 2.0, 3.0]
+    assert [p["acked"] for p in coarse] == [2, 2, 2, 2]
