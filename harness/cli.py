@@ -30,6 +30,7 @@ def _err(msg: str) -> None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Run scenarios one after the other; the worst verdict decides the exit code."""
+    from harness.report.ctrf import write_ctrf
     from harness.report.junit import write_junit
     from harness.scenario.loader import ScenarioError, load_scenario
     from harness.scenario.runner import RunOptions, run_scenario
@@ -71,7 +72,26 @@ def cmd_run(args: argparse.Namespace) -> int:
                 print(f"        {line}")
     if len(journals) > 1:
         write_junit(journals, Path(args.report_dir) / "junit.xml")
+        write_ctrf(journals, Path(args.report_dir) / "ctrf.json")
     return max(j.exit_code for j in journals)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """Write ``index.html`` over a reports directory: every run, trends, links."""
+    from harness.report.history import collect, write_index
+
+    reports = Path(args.reports_dir)
+    if not reports.is_dir():
+        _err(f"reports directory {reports} does not exist; run a scenario first "
+             f"(qiki-harness run SCENARIO --report-dir {reports})")
+        return EXIT_ERROR
+    path = write_index(reports)
+    rows = collect(reports)
+    broken = [r for r in rows if r.verdict == "broken"]
+    print(f"{len(rows)} runs ({len(broken)} with a broken or partial journal) -> {path}")
+    for r in broken:
+        print(f"        {r.run_dir}: {r.problem}")
+    return 0
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -297,6 +317,12 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--report-dir", default=os.environ.get("QIKI_REPORT_DIR", "reports"))
     r.add_argument("-q", "--quiet", action="store_true", help="no progress display")
     r.set_defaults(func=cmd_run)
+
+    rp = sub.add_parser("report", help="write index.html over a reports directory: every "
+                                       "run, per-scenario trends, links to each report")
+    rp.add_argument("reports_dir", nargs="?", metavar="REPORTS_DIR",
+                    default=os.environ.get("QIKI_REPORT_DIR", "reports"))
+    rp.set_defaults(func=cmd_report)
 
     v = sub.add_parser("validate", help="check scenario files without running them")
     v.add_argument("scenarios", nargs="+", metavar="SCENARIO")

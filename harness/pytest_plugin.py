@@ -46,13 +46,16 @@ MARKERS: dict[str, str] = {
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    """``--qiki-report-dir``, ``--qiki-backend`` and the ``qiki_scenarios`` switch."""
+    """``--qiki-report-dir``, ``--qiki-backend``, ``--qiki-ctrf``, ``qiki_scenarios``."""
     group = parser.getgroup("qiki-harness")
     group.addoption("--qiki-report-dir", default=None,
                     help="where scenario items write their reports (default reports/pytest)")
     group.addoption("--qiki-backend", default=None,
                     choices=["auto", "process", "container", "external"],
                     help="run collected scenarios on this backend instead of their own")
+    group.addoption("--qiki-ctrf", default=None, metavar="PATH",
+                    help="write the session's results as CTRF JSON (Common Test Report "
+                         "Format) to PATH, for CI reporters")
     parser.addini("qiki_scenarios", type="bool", default=True,
                   help="collect scenarios/*.yaml as test items")
     parser.addini("qiki_spec", default="",
@@ -63,7 +66,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 #: Our options that take a value: written as two arguments (``--qiki-report-dir PATH``), pytest
 #: takes PATH for a test path while it looks for its rootdir and ini file, before any plugin
 #: is loaded (so no declaration of ours can prevent it).
-_VALUE_OPTIONS = ("--qiki-report-dir", "--qiki-backend")
+_VALUE_OPTIONS = ("--qiki-report-dir", "--qiki-backend", "--qiki-ctrf")
 
 
 def _misread_values(args: list[str]) -> list[tuple[str, str]]:
@@ -111,9 +114,16 @@ def pytest_load_initial_conftests(early_config: pytest.Config, parser: pytest.Pa
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """Register the harness markers so ``--strict-markers`` runs accept them."""
+    """Register the harness markers so ``--strict-markers`` runs accept them; register the
+    CTRF writer when ``--qiki-ctrf`` is given."""
     for name, text in MARKERS.items():
         config.addinivalue_line("markers", f"{name}: {text}")
+    ctrf = config.getoption("--qiki-ctrf", default=None)
+    # xdist workers report to the controller; only it writes the file
+    if ctrf and not hasattr(config, "workerinput"):
+        from harness.report.ctrf import PytestCtrf
+
+        config.pluginmanager.register(PytestCtrf(Path(ctrf)), "qiki-ctrf")
 
 
 _docker_gate_result: tuple[str, str] | None = None

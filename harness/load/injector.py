@@ -34,6 +34,7 @@ from harness.errors import ConfigError
 from harness.load._wire import WireAuth, WireClient
 from harness.load.gates import percentile
 from harness.load.rates import Constant, Rate
+from harness.report.series import IntervalSeries
 
 if TYPE_CHECKING:
     from nats.aio.client import Client
@@ -182,6 +183,9 @@ class LoadResult:
     #: Loop time of the last PubAck, and of the start (internal, for MaxRate rates).
     last_ack: float = 0.0
     t0: float = 0.0
+    #: acked/failed and PubAck latency per interval, and write outages (bounded size; the
+    #: run report draws availability from it). Times relative to the injector's start.
+    series: IntervalSeries | None = None
 
     @property
     def elapsed_s(self) -> float:
@@ -554,6 +558,7 @@ class Injector:
             started_at=datetime.now(UTC), ended_at=datetime.now(UTC), planned_s=0.0,
             send_elapsed_s=0.0, target_rate_per_s=None,
         )
+        res.series = IntervalSeries(origin=loop.time(), interval_s=0.5, outage_threshold_s=1.0)
         eng = self._pick_engine()
         self._eng = eng
         await eng.start(inbox, self._make_on_reply(res))
@@ -572,8 +577,11 @@ class Injector:
             sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await sweeper
-            for _seq, (mid, _ti, _ts) in list(self._inflight.items()):
+            stop_t = loop.time()
+            for _seq, (mid, intended, _ts) in list(self._inflight.items()):
                 res.failed[mid] = REASON_STOPPED
+                res.series.fail(stop_t, intended)
+            res.series.close()
             self._inflight.clear()
             with contextlib.suppress(Exception):
                 await eng.close()
@@ -589,6 +597,8 @@ class Injector:
         unbounded = self.rate.unbounded
         offsets = self.rate.offsets()
         attempted_append = res.attempted.append
+        assert res.series is not None
+        series_sent, series_fail = res.series.sent, res.series.fail
         send = eng.send
         # The wire engine queues synchronously: no coroutine per message on the hot path.
         send_nowait = eng.send_nowait if isinstance(eng, _WireEngine) else None
@@ -625,12 +635,14 @@ class Injector:
                 max_lag = lag
             inflight[seq] = (msg.id, intended, now)
             attempted_append(msg.id)
+            series_sent(now)
             try:
                 if send_nowait is None or not send_nowait(subject, seq, msg):
                     await send(subject, seq, msg)
             except _PublishFailed as e:
                 inflight.pop(seq, None)
                 res.failed[msg.id] = e.reason
+                series_fail(now, intended)
                 if e.fatal:
                     res.errors.append(f"connection closed at message {seq}; stopping")
                     self._stopping = True
@@ -665,6 +677,8 @@ class Injector:
         inflight, timed_out = self._inflight, self._timed_out
         loop = asyncio.get_running_loop()
         acked_append, lat_append = res.acked.append, res.latencies_ms.append
+        assert res.series is not None
+        series = res.series
         slot_free, drained = self._slot_free, self._drained
         low_water = self._low_water
 
@@ -694,13 +708,16 @@ class Injector:
                     res.failed.pop(mid, None)
                     res.late_acks += 1
                 acked_append(mid)
-                lat_append((now - intended) * 1000.0)
+                lat_ms = (now - intended) * 1000.0
+                lat_append(lat_ms)
+                series.ack(now, lat_ms, intended)
                 res.last_ack = now
                 # nats-server writes '"duplicate": true' (with a space); accept both.
                 if b'"duplicate"' in data and b"true" in data:
                     res.duplicates += 1
             elif not late:
                 res.failed[mid] = reason
+                series.fail(now, intended)
             n = len(inflight)
             if n <= low_water:
                 slot_free.set()
@@ -725,6 +742,8 @@ class Injector:
             for seq in expired:
                 mid, intended, _sent = inflight.pop(seq)
                 res.failed[mid] = REASON_TIMEOUT
+                if res.series is not None:
+                    res.series.fail(now, intended)
                 self._timed_out[seq] = (mid, intended)
             if expired:
                 if self._eng is not None and not self._eng.connected:

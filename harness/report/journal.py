@@ -70,6 +70,60 @@ class LagPoint(BaseModel):
     redelivered: int = 0
 
 
+class IntervalPoint(BaseModel):
+    """Publishes in one interval of the run: acked, failed, PubAck latency percentiles."""
+
+    t: float
+    acked: int = 0
+    failed: int = 0
+    p50_ms: float | None = None
+    p99_ms: float | None = None
+    #: end-to-end latency (sent -> stored by the registrar), when the run measured it
+    e2e_p50_ms: float | None = None
+    e2e_p99_ms: float | None = None
+    first_ack_s: float | None = None
+    last_ack_s: float | None = None
+
+
+class OutageWindow(BaseModel):
+    """A write outage: publishes were attempted but none was acked for longer than the
+    threshold (seconds since run start)."""
+
+    start_s: float
+    end_s: float
+    threshold_s: float
+
+    @property
+    def duration_s(self) -> float:
+        """Length of the window."""
+        return round(self.end_s - self.start_s, 3)
+
+
+class RecoveryFigure(BaseModel):
+    """One recovery figure with its definition, so header, checks and journal agree."""
+
+    #: ``write`` (first PubAck after the heal) or ``lag`` (lag back under the threshold)
+    kind: Literal["write", "lag"]
+    label: str
+    #: what was measured from (seconds since run start), and what that moment is
+    reference_s: float
+    reference: str
+    threshold: float | None = None
+    value_s: float | None = None
+    #: the lag.recovery check this figure belongs to, when one asked for it
+    check: str | None = None
+
+
+class Availability(BaseModel):
+    """Per-interval publish outcomes of every publish and load step (summed), the write
+    outage windows, and end-to-end latency per interval when measured."""
+
+    interval_s: float = 1.0
+    outage_threshold_s: float = 1.0
+    points: list[IntervalPoint] = Field(default_factory=list)
+    outages: list[OutageWindow] = Field(default_factory=list)
+
+
 class Journal(BaseModel):
     """Everything a person or a machine needs to judge a run afterwards."""
 
@@ -99,6 +153,12 @@ class Journal(BaseModel):
     registrar_counts: dict[str, int] = Field(default_factory=dict)
     #: every publish step: sent, acked, ids
     published: list[PublishedRecord] = Field(default_factory=list)
+    #: acked/failed publishes and PubAck latency per interval, write outages
+    availability: Availability | None = None
+    #: every recovery figure with its definition (the header and checks show these)
+    recoveries: list[RecoveryFigure] = Field(default_factory=list)
+    #: registrar code -> {"name": ..., "class": ...} from the run's spec
+    code_names: dict[str, dict[str, str]] = Field(default_factory=dict)
 
     @property
     def exit_code(self) -> int:

@@ -40,11 +40,21 @@ from harness.faults.engine import ActiveFault, FaultEngine, fault_evidence_summa
 from harness.faults.partition import needs_route_proxies
 from harness.platform import INJECTED_HEADER, Platform
 from harness.report.journal import (
+    Availability,
     FaultEntry,
+    IntervalPoint,
     Journal,
     LagPoint,
+    OutageWindow,
     PublishedRecord,
+    RecoveryFigure,
     TimelineEntry,
+)
+from harness.report.series import (
+    IntervalSeries,
+    first_ack_after,
+    merge_points,
+    merge_windows,
 )
 from harness.scenario.loader import read_data_file
 from harness.scenario.malformed import malformed_message
@@ -153,6 +163,10 @@ class _Run:
     injected_malformed: int = 0
     method_t0: float = 0.0
     method_end: float = 0.0
+    #: per-interval publish outcomes of each publish/load step, with its run-time offset
+    series: list[tuple[IntervalSeries, float]] = field(default_factory=list)
+    #: recovery figures the lag.recovery checks measured (the journal records these)
+    recoveries: list[RecoveryFigure] = field(default_factory=list)
     #: the registrar's store as last read (the journal's code counts)
     records: list[RegistrarRecord] = field(default_factory=list)
     #: named steps: when each started (run clock), and when each named fault was healed
@@ -216,12 +230,14 @@ class ScenarioRunner:
         return j
 
     def _write_outputs(self, j: Journal) -> None:
+        from harness.report.ctrf import write_ctrf
         from harness.report.html import write_html
         from harness.report.junit import write_junit
 
         j.write(self.run_dir / "journal.json")
-        write_html(j, self.run_dir / "report.html")
         write_junit([j], self.run_dir / "junit.xml")
+        write_ctrf([j], self.run_dir / "ctrf.json")
+        write_html(j, self.run_dir / "report.html")  # last: it links the files above
 
     # ------------------------------------------------------------------ phases
 
@@ -376,6 +392,8 @@ class ScenarioRunner:
         state.delivery.acked |= acked
         state.delivery.failed |= failed - acked
         state.load_results.append(result)
+        if result.series is not None:
+            state.series.append((result.series, start))
         self._timeline(state.journal, "load", name, start, p.now(), planned=step.at_s,
                        step=step.name, detail=f"attempted {len(attempted)}, acked {len(acked)}, "
                               f"failed {len(failed)}")
@@ -431,6 +449,17 @@ class ScenarioRunner:
         ids: list[str] = []
         acks: list[asyncio.Task[Any]] = []
         t0 = time.monotonic()
+        loop = asyncio.get_running_loop()
+        series = IntervalSeries(origin=loop.time(), interval_s=SERIES_INTERVAL_S,
+                                outage_threshold_s=OUTAGE_THRESHOLD_S)
+        state.series.append((series, start))
+
+        def _account(task: asyncio.Task[Any], sent_at: float) -> None:
+            now = loop.time()
+            if task.cancelled() or task.exception() is not None:
+                series.fail(now, sent_at)
+            else:
+                series.ack(now, (now - sent_at) * 1000.0, sent_at)
         for i in range(step.count):
             if step.rate_per_s is not None:
                 delay = t0 + i / step.rate_per_s - time.monotonic()
@@ -440,9 +469,14 @@ class ScenarioRunner:
             # to_binary sets Nats-Msg-Id to the event id: JetStream deduplicates retries
             headers, payload = to_binary(ev)
             ids.append(ev.id)
-            acks.append(asyncio.create_task(
-                js.publish(step.subject, payload, headers=headers, timeout=5.0)))
+            task = asyncio.create_task(
+                js.publish(step.subject, payload, headers=headers, timeout=5.0))
+            sent_at = loop.time()
+            series.sent(sent_at)
+            task.add_done_callback(lambda t, at=sent_at: _account(t, at))  # type: ignore[misc]
+            acks.append(task)
         results = await asyncio.gather(*acks, return_exceptions=True)
+        series.close()
         errors = [f"{mid}: {type(r).__name__} {r}".strip()
                   for mid, r in zip(ids, results, strict=True) if isinstance(r, BaseException)]
         acked = len(ids) - len(errors)
@@ -618,6 +652,16 @@ class ScenarioRunner:
             after = (engine.last_heal_s() if engine else None) or state.method_end
             result = check_lag_recovery(state.lag, r.threshold, r.within_s, after,
                                         stream=r.stream, consumer=r.consumer)
+            # the journal records the very figure the check judged (issue 12: one number)
+            took = result.observed.get("recovery_s") if isinstance(result.observed, dict) \
+                else None
+            who = "/".join(x for x in (r.stream, r.consumer) if x) or "every consumer"
+            state.recoveries.append(RecoveryFigure(
+                kind="lag", label=f"lag recovery ({who} lag <= {r.threshold})",
+                reference_s=round(after, 3),
+                reference=("last fault healed" if engine and engine.last_heal_s() is not None
+                           else "method ended") + f" at t={after:.2f}s",
+                threshold=r.threshold, value_s=took, check=result.name))
             return result
         if isinstance(entry, RegistrarCodesEntry):
             rc = entry.registrar_codes
@@ -692,6 +736,7 @@ class ScenarioRunner:
         for i, res in enumerate(state.load_results):
             if spec.e2e_p50_ms is not None or spec.e2e_p95_ms is not None:
                 res.e2e_latencies_ms = self._e2e_latencies(res, stored_at)
+                self._e2e_series(state, res, stored_at)
             for g in gates.evaluate(res):
                 observed[f"load[{i}].{g.name}"] = g.observed
                 if not g.passed:
@@ -710,6 +755,22 @@ class ScenarioRunner:
             if rec is not None and rec.event_time is not None:
                 out.append(max(0.0, (rec.stored_at - rec.event_time) * 1000.0))
         return out
+
+    @staticmethod
+    def _e2e_series(state: _Run, res: Any, stored: dict[str, RegistrarRecord]) -> None:
+        """End-to-end latency per interval of send time, for the report's latency chart."""
+        try:
+            origin = datetime.fromisoformat(state.journal.started_at).timestamp()
+        except ValueError:
+            return
+        series = IntervalSeries(origin=origin, interval_s=SERIES_INTERVAL_S)
+        for mid in res.acked:
+            rec = stored.get(mid)
+            if rec is not None and rec.event_time is not None:
+                series.end_to_end(rec.event_time,
+                                  max(0.0, (rec.stored_at - rec.event_time) * 1000.0))
+        if series.slots:
+            state.series.append((series, 0.0))
 
     # ------------------------------------------------------------------ journal
 
@@ -752,16 +813,89 @@ class ScenarioRunner:
                               sorted(Counter(r.code for r in state.records).items())}
         p.event("evidence.summary", **fault_evidence_summary(p))
         j.events = p.events
+        j.code_names = _code_names(p.config)
         last_heal = engine.last_heal_s()
-        if last_heal is not None and state.lag:
+        j.availability = _availability(state, j.duration_s or p.now())
+        recoveries: list[RecoveryFigure] = []
+        healed = f"last fault healed at t={last_heal or 0:.2f}s"
+        if last_heal is not None and j.availability is not None:
+            pts = [pt.model_dump() for pt in j.availability.points]
+            wins = [(o.start_s, o.end_s) for o in j.availability.outages]
+            recoveries.append(RecoveryFigure(
+                kind="write", label="write recovery (first PubAck after the heal)",
+                reference_s=round(last_heal, 3), reference=healed,
+                value_s=first_ack_after(pts, wins, last_heal)))
+        recoveries.extend(state.recoveries)
+        if last_heal is not None and state.lag and not state.recoveries:
             threshold = min(
                 (t for svc in self.scenario.topology.services.values()
                  for t in svc.thresholds.values()),
                 default=0,
             )
             took = recovery_time_s(state.lag, threshold, last_heal)
-            j.recovery_s = None if took is None else round(took, 3)
+            recoveries.append(RecoveryFigure(
+                kind="lag", label=f"lag recovery (every consumer lag <= {threshold})",
+                reference_s=round(last_heal, 3), reference=healed,
+                threshold=threshold, value_s=None if took is None else round(took, 3)))
+        j.recoveries = recoveries
+        lag_figs = [r for r in recoveries if r.kind == "lag"]
+        # the legacy single figure is the first lag recovery, with the same definition
+        j.recovery_s = lag_figs[0].value_s if lag_figs else None
         j.timeline.sort(key=lambda e: e.started_s)
+
+
+#: publish outcomes are counted per this many seconds (coarsened for long runs)
+SERIES_INTERVAL_S = 0.5
+#: no PubAck for longer than this while publishing counts as a write outage
+OUTAGE_THRESHOLD_S = 1.0
+#: the journal keeps at most about this many intervals (bounded size for long runs)
+MAX_INTERVALS = 600
+
+
+def _availability(state: _Run, duration_s: float) -> Availability | None:
+    """Sum every publish/load step's per-interval series onto one run-relative grid."""
+    if not state.series:
+        return None
+    interval = SERIES_INTERVAL_S
+    while duration_s / interval > MAX_INTERVALS:
+        interval *= 2
+    pts = merge_points([s.points(shift) for s, shift in state.series], interval)
+    wins = merge_windows(w for s, shift in state.series for w in s.windows(shift))
+    return Availability(
+        interval_s=interval, outage_threshold_s=OUTAGE_THRESHOLD_S,
+        points=[IntervalPoint(**p) for p in pts],
+        outages=[OutageWindow(start_s=a, end_s=b, threshold_s=OUTAGE_THRESHOLD_S)
+                 for a, b in wins])
+
+
+def _code_names(config: RuntimeConfig | None) -> dict[str, dict[str, str]]:
+    """Registrar code -> name and class, from the run's spec (rules, outcomes, default)."""
+    from services.common.codes import RegistrarCode
+
+    if config is None:
+        return {}
+    codes = config.codes
+    out: dict[str, dict[str, str]] = {}
+
+    def add(code: int | None, name: str | None) -> None:
+        if code is None or str(code) in out:
+            return
+        if name is None:
+            try:
+                name = RegistrarCode(code).name
+            except ValueError:
+                name = ""
+        out[str(code)] = {"name": name, "class": codes.classes.get(code // 100, "")}
+
+    for rule in codes.rules:
+        add(rule.code, rule.name)
+        for code in (rule.outcomes or {}).values():
+            add(code, None)
+        add(rule.fallback, None)
+    add(codes.default.code, codes.default.name)
+    for member in RegistrarCode:
+        add(int(member), member.name)
+    return out
 
 
 def run_scenario(

@@ -168,8 +168,9 @@ def test_init_refuses_to_overwrite_existing_files(tmp_path: Path) -> None:
 
 
 def test_an_installed_wheel_carries_the_init_templates(tmp_path: Path) -> None:
-    """``init`` reads package data: a wheel built from this tree must hold every template
-    (pyproject's package-data), or an installed qiki-harness could not write a project."""
+    """``init`` and the run report read package data: a wheel built from this tree must hold
+    every template (pyproject's package-data), or an installed qiki-harness could not write
+    a project or a report."""
     # From a clean copy: an editable install's egg-info (SOURCES.txt) or a stale build/
     # would put the files in the wheel whatever pyproject says.
     tree = tmp_path / "src"
@@ -186,6 +187,12 @@ def test_an_installed_wheel_carries_the_init_templates(tmp_path: Path) -> None:
     source = {str(p.relative_to(REPO)) for p in (REPO / "harness" / "templates" / "init").rglob(
         "*.tmpl")}
     assert len(source) == 8 and packaged == source
+    # the run report's Jinja2 templates too (issue 12): without them no run writes a report
+    with zipfile.ZipFile(wheel) as zf:
+        report = {n for n in zf.namelist() if n.startswith("harness/report/templates/")}
+    shipped = {str(p.relative_to(REPO))
+               for p in (REPO / "harness" / "report" / "templates").glob("*.j2")}
+    assert shipped and report == shipped
 
 
 # --------------------------------------------------------------------------- from scratch

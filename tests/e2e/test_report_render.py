@@ -1,0 +1,160 @@
+"""The run report and the run history as a user gets them: the CLI writes them, Chromium
+renders them (issue 12).
+
+Chromium is Debian's ``chromium``: the tests skip with the reason without it, and fail when
+``QIKI_REQUIRE_CHROMIUM=1`` (CI installs it and must not pass by skipping). Each rendered
+page leaves a screenshot in ``$QIKI_TEST_ARTIFACTS`` (default ``reports/test-artifacts`` of
+the repo): pytest's own tmp dirs are pruned by the next sessions, so CI could not keep them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.conftest import REPO, SCENARIOS, run_qiki
+
+Qiki = Callable[..., subprocess.CompletedProcess[str]]
+
+
+def _chromium() -> str:
+    exe = shutil.which("chromium") or shutil.which("chromium-browser")
+    if exe is None:
+        reason = "chromium is not installed (apt-get install chromium)"
+        if os.environ.get("QIKI_REQUIRE_CHROMIUM") == "1":
+            pytest.fail(f"{reason}; QIKI_REQUIRE_CHROMIUM=1", pytrace=False)
+        pytest.skip(reason)
+    return exe
+
+
+def artifacts() -> Path:
+    """Where screenshots are kept for people and CI to look at."""
+    d = Path(os.environ.get("QIKI_TEST_ARTIFACTS", REPO / "reports" / "test-artifacts"))
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+def render(page: Path, shot: Path, profile: Path) -> tuple[str, str]:
+    """Open ``page`` in headless Chromium: (serialised DOM, console/log output); a
+    screenshot goes to ``shot`` and is copied to :func:`artifacts`."""
+    exe = _chromium()
+    base = [exe, "--headless", "--no-sandbox", "--disable-gpu",
+            "--disable-background-networking", "--no-first-run",
+            f"--user-data-dir={profile}", "--enable-logging=stderr", "--v=0",
+            "--window-size=1200,2400"]
+    dom = subprocess.run([*base, "--dump-dom", page.as_uri()], capture_output=True, text=True,
+                         timeout=90)
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    pic = subprocess.run([*base, f"--screenshot={shot}", page.as_uri()], capture_output=True,
+                         text=True, timeout=90)
+    assert pic.returncode == 0 and shot.stat().st_size > 10_000, pic.stderr[-2000:]
+    shutil.copy(shot, artifacts() / f"{page.parent.name}-{shot.name}")
+    return dom.stdout, dom.stderr + pic.stderr
+
+
+def console_errors(log: str) -> list[str]:
+    """Console messages and resource errors Chromium logged for the page."""
+    return [line for line in log.splitlines()
+            if "CONSOLE" in line or "Failed to load resource" in line
+            or "Refused to" in line]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A reports dir with a passed smoke, a failed variant, a chaos run, an errored run and
+    a truncated journal; name -> run dir."""
+    reports = tmp_path_factory.mktemp("reports")
+    out: dict[str, Path] = {}
+
+    def run(name: str, *args: str, expect: int) -> None:
+        before = {p.name for p in reports.iterdir()}
+        res = run_qiki("run", *args, "--report-dir", str(reports), "-q", timeout_s=180)
+        assert res.returncode == expect, res.stdout + res.stderr
+        [new] = [p for p in reports.iterdir() if p.is_dir() and p.name not in before]
+        out[name] = new
+
+    run("smoke", str(SCENARIOS / "smoke.yaml"), "--backend", "process", expect=0)
+    run("chaos", str(SCENARIOS / "chaos-broker-kill.yaml"), expect=0)
+    broken = tmp_path_factory.mktemp("variant") / "smoke-failing.yaml"
+    broken.write_text((SCENARIOS / "smoke.yaml").read_text()
+                      .replace("excludes: [702,", "excludes: [210, 702,"))
+    run("failed", str(broken), "--backend", "process", expect=1)
+    # nothing listens on port 9: the broker cannot be reached, the run errors
+    run("error", str(SCENARIOS / "smoke.yaml"), "--nats-url", "nats://127.0.0.1:9", expect=2)
+    trunc = reports / "20990101-000000-smoke-truncated"
+    shutil.copytree(out["smoke"], trunc)
+    text = (trunc / "journal.json").read_text()
+    (trunc / "journal.json").write_text(text[: len(text) // 3])
+    out["truncated"] = trunc
+    return out
+
+
+def test_run_writes_ctrf_next_to_junit(runs: dict[str, Path]) -> None:
+    for name in ("smoke", "failed", "error"):
+        d = runs[name]
+        assert (d / "junit.xml").is_file()
+        doc = json.loads((d / "ctrf.json").read_text())
+        assert doc["reportFormat"] == "CTRF"
+        summary = doc["results"]["summary"]
+        assert summary["tests"] == len(doc["results"]["tests"]) > 0
+        assert (summary["failed"] > 0) == (name != "smoke"), (name, summary)
+
+
+@pytest.mark.parametrize("name", ["smoke", "chaos"])
+def test_report_renders_in_chromium(runs: dict[str, Path], name: str, tmp_path: Path) -> None:
+    run_dir = runs[name]
+    dom, log = render(run_dir / "report.html", run_dir / "screenshot.png", tmp_path / "prof")
+    assert console_errors(log) == [], console_errors(log)
+    # charts: availability, latency, lag; every series named in the legend
+    assert dom.count('<figure class="chart">') == 3, dom[:2000]
+    assert len(re.findall(r"<polyline[^>]*class=\"series\"", dom)) >= 3
+    assert "acked publishes per" in dom and "PubAck p99" in dom
+    assert re.search(r'<table class="checks">', dom)
+    assert re.search(r'<td>210</td><td>RADAR_FRAME_RECEIVED</td><td>2xx sensor/io</td>', dom)
+    assert 'href="journal.json"' in dom and re.search(r'href="logs/[^"]+\.log"', dom)
+    if name == "chaos":
+        journal = json.loads((run_dir / "journal.json").read_text())
+        [lag] = [r for r in journal["recoveries"] if r["kind"] == "lag"]
+        [check] = [c for c in journal["checks"] if c["name"] == "lag.recovery"]
+        # one number: the journal, the check and the header
+        assert lag["value_s"] == check["observed"]["recovery_s"] == journal["recovery_s"]
+        assert lag["threshold"] == 500 and lag["check"] == "lag.recovery"
+        assert f"{lag['value_s']:.2f} s after last fault healed" in dom
+        assert "kill broker" in dom  # the fault band's label
+        assert any(r["kind"] == "write" for r in journal["recoveries"])
+        # the per-interval series counts every PubAck the load got
+        acked = sum(p["acked"] for p in journal["availability"]["points"])
+        assert acked == sum(r["acked"] for r in journal["load"]) + sum(
+            p["acked"] for p in journal["published"]), acked
+
+
+def test_cli_report_indexes_every_kind_of_run(runs: dict[str, Path], tmp_path: Path) -> None:
+    reports = runs["smoke"].parent
+    res = run_qiki("report", str(reports))
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "5 runs (1 with a broken or partial journal)" in res.stdout, res.stdout
+    assert runs["truncated"].name in res.stdout
+    index = reports / "index.html"
+    page = index.read_text()
+    for verdict in ("PASSED", "FAILED", "ERROR", "BROKEN"):
+        assert f'<span class="verdict {verdict.lower()}">{verdict}</span>' in page, verdict
+    for name in ("smoke", "chaos", "failed", "error"):
+        assert f'href="{runs[name].name}/report.html"' in page
+    assert "registrar.codes" in page  # the failed run's failed check
+    dom, log = render(index, reports / "index.png", tmp_path / "prof")
+    assert console_errors(log) == []
+    assert dom.count('<tr class="run') == 5
+    assert '<figure class="spark"' in dom  # per-scenario trends
+
+
+def test_cli_report_on_a_missing_dir_says_so(tmp_path: Path) -> None:
+    res = run_qiki("report", str(tmp_path / "nope"))
+    assert res.returncode == 2
+    assert "does not exist" in res.stderr and "qiki-harness run" in res.stderr
