@@ -271,7 +271,8 @@ async def _power_loss(platform: Platform, step: FaultStep, target: str) -> tuple
     after = await fs.stats(platform.storage_prefix(name))
     platform.event("storage.power_loss", node=name, bytes_dropped=lost["bytes_dropped"],
                    files_vanished=lost["files_vanished"], bytes_written=after["bytes_written"],
-                   bytes_synced=after["bytes_synced"])
+                   bytes_synced=after["bytes_synced"], vanished=lost["vanished"],
+                   rewound=lost["rewound"])
     detail = (f"SIGKILL {name}, dropped {lost['bytes_dropped']} unsynced bytes "
               f"({lost['files_vanished']} never-synced files vanished)")
     if step.duration_s:

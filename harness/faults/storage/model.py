@@ -33,6 +33,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+#: paths listed per drop in its result (the counters cover the rest)
+MAX_LISTED = 20
+
 
 @dataclass
 class _Undo:
@@ -68,10 +71,13 @@ class StorageStats:
     fsyncs: int = 0
     drops: int = 0
     enospc: int = 0
+    #: what a drop touched (first few paths): which files vanished, which were rewound
+    vanished: list[str] = field(default_factory=list)
+    rewound: list[str] = field(default_factory=list)
 
-    def as_dict(self) -> dict[str, int]:
+    def as_dict(self) -> dict[str, Any]:
         """Plain dict (JSON on the control socket, the journal)."""
-        return dict(self.__dict__)
+        return {k: (list(v) if isinstance(v, list) else v) for k, v in self.__dict__.items()}
 
 
 def _under(rel: str, prefix: str) -> bool:
@@ -225,6 +231,8 @@ class WriteTracker:
                         path.unlink()
                         self._grow(rel, -size)
                     out.files_vanished += 1
+                    if len(out.vanished) < MAX_LISTED:
+                        out.vanished.append(rel)
                 elif st.undo and path.exists():
                     size_now = path.stat().st_size
                     with open(path, "r+b") as f:
@@ -236,6 +244,8 @@ class WriteTracker:
                         f.flush()
                         os.fsync(f.fileno())
                     self._grow(rel, st.undo[0].old_size - size_now)
+                    if len(out.rewound) < MAX_LISTED:
+                        out.rewound.append(rel)
                 out.bytes_dropped += dropped
                 c = self._count(rel)
                 c.bytes_dropped += dropped
@@ -278,7 +288,8 @@ class WriteTracker:
             for name, c in self._counters.items():
                 if not top or name == top:
                     for k, v in c.as_dict().items():
-                        setattr(out, k, getattr(out, k) + v)
+                        if isinstance(v, int):
+                            setattr(out, k, getattr(out, k) + v)
             pending = [s for r, s in self._files.items() if _under(r, prefix)]
             out.bytes_pending = sum(s.pending_bytes for s in pending)
             out.files_pending = sum(1 for s in pending if s.undo or s.never_synced)

@@ -126,14 +126,14 @@ class FaultFS(AsyncResource):
             raise FaultFSError(f"filesystem control {op}: {resp.get('error')}")
         return resp["result"]
 
-    async def stats(self, prefix: str = "") -> dict[str, int]:
+    async def stats(self, prefix: str = "") -> dict[str, Any]:
         """Bytes written, synced, dropped, pending (under ``prefix``)."""
-        result: dict[str, int] = await self.request("stats", prefix=prefix)
+        result: dict[str, Any] = await self.request("stats", prefix=prefix)
         return result
 
-    async def drop(self, prefix: str = "") -> dict[str, int]:
+    async def drop(self, prefix: str = "") -> dict[str, Any]:
         """Power loss: every unsynced write under ``prefix`` is undone; returns what was lost."""
-        result: dict[str, int] = await self.request("drop", prefix=prefix)
+        result: dict[str, Any] = await self.request("drop", prefix=prefix)
         return result
 
     async def set_quota(self, limit_bytes: int | None, prefix: str = "") -> int:
