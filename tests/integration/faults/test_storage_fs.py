@@ -20,6 +20,10 @@ from harness.faults.storage import FaultFS, cleanup, list_mounts
 pytestmark = [pytest.mark.storage, pytest.mark.timeout(60)]
 
 
+def _gone(path: Path) -> bool:
+    return not path.exists()
+
+
 def _mounted(path: Path) -> bool:
     return any(m.mountpoint == str(path.resolve()) for m in list_mounts())
 
@@ -96,8 +100,7 @@ async def test_unmounted_on_close(tmp_path: Path) -> None:
         assert _mounted(fs.mountpoint)
         pid = fs.pid
     assert not _mounted(fs.mountpoint)
-    assert pid is not None and not os.path.exists(f"/proc/{pid}")
-    assert not os.path.exists(fs.label)
+    assert pid is not None and _gone(Path(f"/proc/{pid}")) and _gone(fs.label)
 
 
 HARNESS = textwrap.dedent("""
