@@ -1,0 +1,65 @@
+"""Storage faults end to end, the way a user runs them (the CLI on the shipped scenarios).
+
+Single node, store on the storage-fault filesystem, registrar frozen so acked events wait in
+the stream, then a power loss (SIGKILL, unsynced writes dropped, restart):
+- default lazy fsync: acked events are lost, the run fails (exit 1) - an expected failure,
+  asserted here so a nats-server that stops losing them turns this test red;
+- ``sync_always: true``: nothing acked is lost, the run passes.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytestmark = [pytest.mark.chaos, pytest.mark.storage]
+
+SCENARIOS = Path(__file__).resolve().parents[2] / "scenarios"
+Qiki = Callable[..., subprocess.CompletedProcess[str]]
+
+
+def _journal(tmp_path: Path) -> dict[str, Any]:
+    [run_dir] = [p for p in tmp_path.iterdir() if p.is_dir()]
+    j: dict[str, Any] = json.loads((run_dir / "journal.json").read_text())
+    return j
+
+
+def _power_losses(j: dict[str, Any]) -> list[dict[str, Any]]:
+    return [e for e in j["events"] if e["kind"] == "storage.power_loss"]
+
+
+def _no_mount_left(run_id: str) -> bool:
+    from harness.faults.storage import list_mounts
+
+    return not any(m.run_id == run_id for m in list_mounts())
+
+
+def test_lazy_fsync_power_loss_loses_acked_events(qiki: Qiki, tmp_path: Path) -> None:
+    path = SCENARIOS / "expected-failures" / "power-loss-lazy-fsync.yaml"
+    res = qiki("run", str(path), "--report-dir", str(tmp_path), "-q", timeout_s=180)
+    assert res.returncode == 1, res.stdout + res.stderr
+    j = _journal(tmp_path)
+    assert j["delivery"]["acked"] > 0
+    assert j["delivery"]["lost"] > 0, j["delivery"]
+    [loss] = _power_losses(j)
+    assert loss["node"] == "n1" and loss["bytes_dropped"] > 0
+    [failed] = [c for c in j["checks"] if not c["passed"]]
+    assert failed["name"] == "delivery"
+    assert _no_mount_left(j["run_id"])
+
+
+def test_sync_always_power_loss_loses_nothing_acked(qiki: Qiki, tmp_path: Path) -> None:
+    path = SCENARIOS / "power-loss-sync-always.yaml"
+    res = qiki("run", str(path), "--report-dir", str(tmp_path), "-q", timeout_s=180)
+    assert res.returncode == 0, res.stdout + res.stderr
+    j = _journal(tmp_path)
+    assert j["delivery"]["acked"] > 0 and j["delivery"]["lost"] == 0
+    [loss] = _power_losses(j)
+    # the fault really hit: the node wrote and fsynced through our filesystem, was killed
+    assert loss["node"] == "n1" and loss["bytes_synced"] > 0
+    assert _no_mount_left(j["run_id"])
