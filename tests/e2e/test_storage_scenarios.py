@@ -63,3 +63,23 @@ def test_sync_always_power_loss_loses_nothing_acked(qiki: Qiki, tmp_path: Path) 
     # the fault really hit: the node wrote and fsynced through our filesystem, was killed
     assert loss["node"] == "n1" and loss["bytes_synced"] > 0
     assert _no_mount_left(j["run_id"])
+
+
+def test_disk_full_fails_publishes_and_the_stream_does_not_recover(
+    qiki: Qiki, tmp_path: Path
+) -> None:
+    """Measured on nats-server 2.15.1 (see the scenario's description)."""
+    path = SCENARIOS / "expected-failures" / "disk-full-no-recovery.yaml"
+    res = qiki("run", str(path), "--report-dir", str(tmp_path), "-q", timeout_s=180)
+    assert res.returncode == 1, res.stdout + res.stderr
+    j = _journal(tmp_path)
+    assert j["delivery"]["lost"] == 0  # refused, never acked then lost
+    during, after = j["load"]
+    assert during["acked"] > 0 and during["failed"] > 0  # writes failed visibly, as no acks
+    [back] = [e for e in j["events"] if e["kind"] == "storage.space_back"]
+    assert back["enospc"] > 0  # the filesystem really refused writes
+    # space came back 2.5 s before this load started, yet nothing it sent was acked
+    assert after["attempted"] > 0 and after["acked"] == 0, after
+    [failed] = [c for c in j["checks"] if not c["passed"]]
+    assert failed["name"] == "load.gates"
+    assert _no_mount_left(j["run_id"])
