@@ -83,3 +83,16 @@ def test_disk_full_fails_publishes_and_the_stream_does_not_recover(
     [failed] = [c for c in j["checks"] if not c["passed"]]
     assert failed["name"] == "load.gates"
     assert _no_mount_left(j["run_id"])
+
+
+def test_slow_disk_stalls_acks_and_loses_nothing(qiki: Qiki, tmp_path: Path) -> None:
+    path = SCENARIOS / "slow-disk-sync-always.yaml"
+    res = qiki("run", str(path), "--report-dir", str(tmp_path), "-q", timeout_s=180)
+    assert res.returncode == 0, res.stdout + res.stderr
+    j = _journal(tmp_path)
+    assert j["delivery"]["lost"] == 0 and j["delivery"]["acked"] == j["delivery"]["attempted"]
+    [load] = j["load"]
+    # every publish waits for an fsync; 200 ms were added to each for 2 s: acks stalled
+    assert load["max_ms"] >= 200, load
+    [fault] = j["faults"]
+    assert fault["action"] == "slow-disk" and "200.0 ms" in fault["detail"]
