@@ -265,19 +265,31 @@ async def _power_loss(platform: Platform, step: FaultStep, target: str) -> tuple
     """Power loss of one node: SIGKILL it, drop every write its store had not fsynced (the
     page cache is gone), restart it (at once, or at the heal when ``duration_s`` is set)."""
     fs = _storage_of(platform, step)
-    node, name = await resolve_process(platform, target)
-    await node.kill()  # waits for the exit: no write of the node is still in flight
-    lost = await fs.drop(platform.storage_prefix(name))
-    after = await fs.stats(platform.storage_prefix(name))
-    platform.event("storage.power_loss", node=name, bytes_dropped=lost["bytes_dropped"],
-                   files_vanished=lost["files_vanished"], bytes_written=after["bytes_written"],
-                   bytes_synced=after["bytes_synced"], vanished=lost["vanished"],
-                   rewound=lost["rewound"])
-    detail = (f"SIGKILL {name}, dropped {lost['bytes_dropped']} unsynced bytes "
-              f"({lost['files_vanished']} never-synced files vanished)")
+    if target == "broker:all":
+        assert platform.broker is not None
+        nodes: list[tuple[Killable, str]] = [(n, n.name) for n in platform.broker.nodes]
+    else:
+        nodes = [await resolve_process(platform, target)]
+    # every node dies before any store is rewound: a coordinated power failure
+    await asyncio.gather(*(node.kill() for node, _ in nodes))  # waits for the exits
+    parts = []
+    for _, name in nodes:
+        lost = await fs.drop(platform.storage_prefix(name))
+        after = await fs.stats(platform.storage_prefix(name))
+        platform.event("storage.power_loss", node=name, bytes_dropped=lost["bytes_dropped"],
+                       files_vanished=lost["files_vanished"],
+                       bytes_written=after["bytes_written"], bytes_synced=after["bytes_synced"],
+                       vanished=lost["vanished"], rewound=lost["rewound"])
+        parts.append(f"{name}: dropped {lost['bytes_dropped']} unsynced bytes "
+                     f"({lost['files_vanished']} never-synced files vanished)")
+    detail = f"SIGKILL {', '.join(n for _, n in nodes)}; " + "; ".join(parts)
+
+    async def restart_all() -> None:
+        await asyncio.gather(*(node.restart() for node, _ in nodes))
+
     if step.duration_s:
-        return node.restart, detail + "; restart at heal"
-    await node.restart()
+        return restart_all, detail + "; restart at heal"
+    await restart_all()
     return None, detail + "; restarted"
 
 
@@ -366,7 +378,7 @@ class FaultEngine:
         # Process handlers resolve the whole target (broker:stream-leader:S); links the name.
         target = arg if kind == "link" else step.target
         node = (await resolve_node_name(self.platform, step.target)
-                if kind in ("broker", "route") else None)
+                if kind in ("broker", "route") and step.target != "broker:all" else None)
         before = await self._observe(step)
         self._evidence_event(step, "before", before, node=node)
         applied = self._now()

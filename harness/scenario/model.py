@@ -26,12 +26,13 @@ from pydantic import (
 MarkerName = Literal["smoke", "chaos", "load", "contract"]
 
 #: Fault target syntax: ``broker`` (first node), ``broker:n2``, ``broker:stream-leader:STREAM``,
-#: ``broker:meta-leader``, ``service:NAME``, ``link:NAME`` (the fault proxy in front of a
+#: ``broker:meta-leader``, ``broker:all`` (every node at once: ``power-loss`` only),
+#: ``service:NAME``, ``link:NAME`` (the fault proxy in front of a
 #: service's or the load's NATS connection), ``route:NODE`` (that node's cluster routes).
 #: Only the shape is checked here; which services and links exist is checked against the
 #: topology (:meth:`Scenario._coherent`), so a user service is a target like any other.
 TARGET_RE = re.compile(
-    r"^(broker(:(n\d+|meta-leader|stream-leader:[A-Za-z0-9_-]+))?"
+    r"^(broker(:(n\d+|all|meta-leader|stream-leader:[A-Za-z0-9_-]+))?"
     r"|service:[A-Za-z0-9_-]+"
     r"|link:[A-Za-z0-9_-]+"
     r"|route:n\d+)$"
@@ -338,8 +339,9 @@ class FaultStep(_Step):
     def _known_target(cls, v: str) -> str:
         if not TARGET_RE.match(v):
             raise ValueError(
-                f"unknown target {v!r}; expected broker, broker:nN, broker:meta-leader, "
-                "broker:stream-leader:STREAM, service:NAME, link:NAME or route:nN"
+                f"unknown target {v!r}; expected broker, broker:nN, broker:all, "
+                "broker:meta-leader, broker:stream-leader:STREAM, service:NAME, link:NAME or "
+                "route:nN"
             )
         return v
 
@@ -356,6 +358,9 @@ class FaultStep(_Step):
         if self.action in STORAGE_ACTIONS and not self.target.startswith("broker"):
             raise ValueError(f"action {self.action!r} applies to broker targets (a node's "
                              f"store), not {self.target!r}")
+        if self.target == "broker:all" and self.action != "power-loss":
+            raise ValueError(f"target 'broker:all' is for action 'power-loss' (every node "
+                             f"loses power together), not {self.action!r}")
         link_only = {"latency", "bandwidth", "blackhole", "reset_peer", "down", "slicer",
                      "limit_data"}
         if self.action in link_only and not self.target.startswith("link:"):

@@ -96,3 +96,25 @@ def test_slow_disk_stalls_acks_and_loses_nothing(qiki: Qiki, tmp_path: Path) -> 
     assert load["max_ms"] >= 200, load
     [fault] = j["faults"]
     assert fault["action"] == "slow-disk" and "200.0 ms" in fault["detail"]
+
+
+def test_r3_minority_power_loss_loses_nothing(qiki: Qiki, tmp_path: Path) -> None:
+    path = SCENARIOS / "power-loss-r3-minority.yaml"
+    res = qiki("run", str(path), "--report-dir", str(tmp_path), "-q", timeout_s=240)
+    assert res.returncode == 0, res.stdout + res.stderr
+    j = _journal(tmp_path)
+    assert j["delivery"]["acked"] > 0 and j["delivery"]["lost"] == 0
+    [loss] = _power_losses(j)
+    assert loss["node"] == "n2" and loss["bytes_dropped"] > 0  # it did lose its unsynced data
+
+
+def test_r3_all_nodes_power_loss_loses_acked_events(qiki: Qiki, tmp_path: Path) -> None:
+    path = SCENARIOS / "expected-failures" / "power-loss-r3-all.yaml"
+    res = qiki("run", str(path), "--report-dir", str(tmp_path), "-q", timeout_s=240)
+    assert res.returncode == 1, res.stdout + res.stderr
+    j = _journal(tmp_path)
+    assert j["delivery"]["lost"] > 0, j["delivery"]
+    losses = _power_losses(j)
+    assert sorted(e["node"] for e in losses) == ["n1", "n2", "n3"]  # bytes dropped per node
+    assert all(e["bytes_dropped"] > 0 for e in losses)
+    assert _no_mount_left(j["run_id"])

@@ -67,3 +67,9 @@ def test_fuse_store_needs_the_process_backend_and_file_storage() -> None:
         probs = _problems(text)
         assert any("store 'fuse' needs backend 'process' and storage 'file'" in p
                    for p in probs), probs
+
+
+def test_broker_all_is_for_power_loss_only() -> None:
+    assert _fault("{at_s: 1, action: power-loss, target: broker:all}").target == "broker:all"
+    probs = _problems(BASE.replace("FAULT", "{at_s: 1, action: kill, target: broker:all}"))
+    assert any("target 'broker:all' is for action 'power-loss'" in p for p in probs), probs
