@@ -139,7 +139,8 @@ def cmd_down(args: argparse.Namespace) -> int:
     from harness.faults.storage import cleanup as unmount_leftovers
 
     mounts = unmount_leftovers(args.run)
-    print(f"unmounted {len(mounts.unmounted)} storage-fault filesystem(s)")
+    print(f"unmounted {len(mounts.unmounted)} storage-fault filesystem(s), removed "
+          f"{len(mounts.removed_dirs)} store dir(s) of crashed runs")
     for where, error in mounts.errors.items():
         _err(f"could not unmount {where}: {error}")
     ok, why = docker_available()

@@ -34,6 +34,7 @@ from harness.errors import SetupError
 from harness.faults.partition import RouteProxies
 from harness.faults.proxy import FaultProxy
 from harness.faults.storage import FaultFS
+from harness.faults.storage.mount import ORPHAN_DIR_PREFIX
 from harness.scenario.model import Topology
 from harness.services.catalog import reference_service
 from harness.services.runtime import ServiceLauncher, ServiceProcess
@@ -207,7 +208,7 @@ class Platform(AsyncResource):
         import shutil
         import tempfile
 
-        root = Path(tempfile.mkdtemp(prefix=f"qiki-fusefs-{self.run_dir.name[:40]}-"))
+        root = Path(tempfile.mkdtemp(prefix=f"{ORPHAN_DIR_PREFIX}{self.run_dir.name[:40]}-"))
         self._stack.callback(shutil.rmtree, root, ignore_errors=True)
         fs = FaultFS(root / "backing", root / "store", run_id=self.run_dir.name,
                      log_path=self.run_dir / "logs" / "fusefs.log")

@@ -10,7 +10,11 @@ the stream, then a power loss (SIGKILL, unsynced writes dropped, restart):
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
+import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -118,3 +122,72 @@ def test_r3_all_nodes_power_loss_loses_acked_events(qiki: Qiki, tmp_path: Path) 
     assert sorted(e["node"] for e in losses) == ["n1", "n2", "n3"]  # bytes dropped per node
     assert all(e["bytes_dropped"] > 0 for e in losses)
     assert _no_mount_left(j["run_id"])
+
+
+def _descendants(pid: int) -> list[int]:
+    out: list[int] = []
+    try:
+        kids = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return out
+    for k in map(int, kids):
+        out += [k, *_descendants(k)]
+    return out
+
+
+def test_killed_harness_leaves_no_mount_and_down_cleans(qiki: Qiki, tmp_path: Path) -> None:
+    """kill -9 of a real ``qiki-harness run`` while the broker runs on the filesystem: the
+    mount goes away by itself, and ``qiki-harness down --run`` then finds nothing left."""
+    from harness.faults.storage import list_mounts
+
+    exe = Path(sys.executable).parent / "qiki-harness"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("QIKI_")}
+    proc = subprocess.Popen([str(exe), "run", str(SCENARIOS / "power-loss-sync-always.yaml"),
+                             "--report-dir", str(tmp_path), "-q"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    kids: list[int] = []
+    run_id = None
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and run_id is None:
+            runs = {p.name for p in tmp_path.iterdir() if p.is_dir()}
+            run_id = next((m.run_id for m in list_mounts() if m.run_id in runs), None)
+            time.sleep(0.1)
+        assert run_id is not None, "the run never mounted its store"
+        time.sleep(2)  # the broker is up on it by now
+        kids = _descendants(proc.pid)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and not _no_mount_left(run_id):
+            time.sleep(0.1)
+        assert _no_mount_left(run_id), "the mount outlived the harness"
+        # nats-server and the services outlive a SIGKILLed harness (nothing reaps them) and
+        # keep the detached filesystem busy; end them as an operator would, then clean up.
+        _kill(kids)
+        import tempfile
+
+        left = list(Path(tempfile.gettempdir()).glob(f"qiki-fusefs-{run_id[:40]}-*"))
+        assert left, "the crashed run's store dir should still be there before down"
+        res = qiki("down", "--run", run_id, timeout_s=60)
+        assert res.returncode == 0, res.stdout + res.stderr
+        assert _no_mount_left(run_id)
+        assert "removed 1 store dir(s)" in res.stdout, res.stdout
+        assert not any(p.exists() for p in left)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        _kill(kids)
+
+
+def _kill(pids: list[int]) -> None:
+    """SIGKILL the processes a killed harness could not reap (ours, by pid)."""
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(Path(f"/proc/{p}").exists() for p in pids):
+        time.sleep(0.05)

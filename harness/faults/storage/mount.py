@@ -28,6 +28,8 @@ from harness.errors import HarnessError
 FSNAME_PREFIX = "qiki-fusefs"
 #: written next to the mountpoint: who mounted it (pid, run id, backing dir)
 LABEL_SUFFIX = ".qiki-fusefs.json"
+#: the platform mounts in a temp dir named so; ``down`` removes those a crash left
+ORPHAN_DIR_PREFIX = "qiki-fusefs-"
 
 
 class FaultFSError(HarnessError):
@@ -207,6 +209,8 @@ class CleanupReport:
 
     unmounted: list[str] = field(default_factory=list)
     errors: dict[str, str] = field(default_factory=dict)
+    #: temp dirs of crashed runs removed (their stores)
+    removed_dirs: list[str] = field(default_factory=list)
 
 
 def cleanup(run_id: str | None = None) -> CleanupReport:
@@ -231,4 +235,33 @@ def cleanup(run_id: str | None = None) -> CleanupReport:
                 if b"harness.faults.storage.server" in cmd:
                     os.kill(pid, signal.SIGTERM)
         label.unlink(missing_ok=True)
+    report.removed_dirs = _remove_orphan_dirs(run_id)
     return report
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return b"harness.faults.storage.server" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+
+
+def _remove_orphan_dirs(run_id: str | None) -> list[str]:
+    """The temp dirs (backing store, mountpoint) of runs whose filesystem process is gone and
+    whose mount is no longer listed: a crashed run's store would otherwise stay in /tmp."""
+    import tempfile
+
+    mounted = {m.mountpoint for m in list_mounts()}
+    removed = []
+    for label in Path(tempfile.gettempdir()).glob(f"{ORPHAN_DIR_PREFIX}*/*{LABEL_SUFFIX}"):
+        try:
+            info = json.loads(label.read_text())
+        except (OSError, ValueError):
+            continue
+        if run_id is not None and info.get("run_id") != run_id:
+            continue
+        if _alive(int(info.get("pid", 0))) or info.get("mountpoint") in mounted:
+            continue
+        shutil.rmtree(label.parent, ignore_errors=True)
+        removed.append(str(label.parent))
+    return removed
