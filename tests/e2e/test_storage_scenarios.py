@@ -27,6 +27,23 @@ SCENARIOS = Path(__file__).resolve().parents[2] / "scenarios"
 Qiki = Callable[..., subprocess.CompletedProcess[str]]
 
 
+Runner = Callable[[str], dict[str, Any]]
+
+
+@pytest.fixture
+def run_shipped(scenario_journal: Callable[[Path], Any]) -> Runner:
+    """``run_shipped("power-loss-sync-always")`` -> its journal (JSON), asserted passed; the
+    run of the scenario's collected item is reused when it already ran in this session."""
+
+    def run(name: str) -> dict[str, Any]:
+        j: dict[str, Any] = scenario_journal(SCENARIOS / f"{name}.yaml").model_dump(mode="json")
+        failed = [c for c in j["checks"] if not c["passed"]]
+        assert j["verdict"] == "passed", (j.get("error"), failed)
+        return j
+
+    return run
+
+
 def _journal(tmp_path: Path) -> dict[str, Any]:
     [run_dir] = [p for p in tmp_path.iterdir() if p.is_dir()]
     j: dict[str, Any] = json.loads((run_dir / "journal.json").read_text())
@@ -57,11 +74,8 @@ def test_lazy_fsync_power_loss_loses_acked_events(qiki: Qiki, tmp_path: Path) ->
     assert _no_mount_left(j["run_id"])
 
 
-def test_sync_always_power_loss_loses_nothing_acked(qiki: Qiki, tmp_path: Path) -> None:
-    path = SCENARIOS / "power-loss-sync-always.yaml"
-    res = qiki("run", str(path), "--report-dir", str(tmp_path), "-q", timeout_s=180)
-    assert res.returncode == 0, res.stdout + res.stderr
-    j = _journal(tmp_path)
+def test_sync_always_power_loss_loses_nothing_acked(run_shipped: Runner) -> None:
+    j = run_shipped("power-loss-sync-always")
     assert j["delivery"]["acked"] > 0 and j["delivery"]["lost"] == 0
     [loss] = _power_losses(j)
     # the fault really hit: the node wrote and fsynced through our filesystem, was killed
@@ -89,11 +103,8 @@ def test_disk_full_fails_publishes_and_the_stream_does_not_recover(
     assert _no_mount_left(j["run_id"])
 
 
-def test_slow_disk_stalls_acks_and_loses_nothing(qiki: Qiki, tmp_path: Path) -> None:
-    path = SCENARIOS / "slow-disk-sync-always.yaml"
-    res = qiki("run", str(path), "--report-dir", str(tmp_path), "-q", timeout_s=180)
-    assert res.returncode == 0, res.stdout + res.stderr
-    j = _journal(tmp_path)
+def test_slow_disk_stalls_acks_and_loses_nothing(run_shipped: Runner) -> None:
+    j = run_shipped("slow-disk-sync-always")
     assert j["delivery"]["lost"] == 0 and j["delivery"]["acked"] == j["delivery"]["attempted"]
     [load] = j["load"]
     # every publish waits for an fsync; 200 ms were added to each for 2 s: acks stalled
@@ -102,11 +113,8 @@ def test_slow_disk_stalls_acks_and_loses_nothing(qiki: Qiki, tmp_path: Path) -> 
     assert fault["action"] == "slow-disk" and "200.0 ms" in fault["detail"]
 
 
-def test_r3_minority_power_loss_loses_nothing(qiki: Qiki, tmp_path: Path) -> None:
-    path = SCENARIOS / "power-loss-r3-minority.yaml"
-    res = qiki("run", str(path), "--report-dir", str(tmp_path), "-q", timeout_s=240)
-    assert res.returncode == 0, res.stdout + res.stderr
-    j = _journal(tmp_path)
+def test_r3_minority_power_loss_loses_nothing(run_shipped: Runner) -> None:
+    j = run_shipped("power-loss-r3-minority")
     assert j["delivery"]["acked"] > 0 and j["delivery"]["lost"] == 0
     [loss] = _power_losses(j)
     assert loss["node"] == "n2" and loss["bytes_dropped"] > 0  # it did lose its unsynced data
