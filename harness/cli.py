@@ -189,8 +189,12 @@ def cmd_botspec(args: argparse.Namespace) -> int:
 def cmd_doctor(args: argparse.Namespace) -> int:
     """Which backends work on this machine, and why."""
     from harness.containers.backend import doctor_report
+    from harness.faults.storage import fuse_available
 
     report = doctor_report()
+    fuse_ok, fuse_why = fuse_available()
+    # store: fuse (power-loss, disk-full, slow-disk) needs /dev/fuse, fusermount3 and libfuse3
+    report["storage_faults"] = {"available": fuse_ok, "reason": fuse_why or "FUSE mounts work"}
     if args.json:
         print(json.dumps(report, indent=2, default=str))
         return EXIT_OK

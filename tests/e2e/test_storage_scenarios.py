@@ -199,3 +199,10 @@ def _kill(pids: list[int]) -> None:
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline and any(Path(f"/proc/{p}").exists() for p in pids):
         time.sleep(0.05)
+
+
+def test_doctor_says_whether_storage_faults_work(qiki: Qiki) -> None:
+    res = qiki("doctor", "--json")
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout)["storage_faults"] == {"available": True,
+                                                       "reason": "FUSE mounts work"}
