@@ -153,19 +153,26 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 
 def cmd_down(args: argparse.Namespace) -> int:
-    """Remove every container and network the harness labelled (also after a crash)."""
+    """Remove every container and network the harness labelled, and unmount the storage-fault
+    filesystems a run left mounted (also after a crash)."""
     from harness.containers.engine import LABEL_RUN, ROOT_SELECTOR, cleanup, docker_available
+    from harness.faults.storage import cleanup as unmount_leftovers
 
+    mounts = unmount_leftovers(args.run)
+    print(f"unmounted {len(mounts.unmounted)} storage-fault filesystem(s), removed "
+          f"{len(mounts.removed_dirs)} store dir(s) of crashed runs")
+    for where, error in mounts.errors.items():
+        _err(f"could not unmount {where}: {error}")
     ok, why = docker_available()
     if not ok:
         print(f"no Docker engine ({why}): nothing to clean up")
-        return EXIT_OK
+        return EXIT_ERROR if mounts.errors else EXIT_OK
     # --run: one run's (or test session's) leftovers only, leaving concurrent runs alone.
     report = cleanup(f"{LABEL_RUN}={args.run}" if args.run else ROOT_SELECTOR)
     print(f"removed {len(report.containers)} container(s), {len(report.networks)} network(s)")
     for name, error in report.errors.items():
         _err(f"could not remove {name}: {error}")
-    return EXIT_ERROR if report.errors else EXIT_OK
+    return EXIT_ERROR if report.errors or mounts.errors else EXIT_OK
 
 
 # --------------------------------------------------------------------------- botspec / doctor
@@ -202,8 +209,12 @@ def cmd_botspec(args: argparse.Namespace) -> int:
 def cmd_doctor(args: argparse.Namespace) -> int:
     """Which backends work on this machine, and why."""
     from harness.containers.backend import doctor_report
+    from harness.faults.storage import fuse_available
 
     report = doctor_report()
+    fuse_ok, fuse_why = fuse_available()
+    # store: fuse (power-loss, disk-full, slow-disk) needs /dev/fuse, fusermount3 and libfuse3
+    report["storage_faults"] = {"available": fuse_ok, "reason": fuse_why or "FUSE mounts work"}
     if args.json:
         print(json.dumps(report, indent=2, default=str))
         return EXIT_OK
@@ -337,9 +348,11 @@ def build_parser() -> argparse.ArgumentParser:
     u.add_argument("--report-dir", default="reports")
     u.set_defaults(func=cmd_up)
 
-    d = sub.add_parser("down", help="remove containers and networks the harness labelled")
+    d = sub.add_parser("down", help="remove containers and networks the harness labelled and "
+                       "unmount storage-fault filesystems a run left")
     d.add_argument("--run", metavar="RUN_ID", default=None,
-                   help="only this run's resources (label qiki-harness.run=RUN_ID)")
+                   help="only this run's resources (label qiki-harness.run=RUN_ID; mounts "
+                   "named qiki-fusefs:RUN_ID)")
     d.set_defaults(func=cmd_down)
 
     b = sub.add_parser("botspec", help="validate a BotSpec or generate its runtime config")

@@ -33,6 +33,8 @@ from harness.checks.observations import LagSample, RegistrarRecord, TappedMessag
 from harness.errors import SetupError
 from harness.faults.partition import RouteProxies
 from harness.faults.proxy import FaultProxy
+from harness.faults.storage import FaultFS
+from harness.faults.storage.mount import ORPHAN_DIR_PREFIX
 from harness.scenario.model import Topology
 from harness.services.catalog import reference_service
 from harness.services.runtime import ServiceLauncher, ServiceProcess
@@ -125,6 +127,8 @@ class Platform(AsyncResource):
         #: a fault proxy on every cluster route (partitions); process clusters only
         self.want_route_proxies = route_proxies
         self.route_proxies: RouteProxies | None = None
+        #: the storage-fault filesystem the broker's store lives on (``store: fuse``)
+        self.storage: FaultFS | None = None
         self.nc: Client | None = None
         self.js: JetStreamContext | None = None
         self.tap = Tap() if tap else None
@@ -186,12 +190,37 @@ class Platform(AsyncResource):
             options.update(nodes=b.nodes, sync_always=b.sync_always)
         if self.backend == "process":
             options["log_dir"] = self.run_dir / "logs"
+            if b.store == "fuse":
+                options["store_dir"] = await self._mount_store()
         if self.want_route_proxies and self.backend == "process" and b.nodes > 1:
             return await self._open_routed_cluster(options)
         broker: Broker = await self._stack.enter_async_context(
             open_broker(self.backend, **options)
         )
         return broker
+
+    async def _mount_store(self) -> Path:
+        """Mount the storage-fault filesystem for the store (removed, with its data, on close).
+
+        Outside the run dir on purpose: the backing dir holds the whole store, and a report
+        directory should not carry a mountpoint if a crash leaves one.
+        """
+        import shutil
+        import tempfile
+
+        root = Path(tempfile.mkdtemp(prefix=f"{ORPHAN_DIR_PREFIX}{self.run_dir.name[:40]}-"))
+        self._stack.callback(shutil.rmtree, root, ignore_errors=True)
+        fs = FaultFS(root / "backing", root / "store", run_id=self.run_dir.name,
+                     log_path=self.run_dir / "logs" / "fusefs.log")
+        (self.run_dir / "logs").mkdir(parents=True, exist_ok=True)
+        self.storage = await self._stack.enter_async_context(fs)
+        self.event("storage.mounted", mountpoint=str(fs.mountpoint), fsname=fs.fsname)
+        return fs.mountpoint
+
+    def storage_prefix(self, node: str) -> str:
+        """The path of ``node``'s store inside the mount (``""`` for a single node)."""
+        nodes = self.broker.nodes if self.broker is not None else []
+        return node if len(nodes) > 1 else ""
 
     async def _open_routed_cluster(self, options: dict[str, Any]) -> Broker:
         """A process cluster whose every route runs through a fault proxy (partitions).

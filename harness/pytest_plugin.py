@@ -40,6 +40,8 @@ MARKERS: dict[str, str] = {
     "load": "load-injection runs with latency and throughput gates",
     "contract": "CloudEvents / registrar contract checks",
     "docker": "needs a Docker engine (skipped without one unless QIKI_REQUIRE_DOCKER=1)",
+    "storage": "needs FUSE for the storage-fault filesystem (skipped without /dev/fuse or "
+               "fusermount3 unless QIKI_REQUIRE_FUSE=1)",
     "qiki_spec": "qiki_spec(path): the BotSpec the jetstream, qiki_platform and "
                  "qiki_platform_factory fixtures use (relative to the test file)",
 }
@@ -157,6 +159,8 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     """``docker``-marked tests skip with the reason when no engine answers, and fail when
     ``QIKI_REQUIRE_DOCKER=1`` (CI must not pass by skipping the container backend)."""
     global _docker_gate_result
+    if item.get_closest_marker("storage") is not None:
+        _storage_gate()
     if item.get_closest_marker("docker") is None:
         return
     if _docker_gate_result is None:
@@ -168,6 +172,19 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
         pytest.skip(reason)
     if action == "fail":
         pytest.fail(reason, pytrace=False)
+
+
+def _storage_gate() -> None:
+    """Skip with the reason when FUSE cannot mount here; fail instead under
+    ``QIKI_REQUIRE_FUSE=1`` (CI installs fuse3 and must not pass by skipping)."""
+    from harness.faults.storage import fuse_available
+
+    ok, why = fuse_available()
+    if ok:
+        return
+    if os.environ.get("QIKI_REQUIRE_FUSE") == "1":
+        pytest.fail(f"QIKI_REQUIRE_FUSE=1 but {why}", pytrace=False)
+    pytest.skip(why)
 
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
@@ -198,6 +215,8 @@ class ScenarioFile(pytest.File):
         backend = self.config.getoption("--qiki-backend") or scenario.topology.broker.backend
         if backend == "container":
             item.add_marker("docker")
+        if scenario.topology.broker.store == "fuse":
+            item.add_marker("storage")
         yield item
 
 

@@ -250,6 +250,80 @@ async def _disconnect(
     return await _partition(platform, step, target)
 
 
+def _storage_of(platform: Platform, step: FaultStep) -> Any:
+    fs = getattr(platform, "storage", None)
+    if fs is None:
+        raise FaultTargetError(
+            f"fault {step.action} {step.target!r}: the broker's store is not on the "
+            "storage-fault filesystem. Hint: set topology.broker.store: fuse (process backend)"
+        )
+    return fs
+
+
+@register_fault("broker", "power-loss")
+async def _power_loss(platform: Platform, step: FaultStep, target: str) -> tuple[Heal | None, str]:
+    """Power loss of one node: SIGKILL it, drop every write its store had not fsynced (the
+    page cache is gone), restart it (at once, or at the heal when ``duration_s`` is set)."""
+    fs = _storage_of(platform, step)
+    if target == "broker:all":
+        assert platform.broker is not None
+        nodes: list[tuple[Killable, str]] = [(n, n.name) for n in platform.broker.nodes]
+    else:
+        nodes = [await resolve_process(platform, target)]
+    # every node dies before any store is rewound: a coordinated power failure
+    await asyncio.gather(*(node.kill() for node, _ in nodes))  # waits for the exits
+    parts = []
+    for _, name in nodes:
+        lost = await fs.drop(platform.storage_prefix(name))
+        after = await fs.stats(platform.storage_prefix(name))
+        platform.event("storage.power_loss", node=name, bytes_dropped=lost["bytes_dropped"],
+                       files_vanished=lost["files_vanished"],
+                       bytes_written=after["bytes_written"], bytes_synced=after["bytes_synced"],
+                       vanished=lost["vanished"], rewound=lost["rewound"])
+        parts.append(f"{name}: dropped {lost['bytes_dropped']} unsynced bytes "
+                     f"({lost['files_vanished']} never-synced files vanished)")
+    detail = f"SIGKILL {', '.join(n for _, n in nodes)}; " + "; ".join(parts)
+
+    async def restart_all() -> None:
+        await asyncio.gather(*(node.restart() for node, _ in nodes))
+
+    if step.duration_s:
+        return restart_all, detail + "; restart at heal"
+    await restart_all()
+    return None, detail + "; restarted"
+
+
+@register_fault("broker", "disk-full")
+async def _disk_full(platform: Platform, step: FaultStep, target: str) -> tuple[Heal | None, str]:
+    """The node's store cannot grow (ENOSPC) until the heal gives the space back."""
+    fs = _storage_of(platform, step)
+    _, name = await resolve_process(platform, target)
+    prefix = platform.storage_prefix(name)
+    used = await fs.fill(prefix)
+
+    async def heal() -> None:
+        await fs.set_quota(None, prefix)
+        stats = await fs.stats(prefix)
+        platform.event("storage.space_back", node=name, enospc=stats["enospc"])
+
+    return heal, f"store of {name} full at {used} bytes: writes that grow it fail with ENOSPC"
+
+
+@register_fault("broker", "slow-disk")
+async def _slow_disk(platform: Platform, step: FaultStep, target: str) -> tuple[Heal | None, str]:
+    """Every fsync on the node's store takes ``latency_ms`` longer until the heal."""
+    fs = _storage_of(platform, step)
+    _, name = await resolve_process(platform, target)
+    prefix = platform.storage_prefix(name)
+    seconds = (step.latency_ms or 0.0) / 1000.0
+    await fs.set_fsync_latency(seconds, prefix)
+
+    async def heal() -> None:
+        await fs.set_fsync_latency(0.0, prefix)
+
+    return heal, f"fsync on the store of {name} delayed {step.latency_ms} ms"
+
+
 @dataclass
 class ActiveFault:
     """A fault that was applied; ``heal`` undoes it (None once healed or nothing to undo)."""
@@ -304,7 +378,7 @@ class FaultEngine:
         # Process handlers resolve the whole target (broker:stream-leader:S); links the name.
         target = arg if kind == "link" else step.target
         node = (await resolve_node_name(self.platform, step.target)
-                if kind in ("broker", "route") else None)
+                if kind in ("broker", "route") and step.target != "broker:all" else None)
         before = await self._observe(step)
         self._evidence_event(step, "before", before, node=node)
         applied = self._now()

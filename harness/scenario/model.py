@@ -26,12 +26,13 @@ from pydantic import (
 MarkerName = Literal["smoke", "chaos", "load", "contract"]
 
 #: Fault target syntax: ``broker`` (first node), ``broker:n2``, ``broker:stream-leader:STREAM``,
-#: ``broker:meta-leader``, ``service:NAME``, ``link:NAME`` (the fault proxy in front of a
+#: ``broker:meta-leader``, ``broker:all`` (every node at once: ``power-loss`` only),
+#: ``service:NAME``, ``link:NAME`` (the fault proxy in front of a
 #: service's or the load's NATS connection), ``route:NODE`` (that node's cluster routes).
 #: Only the shape is checked here; which services and links exist is checked against the
 #: topology (:meth:`Scenario._coherent`), so a user service is a target like any other.
 TARGET_RE = re.compile(
-    r"^(broker(:(n\d+|meta-leader|stream-leader:[A-Za-z0-9_-]+))?"
+    r"^(broker(:(n\d+|all|meta-leader|stream-leader:[A-Za-z0-9_-]+))?"
     r"|service:[A-Za-z0-9_-]+"
     r"|link:[A-Za-z0-9_-]+"
     r"|route:n\d+)$"
@@ -57,12 +58,19 @@ class BrokerTopology(_Model):
     #: fsync every write (``sync_interval: always``); the default lazy fsync can lose acked
     #: writes on power loss (Jepsen, NATS 2.12.1).
     sync_always: bool = False
+    #: where the JetStream store lives: a plain directory, or our storage-fault filesystem
+    #: (FUSE; process backend) that ``power-loss``, ``disk-full`` and ``slow-disk`` act on
+    store: Literal["disk", "fuse"] = "disk"
     url: str | None = None
 
     @model_validator(mode="after")
     def _external_needs_url(self) -> BrokerTopology:
         if self.backend == "external" and not self.url:
             raise ValueError("backend 'external' needs 'url' (or --nats-url on the command line)")
+        if self.store == "fuse" and (self.backend != "process" or self.storage != "file"):
+            raise ValueError("store 'fuse' needs backend 'process' and storage 'file' (the "
+                             f"filesystem is mounted on this machine); got backend "
+                             f"{self.backend!r}, storage {self.storage!r}")
         return self
 
 
@@ -307,7 +315,11 @@ FaultAction = Literal[
     "kill", "terminate", "pause", "restart", "pause-kill",
     "latency", "bandwidth", "blackhole", "reset_peer", "down", "slicer", "limit_data",
     "partition", "disconnect", "part-kill",
+    "power-loss", "disk-full", "slow-disk",
 ]
+
+#: Faults that act on a node's store through the storage-fault filesystem (issue 11).
+STORAGE_ACTIONS = frozenset({"power-loss", "disk-full", "slow-disk"})
 
 
 class FaultStep(_Step):
@@ -327,8 +339,9 @@ class FaultStep(_Step):
     def _known_target(cls, v: str) -> str:
         if not TARGET_RE.match(v):
             raise ValueError(
-                f"unknown target {v!r}; expected broker, broker:nN, broker:meta-leader, "
-                "broker:stream-leader:STREAM, service:NAME, link:NAME or route:nN"
+                f"unknown target {v!r}; expected broker, broker:nN, broker:all, "
+                "broker:meta-leader, broker:stream-leader:STREAM, service:NAME, link:NAME or "
+                "route:nN"
             )
         return v
 
@@ -340,11 +353,20 @@ class FaultStep(_Step):
             raise ValueError("action 'bandwidth' needs rate_bytes_per_s")
         if self.action == "limit_data" and self.bytes is None:
             raise ValueError("action 'limit_data' needs bytes")
+        if self.action == "slow-disk" and self.latency_ms is None:
+            raise ValueError("action 'slow-disk' needs latency_ms (added to every fsync)")
+        if self.action in STORAGE_ACTIONS and not self.target.startswith("broker"):
+            raise ValueError(f"action {self.action!r} applies to broker targets (a node's "
+                             f"store), not {self.target!r}")
+        if self.target == "broker:all" and self.action != "power-loss":
+            raise ValueError(f"target 'broker:all' is for action 'power-loss' (every node "
+                             f"loses power together), not {self.action!r}")
         link_only = {"latency", "bandwidth", "blackhole", "reset_peer", "down", "slicer",
                      "limit_data"}
         if self.action in link_only and not self.target.startswith("link:"):
             raise ValueError(f"action {self.action!r} applies to link:NAME targets only")
-        if self.action in {"pause", "partition", "disconnect", "part-kill", *link_only} and (
+        timed = {"pause", "partition", "disconnect", "part-kill", "disk-full", "slow-disk"}
+        if self.action in timed | link_only and (
             self.duration_s is None
         ):
             # A pause or a cut link with no end would just hang the run until rollback.
@@ -835,6 +857,10 @@ class Scenario(_Model):
                     raise ValueError("broker faults need a broker the harness started")
                 if kind == "route" and self.topology.broker.nodes < 3:
                     raise ValueError("route faults (partitions) need topology.broker.nodes: 3")
+                if step.action in STORAGE_ACTIONS and self.topology.broker.store != "fuse":
+                    raise ValueError(
+                        f"fault {step.action!r} needs topology.broker.store: fuse (the node's "
+                        "store must live on the storage-fault filesystem)")
         kinds = {check_kind(c) for c in self.checks}
         if "delivery" in kinds and not any(isinstance(e, LoadEntry) for e in self.method):
             raise ValueError("a delivery check needs at least one load step in method")

@@ -1,0 +1,171 @@
+"""The storage-fault filesystem on a real FUSE mount: writes, fsync, drop, ENOSPC, latency,
+stats, and nothing left mounted after the run or after the harness dies."""
+
+from __future__ import annotations
+
+import errno
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from harness.faults.storage import FaultFS, cleanup, list_mounts
+
+pytestmark = [pytest.mark.storage, pytest.mark.timeout(60)]
+
+
+def _gone(path: Path) -> bool:
+    return not path.exists()
+
+
+def _mounted(path: Path) -> bool:
+    return any(m.mountpoint == str(path.resolve()) for m in list_mounts())
+
+
+@pytest.fixture
+async def fs(tmp_path: Path) -> AsyncIterator[FaultFS]:
+    async with FaultFS(tmp_path / "backing", tmp_path / "mnt", run_id=f"test-{os.getpid()}",
+                       log_path=tmp_path / "fs.log") as mounted:
+        yield mounted
+
+
+def _append(path: Path, data: bytes, *, sync: bool) -> None:
+    with open(path, "ab") as f:
+        f.write(data)
+        f.flush()
+        if sync:
+            os.fsync(f.fileno())
+
+
+async def test_write_fsync_drop_and_stats(fs: FaultFS) -> None:
+    synced = fs.mountpoint / "synced.blk"
+    _append(synced, b"durable", sync=True)
+    _append(synced, b"-volatile", sync=False)
+    (fs.mountpoint / "sub").mkdir()
+    fresh = fs.mountpoint / "sub" / "fresh.blk"
+    _append(fresh, b"never synced", sync=False)
+    assert synced.read_bytes() == b"durable-volatile"  # readers see the page cache
+
+    before = await fs.stats()
+    assert before["bytes_written"] == 7 + 9 + 12
+    assert before["bytes_synced"] == 7
+    assert before["bytes_pending"] == 9 + 12
+    lost = await fs.drop()
+    assert lost["bytes_dropped"] == 9 + 12
+    assert lost["vanished"] == ["sub/fresh.blk"]
+    # through the mount (no stale kernel cache) and in the backing dir alike
+    assert synced.read_bytes() == b"durable"
+    assert (fs.backing / "synced.blk").read_bytes() == b"durable"
+    assert not fresh.exists()
+    assert (fs.mountpoint / "sub").is_dir()  # directories are durable at once (documented)
+    after = await fs.stats()
+    assert (after["bytes_dropped"], after["bytes_pending"], after["drops"]) == (21, 0, 1)
+
+
+async def test_enospc_past_quota_then_space_returns(fs: FaultFS) -> None:
+    f = fs.mountpoint / "data"
+    _append(f, b"x" * 1000, sync=True)
+    used = await fs.fill()
+    assert used == 1000
+    with pytest.raises(OSError) as exc:
+        _append(f, b"y" * 10, sync=False)
+    assert exc.value.errno == errno.ENOSPC
+    assert f.read_bytes() == b"x" * 1000
+    assert (await fs.stats())["enospc"] >= 1
+    await fs.set_quota(None)
+    _append(f, b"y" * 10, sync=True)
+    assert f.stat().st_size == 1010
+
+
+async def test_fsync_latency(fs: FaultFS) -> None:
+    f = fs.mountpoint / "slow"
+    await fs.set_fsync_latency(0.4)
+    t0 = time.monotonic()
+    _append(f, b"z", sync=True)
+    slowed = time.monotonic() - t0
+    await fs.set_fsync_latency(0)
+    # a lower bound only (sleeps never end early); no upper bound on a shared machine
+    assert slowed >= 0.4
+
+
+async def test_unmounted_on_close(tmp_path: Path) -> None:
+    fs = FaultFS(tmp_path / "b", tmp_path / "m", run_id="test-close")
+    async with fs:
+        assert _mounted(fs.mountpoint)
+        pid = fs.pid
+    assert not _mounted(fs.mountpoint)
+    assert pid is not None and _gone(Path(f"/proc/{pid}")) and _gone(fs.label)
+
+
+HARNESS = textwrap.dedent("""
+    import asyncio, sys
+    from pathlib import Path
+    from harness.faults.storage import FaultFS
+
+    async def main() -> None:
+        root = Path(sys.argv[1])
+        async with FaultFS(root / "b", root / "m", run_id=sys.argv[2]):
+            print("mounted", flush=True)
+            await asyncio.sleep(600)
+
+    asyncio.run(main())
+""")
+
+
+def _crash_harness(tmp_path: Path, run_id: str) -> subprocess.Popen[str]:
+    proc = subprocess.Popen([sys.executable, "-c", HARNESS, str(tmp_path), run_id],
+                            stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    assert proc.stdout.readline().strip() == "mounted"
+    assert _mounted(tmp_path / "m")
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    return proc
+
+
+def _wait_unmounted(path: Path, timeout_s: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if not _mounted(path):
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_harness_killed_leaves_nothing_mounted(tmp_path: Path) -> None:
+    """SIGKILL of the process that mounted: the filesystem notices and unmounts itself."""
+    _crash_harness(tmp_path, f"test-crash-{os.getpid()}")
+    assert _wait_unmounted(tmp_path / "m")
+
+
+def test_down_unmounts_what_a_crashed_run_left(tmp_path: Path) -> None:
+    """Even when the filesystem process itself died too (kill -9 of both), a stale mount is
+    left; ``qiki-harness down --run`` finds it by fsname and removes it."""
+    run_id = f"test-down-{os.getpid()}"
+    proc = subprocess.Popen([sys.executable, "-c", HARNESS, str(tmp_path), run_id],
+                            stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    assert proc.stdout.readline().strip() == "mounted"
+    label = tmp_path / "m.qiki-fusefs.json"
+    import json
+
+    fs_pid = int(json.loads(label.read_text())["pid"])
+    # the filesystem first (so it cannot clean up after itself), then the harness
+    os.kill(fs_pid, signal.SIGKILL)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert _mounted(tmp_path / "m")  # a dead FUSE mount stays in the mount table
+    other = [m.mountpoint for m in list_mounts() if m.run_id != run_id]
+    res = subprocess.run([sys.executable, "-m", "harness.cli", "down", "--run", run_id],
+                         capture_output=True, text=True, timeout=60)
+    assert "unmounted 1 storage-fault filesystem(s)" in res.stdout, res.stdout + res.stderr
+    assert not _mounted(tmp_path / "m")
+    # only that run's: other mounts (other tests, other engineers) are untouched
+    assert [m.mountpoint for m in list_mounts() if m.run_id != run_id] == other
+    assert cleanup(run_id).unmounted == []
