@@ -9,6 +9,7 @@ this pytest session, its journal is reused instead of running the scenario a sec
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -231,8 +232,16 @@ def test_report_draws_the_fault_over_the_lag_chart(chaos_run: Callable[[str], Jo
     j = chaos_run("chaos-broker-kill")
     html = j["_html"]
     [fault] = j["faults"]
-    assert "<title>kill broker</title>" in html
-    # the band starts where the fault was applied on the same time axis as the lag samples
-    t_max = max(j["duration_s"], *(p["t"] for p in j["lag_samples"]), fault["removed_s"])
-    x0 = 60 + 920 * fault["applied_s"] / t_max
-    assert f"<rect x='{x0:.1f}' y='20'" in html
+    label = f"kill broker: {fault['applied_s']:.2f}s to {fault['removed_s']:.2f}s"
+    lag_svg = html.split('aria-label="Consumer lag"', 1)[1].split("</svg>", 1)[0]
+    band = re.search(r'<rect class="band" x="([0-9.]+)"[^>]*><title>' + re.escape(label), lag_svg)
+    assert band is not None, f"no band {label!r} in the lag chart"
+    # The band starts where the fault was applied, on the time axis the lag samples use: the
+    # x ticks map seconds to pixels linearly from the first (0 s) to the last tick.
+    ticks = [(float(x), float(t)) for x, t in re.findall(
+        r'<text class="xtick" x="([0-9.]+)"[^>]*>([0-9.]+)s</text>', lag_svg)]
+    assert len(ticks) >= 2, lag_svg[:500]
+    (x_first, t_first), (x_last, t_last) = ticks[0], ticks[-1]
+    assert t_first == 0 and t_last >= max(p["t"] for p in j["lag_samples"])
+    expected = x_first + (x_last - x_first) * fault["applied_s"] / t_last
+    assert abs(float(band.group(1)) - expected) <= 0.2, (band.group(1), expected)
