@@ -284,6 +284,13 @@ class ScenarioRunner:
                 # Rollbacks run even when a phase crashed; a second heal is a no-op.
                 await engine.heal_all()
                 sampler.cancel()
+                # asyncio.wait_for (Python 3.11) can swallow a cancellation that lands just as
+                # the request it wraps completes; the sampler then loops on and a plain
+                # ``await sampler`` never returns (seen once in CI: a run hung after its
+                # checks). Cancel again until it has really stopped.
+                while not sampler.done():
+                    await asyncio.wait({sampler}, timeout=0.5)
+                    sampler.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await sampler
                 self._fill_journal(p, engine, state)
