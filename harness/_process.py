@@ -12,6 +12,8 @@ import contextlib
 import os
 import re
 import signal
+import sys
+import threading
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -48,6 +50,36 @@ def _kill_leftovers() -> None:
 
 
 atexit.register(_kill_leftovers)
+
+# The atexit net above cannot run when the harness itself is killed with SIGKILL (an OOM
+# kill, a CI runner's timeout, kill -9). On Linux a child can ask the kernel for a signal
+# when its parent dies: PR_SET_PDEATHSIG. The kernel ties it to the *thread* that forked,
+# so it is only asked for when the spawn happens on the main thread (an event loop on a
+# worker thread would otherwise kill its children when that thread ends).
+_PR_SET_PDEATHSIG = 1
+_prctl: Callable[..., int] | None = None
+if sys.platform.startswith("linux"):
+    with contextlib.suppress(OSError, AttributeError):
+        import ctypes
+
+        # Resolved before any fork: the child must not load libraries or import modules.
+        _prctl = ctypes.CDLL(None, use_errno=True).prctl
+
+
+def _parent_death_hook() -> Callable[[], None] | None:
+    """A ``preexec_fn`` that makes the child die with the harness, or None where unsafe."""
+    if _prctl is None or threading.current_thread() is not threading.main_thread():
+        return None
+    prctl = _prctl
+    parent = os.getpid()
+
+    def hook() -> None:
+        prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+        # The parent may have died between fork and prctl: then no signal will ever come.
+        if os.getppid() != parent:
+            os._exit(1)
+
+    return hook
 
 
 class ProcessError(HarnessError):
@@ -229,6 +261,7 @@ class ManagedProcess(AsyncResource):
                 stderr=asyncio.subprocess.PIPE,
                 env=self.env,
                 cwd=self.cwd,
+                preexec_fn=_parent_death_hook(),
             )
         except OSError as exc:
             self._close_log()

@@ -203,3 +203,59 @@ async def test_probe_swallowing_cancellation_does_not_hang_start() -> None:
     p = ManagedProcess(child(code), name="dies", ready=stubborn, ready_timeout_s=10)
     with pytest.raises(ProcessStartError, match="exited with code 4"):
         await asyncio.wait_for(p.start(), 5)
+
+
+REPO = Path(__file__).resolve().parents[3]
+_OWNER = """
+import asyncio, sys, threading
+from harness._process import ManagedProcess
+
+SLEEPER = [sys.executable, "-u", "-c", "import time; print('READY', flush=True); time.sleep(60)"]
+
+async def main() -> None:
+    # Ready once it has written its only line: a later write to a dead owner's pipe would
+    # kill it by SIGPIPE and hide what this test looks at.
+    proc = ManagedProcess(SLEEPER, name="sleeper", ready=lambda p: p.wait_for_log("READY"))
+    await proc.start()
+    print(proc.pid, flush=True)
+    await asyncio.sleep(60)
+
+if sys.argv[1] == "thread":
+    # An event loop on a worker thread: PDEATHSIG would fire when that thread ends, so
+    # the hook must stay off there (the child outlives a SIGKILL of its owner).
+    t = threading.Thread(target=asyncio.run, args=(main(),))
+    t.start()
+    t.join()
+else:
+    asyncio.run(main())
+"""
+
+
+@pytest.mark.parametrize("where", ["main", "thread"])
+async def test_children_die_with_a_sigkilled_harness_when_spawned_on_the_main_thread(
+    where: str,
+) -> None:
+    """kill -9 of the harness skips every atexit handler: the kernel's parent-death signal
+    is what takes the nats-servers and services with it (issue noted in round 2)."""
+    owner = await asyncio.create_subprocess_exec(
+        PY, "-c", _OWNER, where, stdout=asyncio.subprocess.PIPE,
+        cwd=REPO,
+    )
+    assert owner.stdout is not None
+    line = await asyncio.wait_for(owner.stdout.readline(), 30)
+    pid = int(line)
+    try:
+        assert alive(pid)
+        owner.kill()
+        await owner.wait()
+        for _ in range(100):
+            if not alive(pid):
+                break
+            await asyncio.sleep(0.05)
+        if where == "main":
+            assert not alive(pid), "the child outlived its SIGKILLed owner"
+        else:
+            assert alive(pid), f"a child spawned off the main thread died: {_proc_state(pid)}"
+    finally:
+        if alive(pid):
+            os.kill(pid, signal.SIGKILL)
