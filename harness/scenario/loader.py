@@ -11,7 +11,13 @@ import yaml
 from pydantic import ValidationError
 
 from harness.errors import ConfigError
-from harness.scenario.model import PublishStep, Scenario, reference_problems, step_body
+from harness.scenario.model import (
+    LoadStep,
+    PublishStep,
+    Scenario,
+    reference_problems,
+    step_body,
+)
 
 
 class ScenarioError(ConfigError):
@@ -113,16 +119,17 @@ def read_data_file(path: Path) -> object:
 
 
 def data_file_problems(scenario: Scenario, base: Path) -> list[tuple[list[int | str], str]]:
-    """Every publish step's ``data_file`` exists and parses (relative to ``base``, the
+    """Every publish and load step's ``data_file`` exists and parses (relative to ``base``, the
     scenario file's directory), checked before anything starts."""
     out: list[tuple[list[int | str], str]] = []
     for i, entry in enumerate(scenario.method):
         step = step_body(entry)
-        if isinstance(step, PublishStep) and step.data_file is not None:
+        if isinstance(step, PublishStep | LoadStep) and step.data_file is not None:
             try:
                 read_data_file(base / step.data_file)
             except ValueError as exc:
-                out.append((["method", i, "publish", "data_file"], str(exc)))
+                kind = "publish" if isinstance(step, PublishStep) else "load"
+                out.append((["method", i, kind, "data_file"], str(exc)))
     return out
 
 

@@ -304,7 +304,28 @@ class LoadStep(_Step):
     #: default (empty): the spec's sensor channel (``runtime.radar_sim.sensor``)
     subject: str = ""
     window: int = Field(default=1000, gt=0, le=100_000)
+    #: size of the default (harness sensor status) payload; not used with ``data``/``data_file``
     message_bytes: int = Field(default=256, ge=64, le=1_000_000)
+    #: CloudEvent ``type`` of every load event (default: the harness's sensor status type),
+    #: so a load on a user's subject carries the user's type and passes its contract
+    type: str | None = Field(default=None, min_length=1)
+    #: CloudEvent ``source`` (default ``urn:qiki:harness:load``)
+    source: str | None = Field(default=None, min_length=1)
+    #: the data of every load event, inline
+    data: Any = None
+    #: a JSON or YAML file holding the data of every load event, relative to the scenario file
+    data_file: str | None = Field(default=None, min_length=1)
+
+    @model_validator(mode="after")
+    def _one_data_form(self) -> LoadStep:
+        if self.data is not None and self.data_file is not None:
+            raise ValueError("give data or data_file, not both")
+        if "message_bytes" in self.model_fields_set and (
+                self.data is not None or self.data_file is not None):
+            raise ValueError("message_bytes sizes the default payload; with data or "
+                             "data_file the payload is that data: drop message_bytes")
+        _check_custom_event(self)
+        return self
 
     def end_s(self) -> float:
         """When the step is over, from the method's start."""
@@ -439,23 +460,7 @@ class PublishStep(_Step):
         elif self.valid:
             raise ValueError("valid counts the good events mixed with malformed ones; "
                              "without malformed, use count")
-        if (self.data is not None or self.data_file is not None) and self.type is None:
-            raise ValueError("custom data needs its CloudEvent type (type: ...)")
-        if self.type is not None or self.source is not None:
-            # the same checks the runner's new_event applies, before anything starts
-            from services.common.cloudevents import CloudEventError, new_event
-
-            try:
-                new_event(self.type or "x", self.source or "urn:x")
-            except CloudEventError as exc:
-                raise ValueError(f"not a valid CloudEvent attribute: {exc}") from None
-        if self.data is not None:
-            try:
-                json.dumps(self.data)
-            except (TypeError, ValueError) as exc:
-                # YAML reads 2026-11-27 as a date: JSON has no such type
-                raise ValueError(f"data is not JSON-serialisable ({exc}); quote dates and "
-                                 "times as strings") from None
+        _check_custom_event(self)
         return self
 
     def end_s(self) -> float:
@@ -463,6 +468,28 @@ class PublishStep(_Step):
         if self.rate_per_s is None:
             return self.at_s
         return self.at_s + (self.count - 1) / self.rate_per_s
+
+
+def _check_custom_event(step: PublishStep | LoadStep) -> None:
+    """A publish or load step's own event: data needs a type, the type and source pass the
+    CloudEvents checks the runner applies, inline data is JSON (all before anything starts)."""
+    if (step.data is not None or step.data_file is not None) and step.type is None:
+        raise ValueError("custom data needs its CloudEvent type (type: ...)")
+    if step.type is not None or step.source is not None:
+        # the same checks the runner's new_event applies, before anything starts
+        from services.common.cloudevents import CloudEventError, new_event
+
+        try:
+            new_event(step.type or "x", step.source or "urn:x")
+        except CloudEventError as exc:
+            raise ValueError(f"not a valid CloudEvent attribute: {exc}") from None
+    if step.data is not None:
+        try:
+            json.dumps(step.data)
+        except (TypeError, ValueError) as exc:
+            # YAML reads 2026-11-27 as a date: JSON has no such type
+            raise ValueError(f"data is not JSON-serialisable ({exc}); quote dates and "
+                             "times as strings") from None
 
 
 class WaitStep(_Step):

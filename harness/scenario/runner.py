@@ -390,8 +390,9 @@ class ScenarioRunner:
             rate=rate,
             duration_s=step.duration_s,
             window=step.window,
-            factory=cloudevent_factory(event_type=LOAD_TYPE, source=LOAD_SOURCE,
-                                       data=_load_data(step.message_bytes)),
+            factory=cloudevent_factory(event_type=step.type or LOAD_TYPE,
+                                       source=step.source or LOAD_SOURCE,
+                                       data=self._load_data(step)),
             connect_kwargs=kwargs,
         )
         attempted, acked, failed = result.delivery_sets()
@@ -429,14 +430,21 @@ class ScenarioRunner:
         else:
             await self._publish_events(p, state, step)
 
-    def _publish_data(self, step: PublishStep) -> Callable[[int], Any]:
+    def _load_data(self, step: LoadStep) -> Callable[[int], Any]:
+        """The data of load event ``i``: the step's own, or the padded harness sensor status."""
+        if step.data is None and step.data_file is None and step.type is None:
+            return _load_data(step.message_bytes)
+        return self._publish_data(step)
+
+    def _publish_data(self, step: PublishStep | LoadStep) -> Callable[[int], Any]:
         """The data of event ``i``: inline, from ``data_file``, or the harness's sensor status."""
         if step.data_file is not None:
             base = self.scenario_file.parent if self.scenario_file else Path.cwd()
             try:
                 data = read_data_file(base / step.data_file)
             except ValueError as exc:  # removed or broken since the scenario was loaded
-                raise ConfigError(f"publish step {step.name or step.subject!r}: {exc}") from None
+                kind = "publish" if isinstance(step, PublishStep) else "load"
+                raise ConfigError(f"{kind} step {step.name or step.subject!r}: {exc}") from None
             return lambda i: data
         if step.data is not None:
             return lambda i: step.data

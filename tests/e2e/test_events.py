@@ -100,3 +100,21 @@ def test_an_alarm_after_the_user_service_is_killed_and_restarted(
     assert "expected at most 0" in failed[0]["details"][0]
     assert any(d.startswith("matched t=") and "'reason': 'restarted'" in d
                for d in failed[0]["details"])
+
+
+def test_load_carries_the_users_type_and_data(qiki: Qiki, project: Path, tmp_path: Path) -> None:
+    """A load step on a user subject sends the user's type and data; the same load without
+    them sends the harness's sensor status, which the user's checks must reject."""
+    rc, j, out = run(qiki, project / "load-user-type.yaml", tmp_path / "r1")
+    assert rc == 0, out
+    (load,) = j["load"]
+    matched = check(j, "events.readings")["observed"]["matched"]
+    assert matched == load["acked"] >= 150, j["checks"]
+
+    default = twin(project / "load-user-type.yaml",
+                   "type: acme.climate.v1.Reading, source: \"urn:acme:greenhouse:load\",\n"
+                   "           data_file: data/reading.json}", "}")
+    rc, j, out = run(qiki, default, tmp_path / "r2")
+    assert rc == 1, out
+    assert check(j, "events.readings")["observed"]["matched"] == 0
+    assert j["load"][0]["acked"] >= 150  # the events were there, of the harness's type

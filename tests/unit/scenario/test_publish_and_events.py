@@ -131,3 +131,34 @@ def test_data_file_is_relative_to_the_scenario_and_checked_before_the_run(tmp_pa
         "bad.json' is not valid JSON" in p[0]
     assert p[1].startswith("method[2].publish.data_file (line 5): cannot read data_file ")
     assert "No such file" in p[1]
+
+
+@pytest.mark.parametrize(
+    ("step", "expected"),
+    [
+        ("{type: t, data: {a: 1}, data_file: d.json}",
+         "method[0].load (line 3): give data or data_file, not both"),
+        ("{type: t, data: {a: 1}, message_bytes: 512}",
+         "method[0].load (line 3): message_bytes sizes the default payload"),
+        ("{data: {a: 1}}", "method[0].load (line 3): custom data needs its CloudEvent type"),
+        ("{type: t, data: {day: 2026-11-27}}",
+         "method[0].load (line 3): data is not JSON-serialisable"),
+    ],
+)
+def test_bad_load_event_forms(step: str, expected: str) -> None:
+    body = step[1:-1]
+    (problem,) = problems(scenario(f"  - load: {{duration_s: 1, rate_per_s: 10, {body}}}\n"))
+    assert problem.startswith(expected), problem
+
+
+def test_a_load_with_the_users_type_and_data_file(tmp_path: Path) -> None:
+    (tmp_path / "r.json").write_text('{"temp_c": 21}')
+    f = tmp_path / "s.yaml"
+    f.write_text(scenario("  - load: {duration_s: 1, rate_per_s: 10, type: acme.R, "
+                          "data_file: r.json}\n"
+                          "  - load: {duration_s: 1, rate_per_s: 10, type: acme.R, "
+                          "data_file: missing.json}\n"))
+    with pytest.raises(ScenarioError) as info:
+        load_scenario(f)
+    (p,) = info.value.problems
+    assert p.startswith("method[1].load.data_file (line 4): cannot read data_file "), p
