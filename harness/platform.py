@@ -362,6 +362,25 @@ class Platform(AsyncResource):
             return self.settings(name="qiki-load", servers=[self.proxies["load"].url])
         return self.settings(name="qiki-load")
 
+    async def consumers_read(self) -> set[str] | None:
+        """The durables of the layout that something reads (delivered at least once, or a
+        pull request waiting); None when the broker did not answer for every consumer.
+
+        A consumer no running service reads never drains: waiting for it would only burn
+        the drain timeout.
+        """
+        if self.js is None or self.nc is None or not self.nc.is_connected:
+            return None
+        out: set[str] = set()
+        for c in self.config.consumers:
+            try:
+                info = await self.js.consumer_info(c.stream, c.durable, timeout=1.0)
+            except Exception:
+                return None
+            if (info.delivered is not None and info.delivered.consumer_seq) or info.num_waiting:
+                out.add(c.durable)
+        return out
+
     async def sample_lag(self, t: float) -> list[LagSample]:
         """One lag sample per durable consumer of the layout (answered by its leader)."""
         if self.js is None or self.nc is None or not self.nc.is_connected:

@@ -830,8 +830,8 @@ class Scenario(_Model):
     method: list[Step] = Field(default_factory=list)
     checks: list[CheckSpec] = Field(default_factory=list)
     rollbacks: list[RollbackStep] = Field(default_factory=list)
-    #: after the method, wait until every consumer's lag is 0 (the registrar caught up),
-    #: at most this long, before the checks read the store
+    #: after the method, wait until the lag of every consumer a service reads is 0 (the
+    #: registrar and user services caught up), at most this long, before the checks run
     drain_timeout_s: float = Field(default=15.0, ge=0, le=600)
 
     def target_problems(self) -> list[str]:

@@ -584,24 +584,35 @@ class ScenarioRunner:
                        detail=", ".join(healed) or "nothing to heal")
 
     async def _drain(self, p: Platform, state: _Run) -> None:
-        """Wait until the registrar has caught up, so the store is complete for the checks."""
-        if "registrar" not in p.services or self.scenario.drain_timeout_s == 0:
+        """Wait until every consumer a service reads (the registrar's, a user service's) has
+        caught up, so the store and the services' output are complete for the checks."""
+        if not p.services or self.scenario.drain_timeout_s == 0:
             return
         start = p.now()
         zero_since: float | None = None
+        # Once seen read, a consumer stays required (its reader may be restarting).
+        required: set[str] = set()
 
         async def caught_up() -> bool:
             # One lag-0 answer can be stale (a consumer leader that has not yet noticed a
             # partition healed answers for a moment); it must hold for DRAIN_STABLE_S.
             nonlocal zero_since
-            if not await self._lag_below(p, 1):
+            read = await p.consumers_read()
+            if read is None:  # the broker did not answer for every consumer: not yet
+                zero_since = None
+                return False
+            required.update(read)
+            lags = {s.consumer: s.lag for s in await p.sample_lag(p.now())}
+            if any(lags.get(c, 1) >= 1 for c in required):
                 zero_since = None
                 return False
             zero_since = zero_since or time.monotonic()
             return time.monotonic() - zero_since >= DRAIN_STABLE_S
 
         ok = await self._until(caught_up, self.scenario.drain_timeout_s)
-        self._timeline(state.journal, "drain", "registrar caught up", start, p.now(), ok=ok,
+        what = ", ".join(sorted(required)) or "no consumer is read"
+        self._timeline(state.journal, "drain", f"consumers caught up ({what})", start, p.now(),
+                       ok=ok,
                        detail="" if ok else f"lag not 0 after {self.scenario.drain_timeout_s}s")
 
     # ------------------------------------------------------------------ checks

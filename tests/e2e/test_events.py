@@ -118,3 +118,20 @@ def test_load_carries_the_users_type_and_data(qiki: Qiki, project: Path, tmp_pat
     assert rc == 1, out
     assert check(j, "events.readings")["observed"]["matched"] == 0
     assert j["load"][0]["acked"] >= 150  # the events were there, of the harness's type
+
+
+def test_the_drain_waits_for_a_user_services_consumer(
+        qiki: Qiki, project: Path, tmp_path: Path) -> None:
+    """No registrar in the run: the drain waits for the durable the user's service reads;
+    without the drain the check runs while most readings are still unanswered."""
+    rc, j, out = run(qiki, project / "drain-user-service.yaml", tmp_path / "r1")
+    assert rc == 0, out
+    (drain,) = [e for e in j["timeline"] if e["kind"] == "drain"]
+    assert drain["ok"] and drain["name"] == "consumers caught up (climate-reader)", drain
+    assert check(j, "events.answers")["observed"]["matched"] == 200
+
+    no_drain = twin(project / "drain-user-service.yaml", "drain_timeout_s: 30",
+                    "drain_timeout_s: 0")
+    rc, j, out = run(qiki, no_drain, tmp_path / "r2")
+    assert rc == 1, out
+    assert check(j, "events.answers")["observed"]["matched"] < 200
