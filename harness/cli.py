@@ -13,11 +13,18 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from harness.errors import ConfigError, HarnessError
 from harness.services.catalog import REFERENCE_SERVICES
 
+if TYPE_CHECKING:
+    from harness.report.journal import Journal
+    from harness.scenario.runner import ScenarioRunner
+
 EXIT_OK, EXIT_FAILED, EXIT_ERROR = 0, 1, 2
+#: Ctrl-C (SIGINT): 128 + 2, as shells report it
+EXIT_INTERRUPTED = 130
 BACKENDS = ("auto", "process", "container", "external")
 
 
@@ -33,7 +40,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from harness.report.ctrf import write_ctrf
     from harness.report.junit import write_junit
     from harness.scenario.loader import ScenarioError, load_scenario
-    from harness.scenario.runner import RunOptions, run_scenario
+    from harness.scenario.runner import RunOptions, ScenarioRunner
 
     # Validate every file first: a typo in the third file must not cost two full runs.
     loaded = []
@@ -55,9 +62,15 @@ def cmd_run(args: argparse.Namespace) -> int:
             backend=args.backend,
             nats_url=args.nats_url,
             report_dir=Path(args.report_dir),
-            progress=False if args.quiet else None,
+            progress=False if args.quiet or args.no_progress else None,
         )
-        j = run_scenario(scenario, options=opts, scenario_file=path)
+        runner = ScenarioRunner(scenario, options=opts, scenario_file=path)
+        try:
+            j = asyncio.run(_run_interruptible(runner))
+        except KeyboardInterrupt:  # a third Ctrl-C abandons the teardown
+            return _interrupted(runner)
+        if runner.stop_requested and runner.unwinding:
+            return _interrupted(runner)
         journals.append(j)
         run_dir = Path(args.report_dir) / j.run_id
         print(f"{j.verdict.upper():7} {scenario.name}  ({j.duration_s:.1f}s, {j.backend})  "
@@ -74,6 +87,67 @@ def cmd_run(args: argparse.Namespace) -> int:
         write_junit(journals, Path(args.report_dir) / "junit.xml")
         write_ctrf(journals, Path(args.report_dir) / "ctrf.json")
     return max(j.exit_code for j in journals)
+
+
+async def _run_interruptible(runner: ScenarioRunner) -> Journal:
+    """Run with our own Ctrl-C handling: the first SIGINT cancels the run where it is (only
+    in a phase that can stop at any point; otherwise at the next one) and lets rollbacks and
+    teardown finish, the second is reported and ignored (children must not outlive us), a
+    third abandons the teardown."""
+    import signal
+
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    assert task is not None
+    presses = 0
+
+    def cancel_when_interruptible() -> None:
+        # Cancelling again until it takes: a cancellation can be swallowed on the way
+        # (Python 3.11's wait_for), and a run in start-up or teardown must not be cut short.
+        if inner.done() or runner.unwinding:
+            return
+        if runner.interruptible:
+            inner.cancel()
+        loop.call_later(0.5, cancel_when_interruptible)
+
+    def on_sigint() -> None:
+        nonlocal presses
+        presses += 1
+        if presses == 1:
+            runner.request_stop()
+            cancel_when_interruptible()
+        elif presses == 2:
+            _err("still tearing down (stopping the broker and services); Ctrl-C again to "
+                 "abandon it and leave them running")
+        else:
+            task.cancel()
+
+    try:
+        loop.add_signal_handler(signal.SIGINT, on_sigint)
+    except (NotImplementedError, RuntimeError, ValueError):  # not the main thread
+        return await runner.run()
+    inner = asyncio.ensure_future(runner.run())
+    try:
+        return await inner
+    except asyncio.CancelledError:
+        if presses >= 3:
+            raise KeyboardInterrupt from None
+        if runner.journal is None:
+            raise
+        return runner.journal
+    finally:
+        loop.remove_signal_handler(signal.SIGINT)
+
+
+def _interrupted(runner: ScenarioRunner) -> int:
+    """Ctrl-C: say where the run was and where its partial journal and report are; 130."""
+    where = runner.interrupted or runner.phase
+    _err(f"interrupted during {where}")
+    j = runner.journal
+    if j is not None and (runner.run_dir / "journal.json").exists():
+        _err(f"partial journal: {runner.run_dir / 'journal.json'}")
+        _err(f"partial report:  {runner.run_dir / 'report.html'}")
+    return EXIT_INTERRUPTED
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -327,6 +401,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "credentials via QIKI_NATS_TOKEN/USER/PASSWORD/CREDS")
     r.add_argument("--report-dir", default=os.environ.get("QIKI_REPORT_DIR", "reports"))
     r.add_argument("-q", "--quiet", action="store_true", help="no progress display")
+    r.add_argument("--no-progress", action="store_true",
+                   help="no live view / progress lines (stderr); the result lines remain")
     r.set_defaults(func=cmd_run)
 
     rp = sub.add_parser("report", help="write index.html over a reports directory: every "
@@ -426,7 +502,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         _err(str(exc))
         return EXIT_ERROR
     except KeyboardInterrupt:
-        return 130
+        return EXIT_INTERRUPTED
     return code
 
 
