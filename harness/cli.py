@@ -348,8 +348,14 @@ def cmd_load(args: argparse.Namespace) -> int:
             _err("load: the BotSpec has no sensor channel (runtime.radar_sim.sensor); "
                  "pass --subject")
             return EXIT_ERROR
-    result = asyncio.run(run_load(servers, subject, rate=rate, duration_s=args.duration,
-                                  window=args.window, factory=factory, connect_kwargs=kwargs))
+    from harness.progress import make_view
+
+    label = f"{rate!r} on {subject} for {args.duration:g}s"
+    with make_view(False if args.no_progress else None, "load") as view:
+        view.phase("load", label, planned_s=args.duration)
+        result = asyncio.run(run_load(servers, subject, rate=rate, duration_s=args.duration,
+                                      window=args.window, factory=factory,
+                                      connect_kwargs=kwargs, progress=view, label=label))
     summary = result.summary()
     gates = LoadGates(puback_p50_ms=args.p50_ms, puback_p95_ms=args.p95_ms,
                       puback_p99_ms=args.p99_ms, min_rate_ratio=args.min_rate_ratio,
@@ -358,6 +364,30 @@ def cmd_load(args: argparse.Namespace) -> int:
     summary["gates"] = [str(g) for g in verdicts]
     print(json.dumps(summary, indent=2))
     return EXIT_OK if all(g.passed for g in verdicts) else EXIT_FAILED
+
+
+def cmd_locust(args: Sequence[str]) -> int:
+    """``qiki-harness locust [LOCUST ARGS]``: Locust with the shipped locustfile (or yours,
+    ``-f``), the harness's users importable and the ``--qiki-*`` gates setting the exit code.
+
+    Locust runs in a child process under this interpreter: it monkeypatches the process it
+    runs in, which the harness never lets happen to itself. Ctrl-C reaches Locust (same
+    process group), which stops and writes its reports; its exit code is ours.
+    """
+    import signal
+    import subprocess
+
+    from harness.load.locust_run import locust_command
+
+    argv = locust_command(args)
+    proc = subprocess.Popen(argv)
+    # Locust decides what Ctrl-C does; we wait for it rather than die first.
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        code = proc.wait()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    return code if code >= 0 else 128 - code
 
 
 def cmd_registrar(args: argparse.Namespace) -> int:
@@ -465,7 +495,17 @@ def build_parser() -> argparse.ArgumentParser:
     ld.add_argument("--p99-ms", type=_positive, default=None)
     ld.add_argument("--min-rate-ratio", type=_positive, default=0.95)
     ld.add_argument("--max-error-ratio", type=float, default=0.0)
+    ld.add_argument("--no-progress", action="store_true",
+                    help="no live view / progress lines on stderr (the JSON summary remains)")
     ld.set_defaults(func=cmd_load)
+
+    lc = sub.add_parser("locust", add_help=False,
+                        help="Locust with the shipped locustfile (or yours: -f FILE), the "
+                             "harness's NATS users and the --qiki-* gates; every other "
+                             "argument goes to Locust (--host nats://..., -u, -r, -t, "
+                             "--headless, --csv, --qiki-max-fail-ratio ...)")
+    lc.add_argument("locust_args", nargs=argparse.REMAINDER, metavar="LOCUST ARGS")
+    lc.set_defaults(func=lambda a: cmd_locust(a.locust_args))
 
     rg = sub.add_parser("registrar", help="the registrar's audit store")
     rsub = rg.add_subparsers(dest="registrar_cmd", required=True)
@@ -492,6 +532,11 @@ def _positive(text: str) -> float:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``qiki-harness``; returns the process exit code."""
+    raw = list(sys.argv[1:] if argv is None else argv)
+    if raw[:1] == ["locust"]:
+        # Everything after ``locust`` is Locust's, ``--help`` included (argparse would take
+        # options that look like ours).
+        return cmd_locust(raw[1:])
     args = build_parser().parse_args(argv)
     try:
         code: int = args.func(args)

@@ -177,6 +177,8 @@ class ProgressModel(ProgressSink):
     def load_started(self, key: object, label: str, probe: Callable[[], LoadCounters]) -> None:
         """Register the load's probe."""
         with self._lock:
+            # a reading at the start, so the first status line already has a rate
+            self._rate.append((self.clock(), sum(c.acked for c in self._totals())))
             self._loads[key] = _Load(label, probe)
 
     def load_finished(self, key: object, final: LoadCounters) -> None:
@@ -216,9 +218,7 @@ class ProgressModel(ProgressSink):
         """The state now (calls each running load's probe once)."""
         with self._lock:
             now = self.clock()
-            totals = [ld.final if ld.final is not None else
-                      (ld.probe() if ld.probe is not None else LoadCounters())
-                      for ld in self._loads.values()]
+            totals = self._totals()
             running = sum(1 for ld in self._loads.values() if ld.final is None)
             acked = sum(c.acked for c in totals)
             self._rate.append((now, acked))
@@ -239,6 +239,12 @@ class ProgressModel(ProgressSink):
                 failed=sum(c.failed for c in totals),
                 in_flight=sum(c.in_flight for c in totals), acked_rate_per_s=rate,
                 lag=dict(self._lag), faults=faults)
+
+    def _totals(self) -> list[LoadCounters]:
+        """Each load's counters (lock held)."""
+        return [ld.final if ld.final is not None else
+                (ld.probe() if ld.probe is not None else LoadCounters())
+                for ld in self._loads.values()]
 
     @property
     def has_load(self) -> bool:
@@ -278,8 +284,8 @@ def lag_text(snap: Snapshot) -> str:
     name is unique)."""
     names = [k.split("/", 1)[-1] for k in snap.lag]
     unique = len(set(names)) == len(names)
-    return ", ".join(f"{k.split('/', 1)[-1] if unique else k} {_num(v)}"
-                     for k, v in sorted(snap.lag.items()))
+    shown = sorted((k.split("/", 1)[-1] if unique else k, v) for k, v in snap.lag.items())
+    return ", ".join(f"{name} {_num(v)}" for name, v in shown)
 
 
 def fault_text(f: FaultView) -> str:
