@@ -15,6 +15,9 @@ import time
 from pathlib import Path
 
 import pytest
+from nats.aio.client import Client
+
+from harness.broker import NatsServer
 
 EXE = Path(sys.executable).parent / "qiki-harness"
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
@@ -219,3 +222,36 @@ def test_ctrl_c_mid_run(tmp_path: Path, to: str) -> None:
     survivors = {c for c in children if _alive(c)}
     assert not survivors, f"child processes outlived the harness: {survivors}"
 
+
+
+async def test_load_progress_on_a_terminal_and_in_a_pipe(nats_server: NatsServer,
+                                                         nats_client: Client,
+                                                         tmp_path: Path) -> None:
+    """``qiki-harness load``: live frames on a terminal, plain lines in a pipe, nothing with
+    ``--no-progress``; the JSON summary on stdout stays parseable in a pipe."""
+    import asyncio
+
+    await nats_client.jetstream().add_stream(name="LIVE", subjects=["live.>"])
+    base = [str(EXE), "load", "--nats-url", nats_server.client_url, "--subject", "live.x",
+            "--rate", "200", "--duration", "2"]
+    code, out = await asyncio.to_thread(_run_in_pty, base, tmp_path)
+    assert code == 0, out[-3000:]
+    assert "\x1b[2K" in out
+    assert re.search(r"load \d\.\ds / 2s", ANSI.sub("", out)), out[-2000:]
+    assert re.search(r"acked [\d,]+ \(\d+/s\)", ANSI.sub("", out))
+
+    async def piped(*extra: str) -> tuple[int, str, str]:
+        proc = await asyncio.create_subprocess_exec(
+            *base, *extra, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tmp_path,
+            env=_env())
+        o, e = await asyncio.wait_for(proc.communicate(), 120)
+        return proc.returncode or 0, o.decode(), e.decode()
+
+    code, stdout, stderr = await piped()
+    assert code == 0, stdout + stderr
+    assert json.loads(stdout)["acked"] == 400
+    assert "\x1b[" not in stderr
+    assert "load: [" in stderr and "load finished: attempted 400, acked 400, failed 0" in stderr
+    code, stdout, stderr = await piped("--no-progress")
+    assert code == 0 and json.loads(stdout)["acked"] == 400
+    assert stderr == ""
