@@ -255,3 +255,33 @@ async def test_load_progress_on_a_terminal_and_in_a_pipe(nats_server: NatsServer
     code, stdout, stderr = await piped("--no-progress")
     assert code == 0 and json.loads(stdout)["acked"] == 400
     assert stderr == ""
+
+
+def test_ctrl_c_during_start_up(tmp_path: Path) -> None:
+    """Start-up is not cut short (the broker and services come up, then are torn down): the
+    run stops before the method and says where it was interrupted."""
+    scenario = tmp_path / "long.yaml"
+    scenario.write_text(LONG_SCENARIO)
+    reports = tmp_path / "reports"
+    proc = subprocess.Popen([str(EXE), "run", str(scenario), "--report-dir", str(reports)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            cwd=tmp_path, env=_env(), start_new_session=True)
+    try:
+        assert proc.stderr is not None
+        first = proc.stderr.readline()
+        assert "start-up:" in first, first
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    err = first + err
+    assert proc.returncode == 130, out + err
+    assert "qiki-harness: interrupted during start-up\n" in err
+    assert "] method" not in err, "the method never started"
+    [run_dir] = [p for p in reports.iterdir() if p.is_dir()]
+    journal = json.loads((run_dir / "journal.json").read_text())
+    assert journal["verdict"] == "error"
+    assert journal["error"].startswith("interrupted during start-up;")
+    assert (run_dir / "report.html").exists()
