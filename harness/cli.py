@@ -13,11 +13,18 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from harness.errors import ConfigError, HarnessError
 from harness.services.catalog import REFERENCE_SERVICES
 
+if TYPE_CHECKING:
+    from harness.report.journal import Journal
+    from harness.scenario.runner import ScenarioRunner
+
 EXIT_OK, EXIT_FAILED, EXIT_ERROR = 0, 1, 2
+#: Ctrl-C (SIGINT): 128 + 2, as shells report it
+EXIT_INTERRUPTED = 130
 BACKENDS = ("auto", "process", "container", "external")
 
 
@@ -33,7 +40,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from harness.report.ctrf import write_ctrf
     from harness.report.junit import write_junit
     from harness.scenario.loader import ScenarioError, load_scenario
-    from harness.scenario.runner import RunOptions, run_scenario
+    from harness.scenario.runner import RunOptions, ScenarioRunner
 
     # Validate every file first: a typo in the third file must not cost two full runs.
     loaded = []
@@ -55,9 +62,15 @@ def cmd_run(args: argparse.Namespace) -> int:
             backend=args.backend,
             nats_url=args.nats_url,
             report_dir=Path(args.report_dir),
-            progress=False if args.quiet else None,
+            progress=False if args.quiet or args.no_progress else None,
         )
-        j = run_scenario(scenario, options=opts, scenario_file=path)
+        runner = ScenarioRunner(scenario, options=opts, scenario_file=path)
+        try:
+            j = asyncio.run(_run_interruptible(runner))
+        except KeyboardInterrupt:  # a third Ctrl-C abandons the teardown
+            return _interrupted(runner)
+        if runner.stop_requested and runner.unwinding:
+            return _interrupted(runner)
         journals.append(j)
         run_dir = Path(args.report_dir) / j.run_id
         print(f"{j.verdict.upper():7} {scenario.name}  ({j.duration_s:.1f}s, {j.backend})  "
@@ -74,6 +87,67 @@ def cmd_run(args: argparse.Namespace) -> int:
         write_junit(journals, Path(args.report_dir) / "junit.xml")
         write_ctrf(journals, Path(args.report_dir) / "ctrf.json")
     return max(j.exit_code for j in journals)
+
+
+async def _run_interruptible(runner: ScenarioRunner) -> Journal:
+    """Run with our own Ctrl-C handling: the first SIGINT cancels the run where it is (only
+    in a phase that can stop at any point; otherwise at the next one) and lets rollbacks and
+    teardown finish, the second is reported and ignored (children must not outlive us), a
+    third abandons the teardown."""
+    import signal
+
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    assert task is not None
+    presses = 0
+
+    def cancel_when_interruptible() -> None:
+        # Cancelling again until it takes: a cancellation can be swallowed on the way
+        # (Python 3.11's wait_for), and a run in start-up or teardown must not be cut short.
+        if inner.done() or runner.unwinding:
+            return
+        if runner.interruptible:
+            inner.cancel()
+        loop.call_later(0.5, cancel_when_interruptible)
+
+    def on_sigint() -> None:
+        nonlocal presses
+        presses += 1
+        if presses == 1:
+            runner.request_stop()
+            cancel_when_interruptible()
+        elif presses == 2:
+            _err("still tearing down (stopping the broker and services); Ctrl-C again to "
+                 "abandon it and leave them running")
+        else:
+            task.cancel()
+
+    try:
+        loop.add_signal_handler(signal.SIGINT, on_sigint)
+    except (NotImplementedError, RuntimeError, ValueError):  # not the main thread
+        return await runner.run()
+    inner = asyncio.ensure_future(runner.run())
+    try:
+        return await inner
+    except asyncio.CancelledError:
+        if presses >= 3:
+            raise KeyboardInterrupt from None
+        if runner.journal is None:
+            raise
+        return runner.journal
+    finally:
+        loop.remove_signal_handler(signal.SIGINT)
+
+
+def _interrupted(runner: ScenarioRunner) -> int:
+    """Ctrl-C: say where the run was and where its partial journal and report are; 130."""
+    where = runner.interrupted or runner.phase
+    _err(f"interrupted during {where}")
+    j = runner.journal
+    if j is not None and (runner.run_dir / "journal.json").exists():
+        _err(f"partial journal: {runner.run_dir / 'journal.json'}")
+        _err(f"partial report:  {runner.run_dir / 'report.html'}")
+    return EXIT_INTERRUPTED
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -274,8 +348,14 @@ def cmd_load(args: argparse.Namespace) -> int:
             _err("load: the BotSpec has no sensor channel (runtime.radar_sim.sensor); "
                  "pass --subject")
             return EXIT_ERROR
-    result = asyncio.run(run_load(servers, subject, rate=rate, duration_s=args.duration,
-                                  window=args.window, factory=factory, connect_kwargs=kwargs))
+    from harness.progress import make_view
+
+    label = f"{rate!r} on {subject} for {args.duration:g}s"
+    with make_view(False if args.no_progress else None, "load") as view:
+        view.phase("load", label, planned_s=args.duration)
+        result = asyncio.run(run_load(servers, subject, rate=rate, duration_s=args.duration,
+                                      window=args.window, factory=factory,
+                                      connect_kwargs=kwargs, progress=view, label=label))
     summary = result.summary()
     gates = LoadGates(puback_p50_ms=args.p50_ms, puback_p95_ms=args.p95_ms,
                       puback_p99_ms=args.p99_ms, min_rate_ratio=args.min_rate_ratio,
@@ -284,6 +364,30 @@ def cmd_load(args: argparse.Namespace) -> int:
     summary["gates"] = [str(g) for g in verdicts]
     print(json.dumps(summary, indent=2))
     return EXIT_OK if all(g.passed for g in verdicts) else EXIT_FAILED
+
+
+def cmd_locust(args: Sequence[str]) -> int:
+    """``qiki-harness locust [LOCUST ARGS]``: Locust with the shipped locustfile (or yours,
+    ``-f``), the harness's users importable and the ``--qiki-*`` gates setting the exit code.
+
+    Locust runs in a child process under this interpreter: it monkeypatches the process it
+    runs in, which the harness never lets happen to itself. Ctrl-C reaches Locust (same
+    process group), which stops and writes its reports; its exit code is ours.
+    """
+    import signal
+    import subprocess
+
+    from harness.load.locust_run import locust_command
+
+    argv = locust_command(args)
+    proc = subprocess.Popen(argv)
+    # Locust decides what Ctrl-C does; we wait for it rather than die first.
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        code = proc.wait()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    return code if code >= 0 else 128 - code
 
 
 def cmd_registrar(args: argparse.Namespace) -> int:
@@ -327,6 +431,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "credentials via QIKI_NATS_TOKEN/USER/PASSWORD/CREDS")
     r.add_argument("--report-dir", default=os.environ.get("QIKI_REPORT_DIR", "reports"))
     r.add_argument("-q", "--quiet", action="store_true", help="no progress display")
+    r.add_argument("--no-progress", action="store_true",
+                   help="no live view / progress lines (stderr); the result lines remain")
     r.set_defaults(func=cmd_run)
 
     rp = sub.add_parser("report", help="write index.html over a reports directory: every "
@@ -389,7 +495,17 @@ def build_parser() -> argparse.ArgumentParser:
     ld.add_argument("--p99-ms", type=_positive, default=None)
     ld.add_argument("--min-rate-ratio", type=_positive, default=0.95)
     ld.add_argument("--max-error-ratio", type=float, default=0.0)
+    ld.add_argument("--no-progress", action="store_true",
+                    help="no live view / progress lines on stderr (the JSON summary remains)")
     ld.set_defaults(func=cmd_load)
+
+    lc = sub.add_parser("locust", add_help=False,
+                        help="Locust with the shipped locustfile (or yours: -f FILE), the "
+                             "harness's NATS users and the --qiki-* gates; every other "
+                             "argument goes to Locust (--host nats://..., -u, -r, -t, "
+                             "--headless, --csv, --qiki-max-fail-ratio ...)")
+    lc.add_argument("locust_args", nargs=argparse.REMAINDER, metavar="LOCUST ARGS")
+    lc.set_defaults(func=lambda a: cmd_locust(a.locust_args))
 
     rg = sub.add_parser("registrar", help="the registrar's audit store")
     rsub = rg.add_subparsers(dest="registrar_cmd", required=True)
@@ -416,6 +532,11 @@ def _positive(text: str) -> float:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``qiki-harness``; returns the process exit code."""
+    raw = list(sys.argv[1:] if argv is None else argv)
+    if raw[:1] == ["locust"]:
+        # Everything after ``locust`` is Locust's, ``--help`` included (argparse would take
+        # options that look like ours).
+        return cmd_locust(raw[1:])
     args = build_parser().parse_args(argv)
     try:
         code: int = args.func(args)
@@ -426,7 +547,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         _err(str(exc))
         return EXIT_ERROR
     except KeyboardInterrupt:
-        return 130
+        return EXIT_INTERRUPTED
     return code
 
 

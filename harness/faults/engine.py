@@ -27,6 +27,7 @@ from harness.faults.toxics import (
     Slicer,
     Toxic,
 )
+from harness.progress import ProgressSink
 
 if TYPE_CHECKING:
     from harness.platform import Platform
@@ -356,9 +357,12 @@ class FaultEngine:
     long that took or that it never came.
     """
 
-    def __init__(self, platform: Platform, *, t0: float | None = None) -> None:
+    def __init__(self, platform: Platform, *, t0: float | None = None,
+                 progress: ProgressSink | None = None) -> None:
         self.platform = platform
         self.t0 = time.monotonic() if t0 is None else t0
+        #: live progress (issue 12): told when each fault is applied and healed
+        self.progress = progress or ProgressSink()
         self.active: list[ActiveFault] = []
         self._evidence: list[asyncio.Task[None]] = []
 
@@ -389,6 +393,8 @@ class FaultEngine:
         self.active.append(fault)
         self.platform.event("fault.applied", action=step.action, target=step.target,
                             detail=detail)
+        if heal is not None:
+            self.progress.fault_applied(id(fault), f"{step.action} {step.target}", step.duration_s)
         fault.node = node
         fault.evidence = self._spawn(lambda: self._collect(step, "during", node))
         return fault
@@ -414,6 +420,7 @@ class FaultEngine:
             self.platform.event("fault.heal_failed", target=fault.step.target,
                                 error=fault.heal_error)
         fault.removed_s = self._now()
+        self.progress.fault_healed(id(fault), fault.heal_error)
         self.platform.event("fault.removed", action=fault.step.action, target=fault.step.target)
         self._spawn(lambda: self._collect(fault.step, "after", fault.node))
 

@@ -34,6 +34,7 @@ from harness.errors import ConfigError
 from harness.load._wire import WireAuth, WireClient
 from harness.load.gates import percentile
 from harness.load.rates import Constant, Rate
+from harness.progress import LoadCounters, ProgressSink
 from harness.report.series import IntervalSeries
 
 if TYPE_CHECKING:
@@ -486,6 +487,8 @@ class Injector:
         factory: PayloadFactory | None = None,
         engine: Engine = "auto",
         yield_every: int = 64,
+        progress: ProgressSink | None = None,
+        label: str | None = None,
     ) -> None:
         if not subject or any(c in subject for c in " \t\r\n*>"):
             raise ConfigError(f"load: subject must be a literal NATS subject, got {subject!r}")
@@ -529,6 +532,19 @@ class Injector:
         self._drained = asyncio.Event()
         self._sending_done = False
         self._eng: _NatsPyEngine | _WireEngine | None = None
+        # Live progress (issue 12): the view polls counters() a few times a second; nothing
+        # is reported per message.
+        self.progress = progress
+        self.label = label or f"{rate!r} on {subject}"
+        self._res: LoadResult | None = None
+
+    def counters(self) -> LoadCounters:
+        """Running totals (cheap: a few ``len`` calls), for a progress view."""
+        res = self._res
+        if res is None:
+            return LoadCounters()
+        return LoadCounters(attempted=len(res.attempted), acked=len(res.acked),
+                            failed=len(res.failed), in_flight=len(self._inflight))
 
     def stop(self) -> None:
         """Stop sending; ``run()`` then waits for in-flight acks and returns."""
@@ -559,6 +575,9 @@ class Injector:
             send_elapsed_s=0.0, target_rate_per_s=None,
         )
         res.series = IntervalSeries(origin=loop.time(), interval_s=0.5, outage_threshold_s=1.0)
+        self._res = res
+        if self.progress is not None:
+            self.progress.load_started(self, self.label, self.counters)
         eng = self._pick_engine()
         self._eng = eng
         await eng.start(inbox, self._make_on_reply(res))
@@ -587,6 +606,8 @@ class Injector:
                 await eng.close()
             res.errors.extend(eng.events)
             res.ended_at = datetime.now(UTC)
+            if self.progress is not None:
+                self.progress.load_finished(self, self.counters())
         return res
 
     async def _send(self, loop: asyncio.AbstractEventLoop, eng: _NatsPyEngine | _WireEngine,
@@ -783,11 +804,14 @@ async def inject(
     ack_timeout_s: float = 5.0,
     factory: PayloadFactory | None = None,
     engine: Engine = "auto",
+    progress: ProgressSink | None = None,
+    label: str | None = None,
 ) -> LoadResult:
-    """Run an :class:`Injector` to completion on a connected client and return its result."""
+    """Run an :class:`Injector` to completion on a connected client and return its result
+    (``progress``: where to report it, see :mod:`harness.progress`)."""
     return await Injector(nc, subject, rate=rate, duration_s=duration_s, count=count,
                           window=window, ack_timeout_s=ack_timeout_s, factory=factory,
-                          engine=engine).run()
+                          engine=engine, progress=progress, label=label).run()
 
 
 async def run_load(
@@ -802,6 +826,8 @@ async def run_load(
     factory: PayloadFactory | None = None,
     engine: Engine = "auto",
     connect_kwargs: dict[str, Any] | None = None,
+    progress: ProgressSink | None = None,
+    label: str | None = None,
 ) -> LoadResult:
     """Connect to ``servers``, run the load, close: the entry point of ``qiki-harness load``.
 
@@ -840,7 +866,7 @@ async def run_load(
     try:
         res = await inject(nc, subject, rate=rate, duration_s=duration_s, count=count,
                            window=window, ack_timeout_s=ack_timeout_s, factory=factory,
-                           engine=engine)
+                           engine=engine, progress=progress, label=label)
     finally:
         with contextlib.suppress(Exception):
             await nc.drain()

@@ -19,12 +19,52 @@ from pathlib import Path
 from harness.errors import HarnessError
 from harness.load.gates import LocustGates, LocustStats
 
-__all__ = ["DEFAULT_LOCUSTFILE", "LocustOutcome", "LocustProcessError", "locust_argv",
-           "read_locust_csv", "read_locust_rows",
+__all__ = ["DEFAULT_LOCUSTFILE", "GATES_PLUGIN", "LocustOutcome", "LocustProcessError",
+           "locust_argv", "locust_command", "read_locust_csv", "read_locust_rows",
            "run_locust"]
 
 #: The platform locustfile shipped with the harness.
 DEFAULT_LOCUSTFILE = Path(__file__).with_name("locustfile.py")
+#: A locustfile without users that adds the ``--qiki-*`` options and gates to any other.
+GATES_PLUGIN = Path(__file__).with_name("locust_plugin.py")
+
+
+def locust_command(args: Sequence[str], env: Mapping[str, str] | None = None) -> list[str]:
+    """The command line of ``qiki-harness locust ARGS``: ``python -m locust`` under this
+    interpreter (so ``harness.load.locust_users`` imports), with the shipped locustfile
+    unless ``-f``/``--locustfile`` (or ``LOCUST_LOCUSTFILE``) names the user's own, in which
+    case the gates plugin is loaded before it (``--qiki-*`` options and gates work there
+    too). Without ``--host``/``-H`` (and ``LOCUST_HOST``), ``QIKI_NATS_URL`` is the host.
+    """
+    env = os.environ if env is None else env
+    out = list(args)
+    given: int | None = None  # index of the locustfile value in ``out``
+    inline = ""
+    for i, a in enumerate(out):
+        if a == "--":
+            break
+        if a in ("-f", "--locustfile") and i + 1 < len(out):
+            given = i + 1
+            break
+        for prefix in ("--locustfile=", "-f"):
+            if a.startswith(prefix) and len(a) > len(prefix) and not a.startswith("--f"):
+                given, inline = i, prefix
+                break
+        if given is not None:
+            break
+    if given is not None:
+        value = out[given][len(inline):]
+        if value != "-":  # ``-f -``: a worker takes the master's files
+            out[given] = f"{inline}{GATES_PLUGIN},{value}"
+    elif env.get("LOCUST_LOCUSTFILE"):
+        out = ["-f", f"{GATES_PLUGIN},{env['LOCUST_LOCUSTFILE']}", *out]
+    else:
+        out = ["-f", str(DEFAULT_LOCUSTFILE), *out]
+    has_host = any(a in ("-H", "--host") or a.startswith(("--host=", "-H"))
+                   for a in out if a != "--")
+    if not has_host and not env.get("LOCUST_HOST") and env.get("QIKI_NATS_URL"):
+        out += ["--host", env["QIKI_NATS_URL"]]
+    return [sys.executable, "-m", "locust", *out]
 
 
 class LocustProcessError(HarnessError):

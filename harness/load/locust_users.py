@@ -608,8 +608,16 @@ def warm_up(environment: Environment) -> None:
         log.warning("warm-up connect to %s failed: %r", environment.host, e)
 
 
+_registered: set[int] = set()
+
+
 def register(locust_events: Any = events) -> None:
-    """Hook the ``--qiki-*`` options and gates into Locust (call once from a locustfile)."""
+    """Hook the ``--qiki-*`` options and gates into Locust (from a locustfile). Once per
+    events object: ``qiki-harness locust -f mine.py`` also loads a plugin file that calls it,
+    and a second call would add the options twice (an argparse conflict)."""
+    if id(locust_events) in _registered:
+        return
+    _registered.add(id(locust_events))
     locust_events.init_command_line_parser.add_listener(add_cli_arguments)
 
     def on_init(environment: Environment, **_kw: Any) -> None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import sys
 import time
 import traceback
 import uuid
@@ -39,6 +38,7 @@ from harness.errors import ConfigError, HarnessError
 from harness.faults.engine import ActiveFault, FaultEngine, fault_evidence_summary
 from harness.faults.partition import needs_route_proxies
 from harness.platform import INJECTED_HEADER, Platform
+from harness.progress import ProgressSink, make_view
 from harness.report.journal import (
     Availability,
     FaultEntry,
@@ -84,6 +84,10 @@ LOAD_SOURCE = "urn:qiki:harness:load"
 #: A sensor I/O status: the registrar files it under 201 SENSOR_IO_OK like the platform's own.
 LOAD_TYPE = "qiki.sensor.v1.IoStatus"
 PUBLISH_SOURCE = "urn:qiki:harness:publish"
+#: Phases a stop request may cut short at any await: nothing started there needs undoing
+#: (faults are healed by the rollbacks, which always run, as does teardown).
+INTERRUPTIBLE_PHASES = frozenset({"steady state (before)", "method", "drain", "checks",
+                                  "steady state (after)"})
 #: How long lag must stay 0 before the drain trusts it.
 DRAIN_STABLE_S = 0.5
 
@@ -96,8 +100,9 @@ class RunOptions:
     nats_url: str | None = None
     report_dir: Path = Path("reports")
     run_id: str | None = None
-    #: None: show progress when stderr is a terminal
-    progress: bool | None = None
+    #: None/True: a live view when stderr is a terminal, plain lines when not; False: none;
+    #: or a :class:`~harness.progress.ProgressSink` of the caller's (issue 12)
+    progress: bool | ProgressSink | None = None
 
 
 def new_run_id(name: str) -> str:
@@ -133,22 +138,6 @@ def _load_data(size: int) -> Callable[[int], dict[str, Any]]:
         return _sensor_status("harness-load", seq, pad)
 
     return make
-
-
-class _Progress:
-    """One line per phase on a terminal (rich); silent when not a TTY."""
-
-    def __init__(self, enabled: bool | None) -> None:
-        self.enabled = sys.stderr.isatty() if enabled is None else enabled
-        self._console: Any = None
-        if self.enabled:
-            from rich.console import Console
-
-            self._console = Console(stderr=True, highlight=False)
-
-    def say(self, text: str, style: str = "") -> None:
-        if self._console is not None:
-            self._console.print(f"[dim]qiki-harness[/dim] {text}", style=style or None)
 
 
 @dataclass
@@ -189,8 +178,20 @@ class ScenarioRunner:
         self.scenario_file = scenario_file
         self.run_id = self.options.run_id or new_run_id(scenario.name)
         self.run_dir = self.options.report_dir / self.run_id
-        self.progress = _Progress(self.options.progress)
+        opt = self.options.progress
+        self.progress: ProgressSink = (opt if isinstance(opt, ProgressSink)
+                                       else make_view(opt, scenario.name))
         self.contracts: ContractRegistry | None = None
+        #: the journal of the last :meth:`run` (also when the run was interrupted)
+        self.journal: Journal | None = None
+        #: the phase running now, and what "interrupted during ..." says once it was
+        self.phase = "start-up"
+        self.interrupted: str | None = None
+        self.stop_requested = False
+        self.unwinding = False
+        self._steps_running: dict[int, str] = {}
+        self._method_t0: float | None = None
+        self._now: Callable[[], float] = time.monotonic
 
     # ------------------------------------------------------------------ entry
 
@@ -205,16 +206,26 @@ class ScenarioRunner:
             started_at=datetime.now(UTC).isoformat(timespec="milliseconds"),
         )
         state = _Run(journal=j)
+        self.journal = j
         t_start = time.monotonic()
         self.run_dir.mkdir(parents=True, exist_ok=True)
         try:
-            requested = self.options.backend or s.topology.broker.backend
-            if self.options.nats_url and not self.options.backend:
-                requested = "external"
-            backend, why = choose_backend(requested)
-            j.backend, j.backend_reason = backend, why
-            self.progress.say(f"{s.name}: bringing up {backend} broker ({why})")
-            await self._run_on_platform(state, backend)
+            with self.progress:
+                requested = self.options.backend or s.topology.broker.backend
+                if self.options.nats_url and not self.options.backend:
+                    requested = "external"
+                backend, why = choose_backend(requested)
+                j.backend, j.backend_reason = backend, why
+                self._phase("start-up", f"{backend} broker ({why}) and services")
+                await self._run_on_platform(state, backend)
+        except asyncio.CancelledError:
+            # Ctrl-C (asyncio.run cancels the run's task): teardown has run by now; keep a
+            # partial journal and report that say so (issue 12), then let the cancel go on.
+            self._note_interrupt()
+            j.verdict = "error"
+            j.error = (f"interrupted during {self.interrupted}; the run was torn down and "
+                       "its checks did not run (partial results below)")
+            raise
         except HarnessError as exc:
             j.verdict = "error"
             j.error = str(exc)
@@ -224,10 +235,46 @@ class ScenarioRunner:
         finally:
             j.duration_s = round(time.monotonic() - t_start, 3)
             self._write_outputs(j)
-        colour = {"passed": "green", "failed": "red", "error": "yellow"}[j.verdict]
-        self.progress.say(f"{s.name}: [bold {colour}]{j.verdict.upper()}[/] in {j.duration_s}s "
-                          f"-> {self.run_dir}")
         return j
+
+    def _phase(self, name: str, detail: str = "", *, planned_s: float | None = None) -> None:
+        """Enter a phase: the live view shows it, an interruption names it."""
+        if self.stop_requested and not self.unwinding and name in INTERRUPTIBLE_PHASES:
+            # The cancellation of a stop request was swallowed on the way (Python 3.11's
+            # wait_for can do that during start-up): stop at the next phase instead.
+            raise asyncio.CancelledError
+        self.phase = name
+        self.progress.phase(name, detail, planned_s=planned_s)
+
+    def request_stop(self) -> None:
+        """A stop was asked for (Ctrl-C): note the phase it struck; the caller then cancels
+        the task running :meth:`run` (teardown and the partial journal follow)."""
+        self.stop_requested = True
+        if self.interrupted is None:
+            self.interrupted = self._phase_text()
+            self.progress.note(f"interrupted during {self.interrupted}: tearing down")
+
+    @property
+    def interruptible(self) -> bool:
+        """Whether cancelling the run now cuts a phase short without skipping any cleanup
+        (False during start-up, rollbacks and teardown, and once it unwinds)."""
+        return not self.unwinding and self.phase in INTERRUPTIBLE_PHASES
+
+    def _phase_text(self) -> str:
+        """``method (t=8.1s of 45s; running: load ..., fault kill broker)``."""
+        if self.phase != "method" or self._method_t0 is None:
+            return self.phase
+        t = self._now() - self._method_t0
+        running = "; running: " + ", ".join(self._steps_running.values()) \
+            if self._steps_running else ""
+        return f"method (t={t:.1f}s of {self.scenario.duration_s():g}s{running})"
+
+    def _note_interrupt(self) -> None:
+        """Remember where the first cancellation struck (inner handlers see it first)."""
+        self.unwinding = True
+        if self.interrupted is None:
+            self.interrupted = self._phase_text()
+            self.progress.note(f"interrupted during {self.interrupted}: tearing down")
 
     def _write_outputs(self, j: Journal) -> None:
         from harness.report.ctrf import write_ctrf
@@ -260,27 +307,34 @@ class ScenarioRunner:
                     "proxied": svc.proxy is not None}
                 for n, svc in p.services.items()
             }
-            engine = FaultEngine(p, t0=p.t0)
+            engine = FaultEngine(p, t0=p.t0, progress=self.progress)
             sampler = asyncio.create_task(self._sample_lag(p, state))
             try:
-                self.progress.say("steady state (before)")
+                self._phase("steady state (before)")
                 j.steady_state_before = await self._steady_state(p, state, "before")
                 if all(c.passed for c in j.steady_state_before):
                     await self._method(p, engine, state)
                 else:
                     self._timeline(j, "phase", "method skipped", p.now(), ok=False,
                                    detail="steady state did not hold before the method")
+                self._phase("rollbacks")
                 await self._rollbacks(p, engine, state)
+                self._phase("drain")
                 await self._drain(p, state)
                 # One last sample, so lag checks judge the end state even of a run shorter
                 # than the sampling interval.
                 state.lag.extend(await p.sample_lag(p.now()))
                 await self._settle_tap(p)
-                self.progress.say("checks")
+                self._phase("checks")
                 j.checks = await self._checks(p, engine, state)
                 if j.steady_state_before and all(c.passed for c in j.steady_state_before):
+                    self._phase("steady state (after)")
                     j.steady_state_after = await self._steady_state(p, state, "after")
+            except asyncio.CancelledError:
+                self._note_interrupt()
+                raise
             finally:
+                self._phase("teardown")
                 # Rollbacks run even when a phase crashed; a second heal is a no-op.
                 await engine.heal_all()
                 sampler.cancel()
@@ -314,7 +368,9 @@ class ScenarioRunner:
         interval = self.scenario.topology.lag_interval_s
         while True:
             t = p.now()
-            state.lag.extend(await p.sample_lag(t))
+            samples = await p.sample_lag(t)
+            state.lag.extend(samples)
+            self.progress.lag(samples)
             await asyncio.sleep(max(0.0, interval - (p.now() - t)))
 
     async def _steady_state(self, p: Platform, state: _Run, phase: str) -> list[CheckResult]:
@@ -337,8 +393,9 @@ class ScenarioRunner:
 
     async def _method(self, p: Platform, engine: FaultEngine, state: _Run) -> None:
         state.method_t0 = p.now()
+        self._method_t0, self._now = state.method_t0, p.now
         steps = [_with_default_subject(step_body(e), p.config) for e in self.scenario.method]
-        self.progress.say(f"method: {len(steps)} step(s) over {self.scenario.duration_s():g}s")
+        self._phase("method", f"{len(steps)} step(s)", planned_s=self.scenario.duration_s())
         tasks = [asyncio.create_task(self._step_at(p, engine, state, st)) for st in steps]
         try:
             results = await asyncio.gather(*tasks, return_exceptions=True)
@@ -360,6 +417,13 @@ class ScenarioRunner:
         if step.name is not None:
             # events checks measure their window from here (``after: NAME``)
             state.step_started[step.name] = p.now()
+        self._steps_running[id(step)] = _step_label(step)
+        try:
+            await self._run_step(p, engine, state, step)
+        finally:
+            self._steps_running.pop(id(step), None)
+
+    async def _run_step(self, p: Platform, engine: FaultEngine, state: _Run, step: Any) -> None:
         if isinstance(step, LoadStep):
             await self._load(p, state, step)
         elif isinstance(step, FaultStep):
@@ -383,7 +447,6 @@ class ScenarioRunner:
         servers = kwargs.pop("servers")
         start = p.now()
         name = f"{rate!r} on {step.subject} for {step.duration_s:g}s"
-        self.progress.say(f"t={start:.1f}s load {name}")
         result = await run_load(
             servers,
             step.subject,
@@ -394,6 +457,8 @@ class ScenarioRunner:
                                        source=step.source or LOAD_SOURCE,
                                        data=self._load_data(step)),
             connect_kwargs=kwargs,
+            progress=self.progress,
+            label=name,
         )
         attempted, acked, failed = result.delivery_sets()
         state.delivery.attempted |= attempted
@@ -410,7 +475,6 @@ class ScenarioRunner:
         self, p: Platform, engine: FaultEngine, state: _Run, step: FaultStep
     ) -> None:
         start = p.now()
-        self.progress.say(f"t={start:.1f}s fault {step.action} {step.target}")
         fault: ActiveFault = await engine.apply(step)
         if step.duration_s is not None:
             await asyncio.sleep(max(0.0, state.method_t0 + step.end_s() - p.now()))
@@ -419,7 +483,6 @@ class ScenarioRunner:
                 # causes (a restarted service's first events) may come while it completes.
                 state.step_healed[step.name] = p.now()
             await engine.remove(fault)
-            self.progress.say(f"t={p.now():.1f}s healed {step.action} {step.target}")
         self._timeline(state.journal, "fault", f"{step.action} {step.target}", start, p.now(),
                        planned=step.at_s, detail=fault.detail, step=step.name,
                        ok=fault.heal_error is None)
@@ -948,6 +1011,19 @@ def run_scenario(
 
 __all__ = ["LOAD_SOURCE", "RunOptions", "ScenarioRunner", "choose_backend", "new_run_id",
            "run_scenario"]
+
+
+def _step_label(step: Any) -> str:
+    """A step as the live view and an interruption name it: ``load``, ``fault kill broker``."""
+    if isinstance(step, FaultStep):
+        text = f"fault {step.action} {step.target}"
+    elif isinstance(step, LoadStep):
+        text = f"load {step.rate_per_s:g}/s"
+    elif isinstance(step, PublishStep):
+        text = "publish"
+    else:
+        text = "wait"
+    return f"{text} ({step.name})" if step.name else text
 
 
 def _with_default_subject(step: Any, config: RuntimeConfig) -> Any:
