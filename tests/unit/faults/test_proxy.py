@@ -470,8 +470,9 @@ async def test_eof_to_a_vanished_peer_is_counted_not_logged(
             await writer.drain()
             await asyncio.sleep(0.2)
             writer.write_eof()  # passed on at +300 ms, after the RST came back
-            deadline = time.monotonic() + 10
-            while proxy.stats.peers_gone == 0 and time.monotonic() < deadline:
+            for _ in range(200):  # up to 10 s on a loaded machine
+                if proxy.stats.peers_gone:
+                    break
                 await asyncio.sleep(0.05)
             assert proxy.stats.peers_gone == 1
             assert proxy.describe()["stats"]["peers_gone"] == 1
