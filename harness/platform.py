@@ -188,6 +188,8 @@ class Platform(AsyncResource):
             options["url"] = self.nats_url
         else:
             options.update(nodes=b.nodes, sync_always=b.sync_always)
+        if b.version and self.backend in ("process", "container"):
+            options["binary"] = await self._versioned_binary(b.version)
         if self.backend == "process":
             options["log_dir"] = self.run_dir / "logs"
             if b.store == "fuse":
@@ -198,6 +200,15 @@ class Platform(AsyncResource):
             open_broker(self.backend, **options)
         )
         return broker
+
+    async def _versioned_binary(self, version: str) -> Path:
+        """``topology.broker.version``: that release's nats-server, fetched once (issue 11)."""
+        from harness.broker.versions import ensure_nats_server
+
+        found = await asyncio.to_thread(ensure_nats_server, version)
+        self.event("broker.binary", version=found.version, path=str(found.path),
+                   source="fetched" if found.fetched else "cache")
+        return found.path
 
     async def _mount_store(self) -> Path:
         """Mount the storage-fault filesystem for the store (removed, with its data, on close).

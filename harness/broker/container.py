@@ -25,6 +25,7 @@ import os
 import re
 import time
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, cast
 
 from harness.broker._config import HOST, deep_merge, free_ports, render_config
@@ -344,6 +345,7 @@ class ContainerBroker(ClusterMonitor[ContainerNode]):
         size: int = 1,
         *,
         image: str | None = None,
+        binary: str | Path | None = None,
         name_prefix: str = "n",
         cluster_name: str = "qiki",
         sync_always: bool = False,
@@ -368,6 +370,12 @@ class ContainerBroker(ClusterMonitor[ContainerNode]):
         self.run_id = run_id or new_run_id()
         self._names = [f"{name_prefix}{i + 1}" for i in range(size)]
         self._image_arg = image
+        #: build the image from this nats-server (a fetched release: ``version``), tagged
+        #: by its version, instead of using QIKI_NATS_IMAGE or the default image
+        self._binary_arg = Path(binary) if binary is not None else None
+        if image is not None and binary is not None:
+            raise ValueError("ContainerBroker: image and binary exclude each other "
+                             "(the image is built from the binary)")
         self.image: str | None = None
         self.image_source: str | None = None
         self._nodes: list[ContainerNode] = []
@@ -509,7 +517,8 @@ class ContainerBroker(ClusterMonitor[ContainerNode]):
             # Independent: overlap the image check with the network creation. Both finish
             # before any error propagates, so the cleanup below sees the network if made.
             info, net_error = await asyncio.gather(
-                asyncio.to_thread(ensure_nats_image, self._image_arg),
+                asyncio.to_thread(ensure_nats_image, self._image_arg,
+                                  binary=self._binary_arg, local=self._binary_arg is not None),
                 asyncio.to_thread(self._create_network),
                 return_exceptions=True,
             )
@@ -574,7 +583,7 @@ class ContainerBroker(ClusterMonitor[ContainerNode]):
 def create_broker(*, nodes: int = 1, url: str | None = None, **options: Any) -> ContainerBroker:
     """Factory behind ``open_broker("container", nodes=N, **options)`` (not started yet).
 
-    ``options`` go to :class:`ContainerBroker` (``image=``, ``sync_always=``,
+    ``options`` go to :class:`ContainerBroker` (``image=``, ``binary=``, ``sync_always=``,
     ``extra_config=``, ``cluster_name=``, ``ready_timeout_s=``, ``run_id=``).
     """
     if url is not None:

@@ -34,7 +34,8 @@ RouteUrlFor = Callable[[int, int, int], str]
 _HINT = (
     "the log lines above are nats-server's own (a config error names the field, which may "
     "come from extra_config); set NATS_SERVER_BIN to another nats-server (v2.10+) if this "
-    "one is broken"
+    "one is broken, or run a release by version: --nats-server-version X.Y.Z "
+    "(topology.broker.version)"
 )
 _PORT_IN_USE = re.compile(r"address already in use", re.IGNORECASE)
 _VERSION_LINE = re.compile(r"Version:\s+(\S+)")

@@ -241,6 +241,7 @@ def ensure_nats_image(
     *,
     binary: Path | None = None,
     pull_timeout_s: float = PULL_TIMEOUT_S,
+    local: bool = False,
 ) -> ImageInfo:
     """Make sure a NATS image is available and return which one to run.
 
@@ -249,13 +250,14 @@ def ensure_nats_image(
     nats-server binary (``binary`` or find_nats_binary()) and tagged
     ``qiki/nats-local:<version>``; an existing build of the same binary (hash label) is reused.
     The built image runs like the official one: ``nats-server <flags>`` as the command.
+    ``local``: always the image of ``binary`` (a requested server version), never another.
     """
     image = image or os.environ.get("QIKI_NATS_IMAGE") or DEFAULT_NATS_IMAGE
     client = docker_client()
     try:
-        if _image_or_none(client, image) is not None:
+        if not local and _image_or_none(client, image) is not None:
             return ImageInfo(tag=image, source="present")
-        if _try_pull(image, pull_timeout_s):
+        if not local and _try_pull(image, pull_timeout_s):
             return ImageInfo(tag=image, source="pulled")
         binary = binary or find_nats_binary()
         st = binary.stat()

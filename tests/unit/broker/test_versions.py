@@ -1,0 +1,59 @@
+"""nats-server releases by version: parsing, the cache, the scenario and CLI options (no
+network here; the real fetch is tests/e2e/test_nats_versions.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from harness.broker.versions import (
+    NatsServerVersionError,
+    cache_root,
+    ensure_nats_server,
+    parse_version,
+)
+from harness.scenario.model import BrokerTopology
+
+
+@pytest.mark.parametrize(("text", "want"), [("2.12.1", "2.12.1"), ("v2.15.1", "2.15.1"),
+                                            ("2.10.25rc0", "2.10.25rc0")])
+def test_release_numbers_parse(text: str, want: str) -> None:
+    assert parse_version(text) == want
+
+
+@pytest.mark.parametrize("text", ["latest", "2.12", "2.12.1; rm -rf /", "../2.12.1", ""])
+def test_anything_else_is_refused_naming_it(text: str) -> None:
+    with pytest.raises(NatsServerVersionError, match="not a release number"):
+        parse_version(text)
+
+
+def test_cache_dir_follows_xdg_and_the_override(monkeypatch: pytest.MonkeyPatch,
+                                                tmp_path: Path) -> None:
+    monkeypatch.delenv("QIKI_CACHE_DIR", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert cache_root() == tmp_path / "xdg" / "qiki-harness" / "nats-server"
+    monkeypatch.setenv("QIKI_CACHE_DIR", str(tmp_path / "own"))
+    assert cache_root() == tmp_path / "own" / "nats-server"
+
+
+def test_a_cached_binary_is_used_without_fetching(monkeypatch: pytest.MonkeyPatch,
+                                                  tmp_path: Path) -> None:
+    monkeypatch.setenv("QIKI_CACHE_DIR", str(tmp_path))
+    binary = tmp_path / "nats-server" / "2.12.1" / "nats-server"
+    binary.parent.mkdir(parents=True)
+    binary.write_text("#!/bin/sh\necho 'nats-server: v2.12.1'\n")
+    binary.chmod(0o755)
+    # a fetch would need this interpreter: a missing one proves none happened
+    found = ensure_nats_server("v2.12.1", python=str(tmp_path / "no-python"))
+    assert found.path == binary and found.version == "2.12.1" and not found.fetched
+
+
+def test_scenario_version_is_checked_and_normalised() -> None:
+    assert BrokerTopology(version="v2.12.1").version == "2.12.1"
+    assert BrokerTopology.model_validate({"version": "2.12.1"}).version == "2.12.1"
+    with pytest.raises(ValidationError, match="not a release number"):
+        BrokerTopology(version="newest")
+    with pytest.raises(ValidationError, match="needs a broker the harness starts"):
+        BrokerTopology(backend="external", url="nats://127.0.0.1:4222", version="2.12.1")
