@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import IO
 
-from harness._resource import AsyncResource
+from harness._resource import AsyncResource, cancel_and_wait
 from harness.errors import HarnessError, SetupError
 
 __all__ = [
@@ -296,14 +296,11 @@ class ManagedProcess(AsyncResource):
                 return_when=asyncio.FIRST_COMPLETED,
             )
         finally:
-            for fut in (probe, exited):
-                if not fut.done():
-                    fut.cancel()
-            # Let cancelled futures settle so no "Task was destroyed" noise leaks out, but
-            # never wait long: a probe that swallows its cancellation must not hang start().
-            await asyncio.wait({probe, exited}, timeout=1.0)
-            if probe.done() and not probe.cancelled():
-                probe.exception()  # mark retrieved: no "exception never retrieved" noise
+            # Let cancelled futures settle so no "Task was destroyed" noise leaks out (and
+            # no "exception never retrieved"), but never wait long: a probe that keeps
+            # swallowing its cancellation must not hang start().
+            with contextlib.suppress(TimeoutError):
+                await cancel_and_wait(probe, exited, timeout_s=1.0, suppress_errors=True)
         if exited in done:
             # Checked first: a probe that fails because the process died is less telling.
             await self._drain_readers()
@@ -331,9 +328,10 @@ class ManagedProcess(AsyncResource):
         # A grandchild may hold the pipes open: never wait for them forever.
         if self._readers:
             _, pending = await asyncio.wait(self._readers, timeout=timeout_s)
-            for task in pending:
-                task.cancel()
-            await asyncio.gather(*self._readers, return_exceptions=True)
+            await cancel_and_wait(*pending, suppress_errors=True)
+            for task in self._readers:  # mark retrieved: no "exception never retrieved"
+                if not task.cancelled():
+                    task.exception()
         self._readers = []
 
     def _send(self, sig: signal.Signals) -> None:

@@ -143,15 +143,29 @@ _docker_gate_result: tuple[str, str] | None = None
 _docker_session_env_set = False
 
 
+def xdist_worker(config: pytest.Config) -> str | None:
+    """This process's pytest-xdist worker id (``gw0``...), None when not a worker."""
+    workerinput = getattr(config, "workerinput", None)
+    return None if workerinput is None else str(workerinput.get("workerid"))
+
+
 def pytest_sessionstart(session: pytest.Session) -> None:
     """Label this session's containers (``qiki-harness.session``) for cleanup at the end:
-    the testcontainers reaper cannot be pulled offline, so the plugin cleans up by label."""
+    the testcontainers reaper cannot be pulled offline, so the plugin cleans up by label.
+
+    Under pytest-xdist each worker labels its own (``<session>-gw0``...): workers inherit the
+    controller's environment, and one shared label let the first worker to finish remove the
+    containers of the others' running tests."""
     global _docker_session_env_set
     from harness.containers.engine import SESSION_ENV, new_run_id
 
     os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")
+    worker = xdist_worker(session.config)
     if SESSION_ENV not in os.environ:
         os.environ[SESSION_ENV] = f"pytest-{new_run_id()}"
+        _docker_session_env_set = True
+    if worker is not None:
+        os.environ[SESSION_ENV] = f"{os.environ[SESSION_ENV]}-{worker}"
         _docker_session_env_set = True
 
 

@@ -19,6 +19,7 @@ from harness.containers.images import (
     DEFAULT_SERVICES_IMAGE,
     LABEL_CONTENT_HASH,
     LOCAL_NATS_REPO,
+    SERVICES_REPO,
     find_nats_binary,
     nats_binary_version,
 )
@@ -73,7 +74,8 @@ def _images(client: Any) -> list[dict[str, Any]]:
     }
     out = []
     for image in client.images.list():
-        tags = [t for t in image.tags if t in wanted or t.startswith(LOCAL_NATS_REPO + ":")]
+        tags = [t for t in image.tags
+                if t in wanted or t.startswith((LOCAL_NATS_REPO + ":", SERVICES_REPO + ":"))]
         if not tags:
             continue
         out.append(

@@ -11,6 +11,7 @@ is rebuilt only when its inputs change.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import importlib.metadata as md
@@ -35,8 +36,11 @@ from harness.errors import SetupError
 DEFAULT_NATS_IMAGE = "nats:2.10-alpine"
 #: Repository of the locally built NATS image; the tag is the server's version.
 LOCAL_NATS_REPO = "qiki/nats-local"
-#: Tag of the locally built services image (env QIKI_SERVICES_IMAGE overrides).
-DEFAULT_SERVICES_IMAGE = "qiki/services-local:latest"
+#: Repository of the locally built services image; the tag is its content hash (env
+#: QIKI_SERVICES_IMAGE names a fixed tag instead).
+SERVICES_REPO = "qiki/services-local"
+#: Kept for reference and ``doctor``: the fixed tag used before images were tagged by content.
+DEFAULT_SERVICES_IMAGE = f"{SERVICES_REPO}:latest"
 #: Label holding the hash of what an image was built from (cache key).
 LABEL_CONTENT_HASH = "qiki-harness.content-sha256"
 #: Seconds a pull may take before the harness builds locally instead.
@@ -125,6 +129,33 @@ def _binary_identity(binary: Path, size: int, mtime_ns: int) -> tuple[str, str]:
     """(sha256, version) of a binary; cached per (path, size, mtime) because hashing 19 MB
     and running ``--version`` on every broker start costs ~0.1 s on a busy machine."""
     return _sha256_file(binary), nats_binary_version(binary)
+
+
+def services_image_tag(digest: str) -> str:
+    """The services image's tag for content ``digest``: every checkout and every concurrent
+    test worker gets its own tag for its own content, so none retags an image another is
+    about to run (a shared ``:latest`` flipped between two checkouts' builds)."""
+    return f"{SERVICES_REPO}:{digest[:16]}"
+
+
+@contextlib.contextmanager
+def build_lock(tag: str, *, timeout_s: float = 600.0) -> Iterator[None]:
+    """Hold the machine-wide lock of image ``tag`` while checking and building it: two
+    processes (xdist workers, two checkouts) building one tag at once would both spend the
+    build and the loser's ``_remove_replaced`` could drop the image the other just made."""
+    from filelock import FileLock, Timeout
+
+    lock_dir = Path(tempfile.gettempdir()) / "qiki-harness-locks"
+    lock_dir.mkdir(exist_ok=True)
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", tag)
+    try:
+        with FileLock(str(lock_dir / f"image-{name}.lock"), timeout=timeout_s):
+            yield
+    except Timeout:
+        raise SetupError(
+            f"image {tag}: another process has been building it for over {timeout_s:.0f} s "
+            f"(lock {lock_dir / f'image-{name}.lock'}); is a build stuck?"
+        ) from None
 
 
 def _image_or_none(client: Any, tag: str) -> Any:
@@ -263,40 +294,47 @@ def ensure_nats_image(
         st = binary.stat()
         digest, version = _binary_identity(binary, st.st_size, st.st_mtime_ns)
         tag = f"{LOCAL_NATS_REPO}:{version}"
-        existing = _image_or_none(client, tag)
-        if existing is not None and existing.labels.get(LABEL_CONTENT_HASH) == digest:
-            return ImageInfo(tag=tag, source="cached", content_hash=digest, version=version)
-        t0 = time.perf_counter()
-        with tempfile.TemporaryDirectory(prefix="qiki-nats-image-") as tmp:
-            tar_path = Path(tmp) / "rootfs.tar"
-            with tarfile.open(tar_path, "w") as tar:
-                _add_base(tar)
-                _add_file(tar, "/usr/local/bin/nats-server", binary)
-                # the official scratch image keeps the binary at /nats-server
-                _add_symlink(tar, "/nats-server", "usr/local/bin/nats-server")
-            _import_rootfs(
-                client,
-                tar_path,
-                tag,
-                [
-                    "ENV PATH=/usr/local/bin:/usr/bin:/bin",
-                    "EXPOSE 4222 6222 8222",
-                    f"LABEL {LABEL_CONTENT_HASH}={digest}",
-                    f"LABEL {LABEL_ROOT}.image=nats",
-                    f"LABEL {LABEL_ROOT}.nats-version={version}",
-                    'CMD ["nats-server", "-js", "-m", "8222"]',
-                ],
-            )
-        _remove_replaced(client, existing, tag)
-        return ImageInfo(
-            tag=tag,
-            source="built",
-            content_hash=digest,
-            build_s=time.perf_counter() - t0,
-            version=version,
-        )
+        with build_lock(tag):
+            return _build_nats_image(client, binary, tag, digest, version)
     finally:
         client.close()
+
+
+def _build_nats_image(client: Any, binary: Path, tag: str, digest: str, version: str
+                      ) -> ImageInfo:
+    """Reuse the ``tag`` built from ``digest`` or build it (the caller holds its lock)."""
+    existing = _image_or_none(client, tag)
+    if existing is not None and existing.labels.get(LABEL_CONTENT_HASH) == digest:
+        return ImageInfo(tag=tag, source="cached", content_hash=digest, version=version)
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="qiki-nats-image-") as tmp:
+        tar_path = Path(tmp) / "rootfs.tar"
+        with tarfile.open(tar_path, "w") as tar:
+            _add_base(tar)
+            _add_file(tar, "/usr/local/bin/nats-server", binary)
+            # the official scratch image keeps the binary at /nats-server
+            _add_symlink(tar, "/nats-server", "usr/local/bin/nats-server")
+        _import_rootfs(
+            client,
+            tar_path,
+            tag,
+            [
+                "ENV PATH=/usr/local/bin:/usr/bin:/bin",
+                "EXPOSE 4222 6222 8222",
+                f"LABEL {LABEL_CONTENT_HASH}={digest}",
+                f"LABEL {LABEL_ROOT}.image=nats",
+                f"LABEL {LABEL_ROOT}.nats-version={version}",
+                'CMD ["nats-server", "-js", "-m", "8222"]',
+            ],
+        )
+    _remove_replaced(client, existing, tag)
+    return ImageInfo(
+        tag=tag,
+        source="built",
+        content_hash=digest,
+        build_s=time.perf_counter() - t0,
+        version=version,
+    )
 
 
 # ----------------------------------------------------------------------------- services image
@@ -466,8 +504,11 @@ def ensure_services_image(tag: str | None = None, *, project_root: Path | None =
     ``["python", "-m", "services.registrar", "--nats-url", "nats://n1:4222"]``. Rebuilt
     only when the content hash of those inputs changes. Linux hosts only (it copies the
     host's ELF files).
+
+    The tag is ``qiki/services-local:<content hash>`` (:func:`services_image_tag`) unless
+    ``tag`` or env QIKI_SERVICES_IMAGE names one; the check and build hold that tag's
+    machine-wide lock (:func:`build_lock`), so concurrent test workers build it once.
     """
-    tag = tag or os.environ.get("QIKI_SERVICES_IMAGE") or DEFAULT_SERVICES_IMAGE
     if sys.platform != "linux":
         raise SetupError(
             f"services image: building from the host's Python needs Linux, not {sys.platform}"
@@ -475,57 +516,64 @@ def ensure_services_image(tag: str | None = None, *, project_root: Path | None =
     project_root = project_root or default_project_root()
     plan = _services_plan(project_root)
     digest = plan.digest(project_root)
+    tag = tag or os.environ.get("QIKI_SERVICES_IMAGE") or services_image_tag(digest)
     client = docker_client()
     try:
-        existing = _image_or_none(client, tag)
-        if existing is not None and existing.labels.get(LABEL_CONTENT_HASH) == digest:
-            return ImageInfo(tag=tag, source="cached", content_hash=digest)
-        t0 = time.perf_counter()
-        with tempfile.TemporaryDirectory(prefix="qiki-services-image-") as tmp:
-            tar_path = Path(tmp) / "rootfs.tar"
-            with tarfile.open(tar_path, "w") as tar:
-                _add_base(tar)
-                dirs: set[str] = {
-                    "/etc",
-                    "/root",
-                    "/usr",
-                    "/usr/local",
-                    "/usr/local/bin",
-                    "/bin",
-                    "/lib",
-                    "/tmp",
-                    "/data",
-                }
-                for dst in sorted([*plan.files, *plan.symlinks]):
-                    for d in _parents(dst):
-                        if d not in dirs:
-                            dirs.add(d)
-                            _add_dir(tar, d)
-                    if dst in plan.files:
-                        _add_file(tar, dst, plan.files[dst])
-                    else:
-                        _add_symlink(tar, dst, plan.symlinks[dst])
-                if "/lib64" not in dirs:
-                    _add_dir(tar, "/lib64")
-            _import_rootfs(
-                client,
-                tar_path,
-                tag,
-                [
-                    f"ENV PATH={PY_PREFIX}/bin:/usr/bin:/bin",
-                    f"ENV LD_LIBRARY_PATH={PY_PREFIX}/lib",
-                    f"ENV PYTHONPATH={APP_DIR}",
-                    "ENV PYTHONUNBUFFERED=1",
-                    "ENV PYTHONDONTWRITEBYTECODE=1",
-                    f"WORKDIR {APP_DIR}",
-                    f"LABEL {LABEL_CONTENT_HASH}={digest}",
-                    f"LABEL {LABEL_ROOT}.image=services",
-                    'CMD ["python", "-c", "import services"]',
-                ],
-            )
-        _remove_replaced(client, existing, tag)
-        return ImageInfo(
-            tag=tag, source="built", content_hash=digest, build_s=time.perf_counter() - t0
-        )
+        with build_lock(tag):
+            return _build_services_image(client, plan, tag, digest)
     finally:
         client.close()
+
+
+def _build_services_image(client: Any, plan: _Plan, tag: str, digest: str) -> ImageInfo:
+    """Reuse the ``tag`` built from ``digest`` or build it (the caller holds its lock)."""
+    existing = _image_or_none(client, tag)
+    if existing is not None and existing.labels.get(LABEL_CONTENT_HASH) == digest:
+        return ImageInfo(tag=tag, source="cached", content_hash=digest)
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="qiki-services-image-") as tmp:
+        tar_path = Path(tmp) / "rootfs.tar"
+        with tarfile.open(tar_path, "w") as tar:
+            _add_base(tar)
+            dirs: set[str] = {
+                "/etc",
+                "/root",
+                "/usr",
+                "/usr/local",
+                "/usr/local/bin",
+                "/bin",
+                "/lib",
+                "/tmp",
+                "/data",
+            }
+            for dst in sorted([*plan.files, *plan.symlinks]):
+                for d in _parents(dst):
+                    if d not in dirs:
+                        dirs.add(d)
+                        _add_dir(tar, d)
+                if dst in plan.files:
+                    _add_file(tar, dst, plan.files[dst])
+                else:
+                    _add_symlink(tar, dst, plan.symlinks[dst])
+            if "/lib64" not in dirs:
+                _add_dir(tar, "/lib64")
+        _import_rootfs(
+            client,
+            tar_path,
+            tag,
+            [
+                f"ENV PATH={PY_PREFIX}/bin:/usr/bin:/bin",
+                f"ENV LD_LIBRARY_PATH={PY_PREFIX}/lib",
+                f"ENV PYTHONPATH={APP_DIR}",
+                "ENV PYTHONUNBUFFERED=1",
+                "ENV PYTHONDONTWRITEBYTECODE=1",
+                f"WORKDIR {APP_DIR}",
+                f"LABEL {LABEL_CONTENT_HASH}={digest}",
+                f"LABEL {LABEL_ROOT}.image=services",
+                'CMD ["python", "-c", "import services"]',
+            ],
+        )
+    _remove_replaced(client, existing, tag)
+    return ImageInfo(
+        tag=tag, source="built", content_hash=digest, build_s=time.perf_counter() - t0
+    )

@@ -18,6 +18,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
+from harness._resource import cancel_and_wait
 from harness.broker._config import HOST, free_ports
 from harness.broker.base import StartClose
 from harness.containers.engine import (
@@ -248,9 +249,7 @@ class ServiceContainer(StartClose):
                 delay = min(delay * 1.5, 0.2)
         finally:
             if probe is not None and not probe.done():
-                probe.cancel()
-                with contextlib.suppress(BaseException):
-                    await probe
+                await cancel_and_wait(probe, suppress_errors=True)
 
     async def start(self) -> None:
         """Build/reuse the image, start the container, wait for the READY line."""

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harness.containers.engine import LABEL_ROOT, docker_client
-from harness.containers.images import LABEL_CONTENT_HASH, ensure_services_image
+from harness.containers.images import LABEL_CONTENT_HASH, build_lock, ensure_services_image
 from harness.errors import SetupError
 
 if TYPE_CHECKING:
@@ -81,26 +81,34 @@ def ensure_user_image(name: str, spec: ServiceTopology, scenario_dir: Path) -> s
         base = ensure_services_image().tag
         digest = _dir_digest(root, base + str(client.images.get(base).id))
         tag = user_image_tag(name, digest)
-        try:
-            if client.images.get(tag).labels.get(LABEL_CONTENT_HASH) == digest:
-                return tag
-        except docker.errors.ImageNotFound:
-            pass
-        try:
-            client.images.build(
-                path=str(root), tag=tag, rm=True, forcerm=True, pull=False,
-                buildargs={BASE_BUILD_ARG: base},
-                labels={LABEL_CONTENT_HASH: digest, f"{LABEL_ROOT}.image": f"user-{name}"},
-            )
-        except docker.errors.BuildError as exc:
-            raise SetupError(
-                f"service {name}: building {root} failed: {exc.msg}\n  last build lines:\n"
-                f"{_tail(exc.build_log)}\nHint: no registry is reachable; start FROM scratch, "
-                f"from a local image, or ARG {BASE_BUILD_ARG} / FROM ${{{BASE_BUILD_ARG}}} "
-                "(Python with nats-py)"
-            ) from None
-        except docker.errors.APIError as exc:
-            raise SetupError(f"service {name}: building {root} failed: {exc}") from None
-        return tag
+        with build_lock(tag):
+            return _build(client, name, root, tag, digest, base)
     finally:
         client.close()
+
+
+def _build(client: Any, name: str, root: Path, tag: str, digest: str, base: str) -> str:
+    """Reuse ``tag`` built from ``digest`` or build it (the caller holds its lock)."""
+    import docker
+
+    try:
+        if client.images.get(tag).labels.get(LABEL_CONTENT_HASH) == digest:
+            return tag
+    except docker.errors.ImageNotFound:
+        pass
+    try:
+        client.images.build(
+            path=str(root), tag=tag, rm=True, forcerm=True, pull=False,
+            buildargs={BASE_BUILD_ARG: base},
+            labels={LABEL_CONTENT_HASH: digest, f"{LABEL_ROOT}.image": f"user-{name}"},
+        )
+    except docker.errors.BuildError as exc:
+        raise SetupError(
+            f"service {name}: building {root} failed: {exc.msg}\n  last build lines:\n"
+            f"{_tail(exc.build_log)}\nHint: no registry is reachable; start FROM scratch, "
+            f"from a local image, or ARG {BASE_BUILD_ARG} / FROM ${{{BASE_BUILD_ARG}}} "
+            "(Python with nats-py)"
+        ) from None
+    except docker.errors.APIError as exc:
+        raise SetupError(f"service {name}: building {root} failed: {exc}") from None
+    return tag

@@ -9,12 +9,12 @@ rollbacks, so a run never leaves a paused broker or a cut link behind. New fault
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
+from harness._resource import cancel_and_wait
 from harness.checks.observations import FaultRecord
 from harness.errors import ConfigError, HarnessError
 from harness.faults.toxics import (
@@ -408,9 +408,7 @@ class FaultEngine:
         if pending is not None and not pending.done():
             # Healed before the fault's expected state showed (or before the collector ran):
             # keep what it looks like now, still under the fault.
-            pending.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await pending
+            await cancel_and_wait(pending)
             self._evidence_event(fault.step, "during", await self._observe(fault.step),
                                  node=fault.node, settled=False)
         try:
@@ -440,11 +438,8 @@ class FaultEngine:
         if not tasks:
             return
         _, late = await asyncio.wait(tasks, timeout=timeout_s)
-        for t in late:
-            t.cancel()
-        for t in late:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await t
+        # A collector inside a nats-py request may swallow one cancellation (wait_for).
+        await cancel_and_wait(*late, suppress_errors=True)
 
     # ------------------------------------------------------------------ evidence
 

@@ -15,7 +15,6 @@ nats-py engine instead. Reconnects to the same server list with a fixed wait.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import random
@@ -24,6 +23,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import cast
 from urllib.parse import urlparse
+
+from harness._resource import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -282,9 +283,7 @@ class WireClient:
         """Close the connection and stop reconnecting."""
         self._closed = True
         if self._reconnecting is not None:
-            self._reconnecting.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._reconnecting
+            await cancel_and_wait(self._reconnecting, suppress_errors=True)
         proto, self._proto = self._proto, None
         self.connected.clear()
         if proto is not None and proto.transport is not None:

@@ -27,6 +27,7 @@ import gevent
 import gevent.event
 import gevent.monkey
 
+from harness._resource import cancel_and_wait
 from harness.errors import HarnessError
 
 __all__ = ["AsyncBridge", "BridgeError", "BridgeTimeout"]
@@ -230,6 +231,4 @@ def _cancel_all(loop: asyncio.AbstractEventLoop) -> None:
     tasks = [t for t in asyncio.all_tasks(loop) if not t.done()]
     if not tasks:
         return
-    for t in tasks:
-        t.cancel()
-    loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
+    loop.run_until_complete(cancel_and_wait(*tasks, suppress_errors=True))

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
+from harness._resource import cancel_and_wait
 from harness.errors import ConfigError
 from harness.load._wire import WireAuth, WireClient
 from harness.load.gates import percentile
@@ -593,9 +594,7 @@ class Injector:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._drained.wait(), self.ack_timeout_s * 2 + 1)
         finally:
-            sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await sweeper
+            await cancel_and_wait(sweeper)
             stop_t = loop.time()
             for _seq, (mid, intended, _ts) in list(self._inflight.items()):
                 res.failed[mid] = REASON_STOPPED

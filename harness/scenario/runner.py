@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from harness._resource import cancel_and_wait
 from harness.checks import (
     CheckResult,
     DeliveryLog,
@@ -346,16 +347,11 @@ class ScenarioRunner:
                 self._phase("teardown")
                 # Rollbacks run even when a phase crashed; a second heal is a no-op.
                 await engine.heal_all()
-                sampler.cancel()
                 # asyncio.wait_for (Python 3.11) can swallow a cancellation that lands just as
                 # the request it wraps completes; the sampler then loops on and a plain
                 # ``await sampler`` never returns (seen once in CI: a run hung after its
                 # checks). Cancel again until it has really stopped.
-                while not sampler.done():
-                    await asyncio.wait({sampler}, timeout=0.5)
-                    sampler.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await sampler
+                await cancel_and_wait(sampler)
                 self._fill_journal(p, engine, state)
         failed = j.failed_checks()
         j.verdict = "failed" if failed else "passed"
@@ -409,8 +405,9 @@ class ScenarioRunner:
         try:
             results = await asyncio.gather(*tasks, return_exceptions=True)
         finally:
-            for t in tasks:
-                t.cancel()
+            # Only when this run is cancelled are steps still running: stop them for good
+            # before the rollbacks heal what they injected.
+            await cancel_and_wait(*tasks, suppress_errors=True)
         state.method_end = p.now()
         errors = [r for r in results if isinstance(r, BaseException)]
         for err in errors:
