@@ -178,13 +178,14 @@ class Delivered:
     instead of in a coroutine per message as nats-py does on arrival.
     """
 
-    __slots__ = ("_headers", "_raw", "data", "reply", "subject")
+    __slots__ = ("_headers", "data", "raw_headers", "reply", "subject")
 
     def __init__(self, subject: str, reply: str, data: bytes, raw_headers: bytes | None) -> None:
         self.subject = subject
         self.reply = reply
         self.data = data
-        self._raw = raw_headers
+        #: the header block as received (``NATS/1.0\r\n...``), or None
+        self.raw_headers = raw_headers
         self._headers: dict[str, str] | None = _UNPARSED
 
     @property
@@ -192,7 +193,7 @@ class Delivered:
         """The message's headers (None when it has none), like ``Msg.headers``."""
         h = self._headers
         if h is _UNPARSED:
-            h = self._headers = parse_raw_headers(self._raw)
+            h = self._headers = parse_raw_headers(self.raw_headers)
         return h
 
     def __repr__(self) -> str:
