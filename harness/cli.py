@@ -62,7 +62,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             backend=args.backend,
             nats_url=args.nats_url,
             report_dir=Path(args.report_dir),
-            progress=False if args.quiet or args.no_progress else None,
+            progress=not (args.quiet or args.no_progress),
         )
         runner = ScenarioRunner(scenario, options=opts, scenario_file=path)
         try:
@@ -351,7 +351,7 @@ def cmd_load(args: argparse.Namespace) -> int:
     from harness.progress import make_view
 
     label = f"{rate!r} on {subject} for {args.duration:g}s"
-    with make_view(False if args.no_progress else None, "load") as view:
+    with make_view(not args.no_progress, "load") as view:
         view.phase("load", label, planned_s=args.duration)
         result = asyncio.run(run_load(servers, subject, rate=rate, duration_s=args.duration,
                                       window=args.window, factory=factory,

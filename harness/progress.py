@@ -457,10 +457,10 @@ class LiveView(_View):
 
 def make_view(enabled: bool | None, title: str = "", *, stream: IO[str] | None = None,
               ) -> ProgressSink:
-    """The view for a command: nothing when ``enabled`` is False; else a live panel when
-    ``stream`` (default stderr) is a terminal, plain lines when it is not (``None`` and
-    ``True`` both choose by the terminal). ``with make_view(...) as sink:`` draws while
-    the block runs."""
+    """The view for a run: a live panel when ``stream`` (default stderr) is a terminal;
+    otherwise plain lines when ``enabled`` is True (the CLI: CI logs) and nothing when it is
+    None (a library call stays quiet in a log); nothing at all when ``enabled`` is False.
+    ``with make_view(...) as sink:`` draws while the block runs."""
     if enabled is False:
         return ProgressSink()
     out = stream if stream is not None else sys.stderr
@@ -469,4 +469,4 @@ def make_view(enabled: bool | None, title: str = "", *, stream: IO[str] | None =
         from rich.console import Console
 
         return LiveView(title, console=Console(file=out, highlight=False))
-    return LineView(title, stream=out)
+    return LineView(title, stream=out) if enabled else ProgressSink()

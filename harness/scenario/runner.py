@@ -100,8 +100,8 @@ class RunOptions:
     nats_url: str | None = None
     report_dir: Path = Path("reports")
     run_id: str | None = None
-    #: None/True: a live view when stderr is a terminal, plain lines when not; False: none;
-    #: or a :class:`~harness.progress.ProgressSink` of the caller's (issue 12)
+    #: a live view when stderr is a terminal; when not, plain lines if True, nothing if None;
+    #: False: none; or a :class:`~harness.progress.ProgressSink` of the caller's (issue 12)
     progress: bool | ProgressSink | None = None
 
 

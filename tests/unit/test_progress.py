@@ -134,9 +134,11 @@ def test_make_view_chooses_by_terminal() -> None:
         def isatty(self) -> bool:
             return True
 
-    assert type(make_view(False)) is ProgressSink
-    assert isinstance(make_view(None, stream=io.StringIO()), LineView)
+    assert type(make_view(False, stream=Tty())) is ProgressSink
+    assert isinstance(make_view(True, stream=io.StringIO()), LineView)  # the CLI in CI
+    assert type(make_view(None, stream=io.StringIO())) is ProgressSink  # a library call
     assert isinstance(make_view(True, stream=Tty()), LiveView)
+    assert isinstance(make_view(None, stream=Tty()), LiveView)
 
 
 def test_live_view_renders_a_frame() -> None:
