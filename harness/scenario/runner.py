@@ -209,15 +209,15 @@ class ScenarioRunner:
         self.journal = j
         t_start = time.monotonic()
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.progress.start()
         try:
-            with self.progress:
-                requested = self.options.backend or s.topology.broker.backend
-                if self.options.nats_url and not self.options.backend:
-                    requested = "external"
-                backend, why = choose_backend(requested)
-                j.backend, j.backend_reason = backend, why
-                self._phase("start-up", f"{backend} broker ({why}) and services")
-                await self._run_on_platform(state, backend)
+            requested = self.options.backend or s.topology.broker.backend
+            if self.options.nats_url and not self.options.backend:
+                requested = "external"
+            backend, why = choose_backend(requested)
+            j.backend, j.backend_reason = backend, why
+            self._phase("start-up", f"{backend} broker ({why}) and services")
+            await self._run_on_platform(state, backend)
         except asyncio.CancelledError:
             # Ctrl-C (asyncio.run cancels the run's task): teardown has run by now; keep a
             # partial journal and report that say so (issue 12), then let the cancel go on.
@@ -233,6 +233,7 @@ class ScenarioRunner:
             j.verdict = "error"
             j.error = f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=8)}"
         finally:
+            self.progress.stop()
             j.duration_s = round(time.monotonic() - t_start, 3)
             self._write_outputs(j)
         return j
