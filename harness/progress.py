@@ -410,8 +410,11 @@ class LiveView(_View):
 
     def emit(self, text: str) -> None:
         """Print above the panel."""
-        t = self.clock() - self._t0
-        self.console.print(f"[dim]{_secs(t):>7}[/dim] {text}", markup=True, highlight=False)
+        from rich.text import Text
+
+        line = Text(f"{_secs(self.clock() - self._t0):>7} ", style="dim")
+        line.append(text)  # plain text: a step name with [brackets] is not markup
+        self.console.print(line, highlight=False)
 
     def start(self) -> None:
         """Start drawing."""
@@ -449,7 +452,7 @@ class LiveView(_View):
             style = "red" if snap.failed else ""
             grid.add_row("load", Text(load_text(snap), style=style))
         if snap.lag:
-            grid.add_row("lag", lag_text(snap))
+            grid.add_row("lag", Text(lag_text(snap)))
         for i, f in enumerate(snap.faults):
             grid.add_row("faults" if i == 0 else "", Text(fault_text(f), style="yellow"))
         return grid

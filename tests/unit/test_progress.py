@@ -157,3 +157,13 @@ def test_live_view_renders_a_frame() -> None:
     assert "method 1.0s / 45s" in frame
     assert "kill broker (3.0s left)" in frame
     assert "registrar-events 12" in frame
+
+
+def test_live_view_prints_events_verbatim() -> None:
+    from rich.console import Console
+
+    buf = io.StringIO()
+    view = LiveView(console=Console(file=buf, force_terminal=True, color_system=None,
+                                    width=120), clock=Clock())
+    view.note("publish [bold]step[/bold] (name [x])")
+    assert "publish [bold]step[/bold] (name [x])" in buf.getvalue()
