@@ -448,18 +448,28 @@ class ScenarioRunner:
         servers = kwargs.pop("servers")
         start = p.now()
         name = f"{rate!r} on {step.subject} for {step.duration_s:g}s"
-        result = await run_load(
-            servers,
-            step.subject,
-            rate=rate,
-            duration_s=step.duration_s,
-            window=step.window,
-            factory=cloudevent_factory(event_type=LOAD_TYPE, source=LOAD_SOURCE,
-                                       data=_load_data(step.message_bytes)),
-            connect_kwargs=kwargs,
-            progress=self.progress,
-            label=name,
-        )
+        ended: list[Any] = []
+        try:
+            await run_load(
+                servers,
+                step.subject,
+                rate=rate,
+                duration_s=step.duration_s,
+                window=step.window,
+                factory=cloudevent_factory(event_type=LOAD_TYPE, source=LOAD_SOURCE,
+                                           data=_load_data(step.message_bytes)),
+                connect_kwargs=kwargs,
+                progress=self.progress,
+                label=name,
+                on_result=ended.append,
+            )
+        finally:
+            # also when interrupted (Ctrl-C): the partial journal keeps what was sent
+            for result in ended:
+                self._record_load(p, state, step, result, name, start)
+
+    def _record_load(self, p: Platform, state: _Run, step: LoadStep, result: Any, name: str,
+                     start: float) -> None:
         attempted, acked, failed = result.delivery_sets()
         state.delivery.attempted |= attempted
         state.delivery.acked |= acked
