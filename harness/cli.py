@@ -78,7 +78,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             nats_url=args.nats_url,
             nats_server_version=version,
             report_dir=Path(args.report_dir),
-            progress=False if args.quiet or args.no_progress else None,
+            progress=not (args.quiet or args.no_progress),
         )
         runner = ScenarioRunner(scenario, options=opts, scenario_file=path)
         try:
@@ -367,7 +367,7 @@ def cmd_load(args: argparse.Namespace) -> int:
     from harness.progress import make_view
 
     label = f"{rate!r} on {subject} for {args.duration:g}s"
-    with make_view(False if args.no_progress else None, "load") as view:
+    with make_view(not args.no_progress, "load") as view:
         view.phase("load", label, planned_s=args.duration)
         result = asyncio.run(run_load(servers, subject, rate=rate, duration_s=args.duration,
                                       window=args.window, factory=factory,

@@ -410,8 +410,11 @@ class LiveView(_View):
 
     def emit(self, text: str) -> None:
         """Print above the panel."""
-        t = self.clock() - self._t0
-        self.console.print(f"[dim]{_secs(t):>7}[/dim] {text}", markup=True, highlight=False)
+        from rich.text import Text
+
+        line = Text(f"{_secs(self.clock() - self._t0):>7} ", style="dim")
+        line.append(text)  # plain text: a step name with [brackets] is not markup
+        self.console.print(line, highlight=False)
 
     def start(self) -> None:
         """Start drawing."""
@@ -449,7 +452,7 @@ class LiveView(_View):
             style = "red" if snap.failed else ""
             grid.add_row("load", Text(load_text(snap), style=style))
         if snap.lag:
-            grid.add_row("lag", lag_text(snap))
+            grid.add_row("lag", Text(lag_text(snap)))
         for i, f in enumerate(snap.faults):
             grid.add_row("faults" if i == 0 else "", Text(fault_text(f), style="yellow"))
         return grid
@@ -457,10 +460,10 @@ class LiveView(_View):
 
 def make_view(enabled: bool | None, title: str = "", *, stream: IO[str] | None = None,
               ) -> ProgressSink:
-    """The view for a command: nothing when ``enabled`` is False; else a live panel when
-    ``stream`` (default stderr) is a terminal, plain lines when it is not (``None`` and
-    ``True`` both choose by the terminal). ``with make_view(...) as sink:`` draws while
-    the block runs."""
+    """The view for a run: a live panel when ``stream`` (default stderr) is a terminal;
+    otherwise plain lines when ``enabled`` is True (the CLI: CI logs) and nothing when it is
+    None (a library call stays quiet in a log); nothing at all when ``enabled`` is False.
+    ``with make_view(...) as sink:`` draws while the block runs."""
     if enabled is False:
         return ProgressSink()
     out = stream if stream is not None else sys.stderr
@@ -469,4 +472,4 @@ def make_view(enabled: bool | None, title: str = "", *, stream: IO[str] | None =
         from rich.console import Console
 
         return LiveView(title, console=Console(file=out, highlight=False))
-    return LineView(title, stream=out)
+    return LineView(title, stream=out) if enabled else ProgressSink()

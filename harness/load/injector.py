@@ -490,6 +490,7 @@ class Injector:
         yield_every: int = 64,
         progress: ProgressSink | None = None,
         label: str | None = None,
+        on_result: Callable[[LoadResult], None] | None = None,
     ) -> None:
         if not subject or any(c in subject for c in " \t\r\n*>"):
             raise ConfigError(f"load: subject must be a literal NATS subject, got {subject!r}")
@@ -538,6 +539,7 @@ class Injector:
         self.progress = progress
         self.label = label or f"{rate!r} on {subject}"
         self._res: LoadResult | None = None
+        self.on_result = on_result
 
     def counters(self) -> LoadCounters:
         """Running totals (cheap: a few ``len`` calls), for a progress view."""
@@ -607,6 +609,9 @@ class Injector:
             res.ended_at = datetime.now(UTC)
             if self.progress is not None:
                 self.progress.load_finished(self, self.counters())
+            if self.on_result is not None:
+                # also when cancelled: what was sent until then is still a result
+                self.on_result(res)
         return res
 
     async def _send(self, loop: asyncio.AbstractEventLoop, eng: _NatsPyEngine | _WireEngine,
@@ -805,12 +810,15 @@ async def inject(
     engine: Engine = "auto",
     progress: ProgressSink | None = None,
     label: str | None = None,
+    on_result: Callable[[LoadResult], None] | None = None,
 ) -> LoadResult:
     """Run an :class:`Injector` to completion on a connected client and return its result
-    (``progress``: where to report it, see :mod:`harness.progress`)."""
+    (``progress``: where to report it, see :mod:`harness.progress`; ``on_result`` is called
+    with the result when the run ends, also when it is cancelled)."""
     return await Injector(nc, subject, rate=rate, duration_s=duration_s, count=count,
                           window=window, ack_timeout_s=ack_timeout_s, factory=factory,
-                          engine=engine, progress=progress, label=label).run()
+                          engine=engine, progress=progress, label=label,
+                          on_result=on_result).run()
 
 
 async def run_load(
@@ -827,6 +835,7 @@ async def run_load(
     connect_kwargs: dict[str, Any] | None = None,
     progress: ProgressSink | None = None,
     label: str | None = None,
+    on_result: Callable[[LoadResult], None] | None = None,
 ) -> LoadResult:
     """Connect to ``servers``, run the load, close: the entry point of ``qiki-harness load``.
 
@@ -865,7 +874,8 @@ async def run_load(
     try:
         res = await inject(nc, subject, rate=rate, duration_s=duration_s, count=count,
                            window=window, ack_timeout_s=ack_timeout_s, factory=factory,
-                           engine=engine, progress=progress, label=label)
+                           engine=engine, progress=progress, label=label,
+                           on_result=on_result)
     finally:
         with contextlib.suppress(Exception):
             await nc.drain()

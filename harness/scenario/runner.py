@@ -101,8 +101,8 @@ class RunOptions:
     nats_url: str | None = None
     report_dir: Path = Path("reports")
     run_id: str | None = None
-    #: None/True: a live view when stderr is a terminal, plain lines when not; False: none;
-    #: or a :class:`~harness.progress.ProgressSink` of the caller's (issue 12)
+    #: a live view when stderr is a terminal; when not, plain lines if True, nothing if None;
+    #: False: none; or a :class:`~harness.progress.ProgressSink` of the caller's (issue 12)
     progress: bool | ProgressSink | None = None
     #: run this nats-server release instead of ``topology.broker.version`` (issue 11)
     nats_server_version: str | None = None
@@ -212,15 +212,15 @@ class ScenarioRunner:
         self.journal = j
         t_start = time.monotonic()
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.progress.start()
         try:
-            with self.progress:
-                requested = self.options.backend or s.topology.broker.backend
-                if self.options.nats_url and not self.options.backend:
-                    requested = "external"
-                backend, why = choose_backend(requested)
-                j.backend, j.backend_reason = backend, why
-                self._phase("start-up", f"{backend} broker ({why}) and services")
-                await self._run_on_platform(state, backend)
+            requested = self.options.backend or s.topology.broker.backend
+            if self.options.nats_url and not self.options.backend:
+                requested = "external"
+            backend, why = choose_backend(requested)
+            j.backend, j.backend_reason = backend, why
+            self._phase("start-up", f"{backend} broker ({why}) and services")
+            await self._run_on_platform(state, backend)
         except asyncio.CancelledError:
             # Ctrl-C (asyncio.run cancels the run's task): teardown has run by now; keep a
             # partial journal and report that say so (issue 12), then let the cancel go on.
@@ -236,6 +236,7 @@ class ScenarioRunner:
             j.verdict = "error"
             j.error = f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=8)}"
         finally:
+            self.progress.stop()
             j.duration_s = round(time.monotonic() - t_start, 3)
             self._write_outputs(j)
         return j
@@ -453,19 +454,29 @@ class ScenarioRunner:
         servers = kwargs.pop("servers")
         start = p.now()
         name = f"{rate!r} on {step.subject} for {step.duration_s:g}s"
-        result = await run_load(
-            servers,
-            step.subject,
-            rate=rate,
-            duration_s=step.duration_s,
-            window=step.window,
-            factory=cloudevent_factory(event_type=step.type or LOAD_TYPE,
-                                       source=step.source or LOAD_SOURCE,
-                                       data=self._load_data(step)),
-            connect_kwargs=kwargs,
-            progress=self.progress,
-            label=name,
-        )
+        ended: list[Any] = []
+        try:
+            await run_load(
+                servers,
+                step.subject,
+                rate=rate,
+                duration_s=step.duration_s,
+                window=step.window,
+                factory=cloudevent_factory(event_type=step.type or LOAD_TYPE,
+                                           source=step.source or LOAD_SOURCE,
+                                           data=self._load_data(step)),
+                connect_kwargs=kwargs,
+                progress=self.progress,
+                label=name,
+                on_result=ended.append,
+            )
+        finally:
+            # also when interrupted (Ctrl-C): the partial journal keeps what was sent
+            for result in ended:
+                self._record_load(p, state, step, result, name, start)
+
+    def _record_load(self, p: Platform, state: _Run, step: LoadStep, result: Any, name: str,
+                     start: float) -> None:
         attempted, acked, failed = result.delivery_sets()
         state.delivery.attempted |= attempted
         state.delivery.acked |= acked

@@ -214,6 +214,9 @@ def test_ctrl_c_mid_run(tmp_path: Path, to: str) -> None:
     assert "checks did not run" in journal["error"]
     assert journal["faults"] and journal["faults"][0]["removed_s"] is not None, "healed"
     assert journal["lag_samples"], "what was observed before the interruption is kept"
+    [load] = journal["load"]  # the load cut short: what it sent until then
+    assert 0 < load["acked"] <= load["attempted"] < 4500, load
+    assert any(t["kind"] == "load" for t in journal["timeline"])
     report = (run_dir / "report.html").read_text()
     assert "interrupted during method" in report
     deadline = time.monotonic() + 10

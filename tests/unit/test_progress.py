@@ -134,9 +134,11 @@ def test_make_view_chooses_by_terminal() -> None:
         def isatty(self) -> bool:
             return True
 
-    assert type(make_view(False)) is ProgressSink
-    assert isinstance(make_view(None, stream=io.StringIO()), LineView)
+    assert type(make_view(False, stream=Tty())) is ProgressSink
+    assert isinstance(make_view(True, stream=io.StringIO()), LineView)  # the CLI in CI
+    assert type(make_view(None, stream=io.StringIO())) is ProgressSink  # a library call
     assert isinstance(make_view(True, stream=Tty()), LiveView)
+    assert isinstance(make_view(None, stream=Tty()), LiveView)
 
 
 def test_live_view_renders_a_frame() -> None:
@@ -155,3 +157,13 @@ def test_live_view_renders_a_frame() -> None:
     assert "method 1.0s / 45s" in frame
     assert "kill broker (3.0s left)" in frame
     assert "registrar-events 12" in frame
+
+
+def test_live_view_prints_events_verbatim() -> None:
+    from rich.console import Console
+
+    buf = io.StringIO()
+    view = LiveView(console=Console(file=buf, force_terminal=True, color_system=None,
+                                    width=120), clock=Clock())
+    view.note("publish [bold]step[/bold] (name [x])")
+    assert "publish [bold]step[/bold] (name [x])" in buf.getvalue()
