@@ -72,6 +72,7 @@ from harness.scenario.model import (
     LoadStep,
     PublishStep,
     RegistrarCodesEntry,
+    ReplicasEntry,
     Scenario,
     WaitStep,
     step_body,
@@ -626,8 +627,28 @@ class ScenarioRunner:
                     state.injected_malformed if expected is None else expected,
                 ))
                 continue
+            if isinstance(entry_, ReplicasEntry):
+                out.append(await self._replicas(p, state, entry_))
+                continue
             out.append(self._one_check(p, engine, state, entry_, records or [], steady=steady))
         return out
+
+    async def _replicas(self, p: Platform, state: _Run, entry: ReplicasEntry) -> CheckResult:
+        """Read the stream from each node's own store and compare (issue 11 §3)."""
+        from harness.broker.replicas import read_replicas
+        from harness.checks.replicas import account_replicas, check_replicas
+
+        r = entry.replicas
+        assert p.broker is not None
+        contents, converged, live = await read_replicas(
+            list(p.broker.nodes), r.stream, self.run_dir / "replicas-tmp")
+        account = account_replicas(r.stream, contents, state.delivery, converged=converged,
+                                   live=live)
+        state.journal.replicas = account
+        p.event("replicas.read", stream=r.stream, divergent=account.divergent,
+                split_brain=account.split_brain, messages=account.messages,
+                missing=account.missing, lost=account.lost, errors=account.errors)
+        return check_replicas(account, max_divergent=r.max_divergent)
 
     def _one_check(
         self,
