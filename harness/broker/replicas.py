@@ -51,6 +51,9 @@ class ReplicaContent:
     error: str | None = None
     #: warnings and errors the throwaway server logged while loading the copy
     log: list[str] = field(default_factory=list)
+    #: why this replica holds no stream at all (its directory or metafile is gone, e.g.
+    #: after a power loss before the metafile was ever fsynced): it counts as empty
+    absent: str | None = None
 
 
 def message_identity(headers: dict[str, str] | None, subject: str, data: bytes) -> tuple[str,
@@ -90,7 +93,11 @@ async def read_store(store_dir: Path, stream: str, node: str, workdir: Path, *,
     out = ReplicaContent(node=node)
     src = await asyncio.to_thread(find_stream_dir, store_dir, stream)
     if src is None:
-        out.error = f"no directory for stream {stream} in {store_dir}"
+        out.absent = f"no directory for stream {stream} in the node's store"
+        return out
+    if not await asyncio.to_thread((src / "meta.inf").exists):
+        # nats-server itself skips such a directory ("Missing stream metafile")
+        out.absent = "the stream's directory has no meta.inf (nats-server skips it)"
         return out
     copy = workdir / node
     await asyncio.to_thread(shutil.rmtree, copy, ignore_errors=True)

@@ -50,6 +50,8 @@ class ReplicaAccount(BaseModel):
     lost_ids: dict[str, list[str]] = {}
     #: replicas that could not be read, and why
     errors: dict[str, str] = {}
+    #: replicas that hold no stream at all (counted as empty), and why
+    absent: dict[str, str] = {}
     #: warnings the server logged loading each replica's copy (block recovery, checksums)
     recovery_log: dict[str, list[str]] = {}
     #: whether the running replicas reported the same state before they were read
@@ -63,14 +65,19 @@ class ReplicaAccount(BaseModel):
 
 
 def account_replicas(stream: str, contents: Sequence[ReplicaContent], log: DeliveryLog, *,
-                     converged: bool = True,
-                     live: dict[str, dict[str, Any]] | None = None) -> ReplicaAccount:
-    """Compare the replicas that could be read; see :class:`ReplicaAccount`."""
+                     converged: bool = True, live: dict[str, dict[str, Any]] | None = None,
+                     loaded: bool | None = None) -> ReplicaAccount:
+    """Compare the replicas that could be read; see :class:`ReplicaAccount`.
+
+    ``loaded``: whether the load published into this stream (then each replica's ``lost``
+    counts every acked load message it lacks); None: guess it from the replicas' contents.
+    """
     readable = [c for c in contents if c.error is None]
     # Replicas are copied one after the other while the cluster still takes writes (the
     # services publish on): compare only what every replica had when they last agreed.
     seen = [s["last_seq"] for s in (live or {}).values() if isinstance(s.get("last_seq"), int)]
-    up_to = min(seen) if seen else min((c.last_seq for c in readable), default=0)
+    up_to = min(seen) if seen else min(
+        (c.last_seq for c in readable if c.absent is None), default=0)
     divergent: list[int] = []
     conflicting = 0
     seqs = {q for q in set().union(*(c.messages.keys() for c in readable)) if q <= up_to}
@@ -88,7 +95,8 @@ def account_replicas(stream: str, contents: Sequence[ReplicaContent], log: Deliv
     union: set[str] = set().union(*ids.values())
     missing = {n: sorted(union - have) for n, have in ids.items()}
     # The load's acked ids count against this stream only if the load published into it.
-    loaded = bool(union & log.attempted)
+    if loaded is None:
+        loaded = bool(union & log.attempted)
     lost = {n: sorted(log.acked - have) for n, have in ids.items()} if loaded else {}
     return ReplicaAccount(
         stream=stream,
@@ -105,6 +113,7 @@ def account_replicas(stream: str, contents: Sequence[ReplicaContent], log: Deliv
         lost={n: len(v) for n, v in lost.items()},
         lost_ids={n: v[:MAX_LISTED] for n, v in lost.items() if v},
         errors={c.node: c.error for c in contents if c.error is not None},
+        absent={c.node: c.absent for c in contents if c.absent is not None},
         recovery_log={c.node: c.log for c in contents if c.log},
         converged=converged,
         live=live or {},
@@ -129,6 +138,9 @@ def check_replicas(account: ReplicaAccount, *, max_divergent: int = 0,
     for node, n in account.lost.items():
         if n and account.divergent > max_divergent:
             details.append(f"{node} lacks {n} acked message(s)")
+    for node, why in account.absent.items():
+        if account.divergent > max_divergent:
+            details.append(f"{node} holds no {account.stream} stream: {why}")
     for node, err in account.errors.items():
         details.append(f"{node}: replica not read: {err}")
     if not account.converged:

@@ -642,8 +642,16 @@ class ScenarioRunner:
         assert p.broker is not None
         contents, converged, live = await read_replicas(
             list(p.broker.nodes), r.stream, self.run_dir / "replicas-tmp")
+        from harness.checks.events import subject_matches
+
+        spec = next((st for st in p.config.streams if st.name == r.stream), None)
+        loads = [step for step in (_with_default_subject(step_body(e), p.config)
+                                   for e in self.scenario.method)
+                 if isinstance(step, LoadStep)]
+        loaded = None if spec is None else any(
+            subject_matches(pat, ld.subject) for ld in loads for pat in spec.subjects)
         account = account_replicas(r.stream, contents, state.delivery, converged=converged,
-                                   live=live)
+                                   live=live, loaded=loaded)
         state.journal.replicas = account
         p.event("replicas.read", stream=r.stream, divergent=account.divergent,
                 split_brain=account.split_brain, messages=account.messages,

@@ -85,3 +85,18 @@ def test_losses_are_not_counted_against_a_stream_the_load_did_not_write() -> Non
 def test_identity_without_msg_id_is_the_content_digest() -> None:
     a = message_identity(None, "s", b"x")
     assert a[0] == f"sha256:{a[1]}" and message_identity({}, "s", b"y") != a
+
+
+def test_a_replica_without_its_stream_is_empty_and_lacks_every_acked_message() -> None:
+    gone = ReplicaContent(node="n2", absent="the stream's directory has no meta.inf")
+    acc = account_replicas("S", [_replica("n1", range(1, 4)), gone], _log(3), loaded=True)
+    res = check_replicas(acc)
+    assert acc.divergent == 3 and acc.missing["n2"] == 3 and acc.lost["n2"] == 3
+    assert acc.absent == {"n2": "the stream's directory has no meta.inf"} and not acc.errors
+    assert any("n2 holds no S stream" in d for d in res.details)
+
+
+def test_loaded_says_the_load_wrote_here_even_when_no_replica_kept_any_of_it() -> None:
+    reps = [_replica(n, [1], other={1: "service-event"}) for n in ("n1", "n2")]
+    acc = account_replicas("S", reps, _log(5), loaded=True)
+    assert acc.lost == {"n1": 5, "n2": 5} and acc.divergent == 0
