@@ -251,6 +251,33 @@ async def _disconnect(
     return await _partition(platform, step, target)
 
 
+#: Targets naming several nodes at once (``power-loss`` only).
+MANY_NODES = ("broker:all", "broker:minority")
+
+
+async def resolve_nodes(platform: Platform, target: str, *,
+                        seed: int = 0) -> list[tuple[Killable, str]]:
+    """``broker:all`` -> every node; ``broker:minority`` -> floor((n-1)/2) nodes picked by
+    ``seed`` (reproducible); any other broker target -> its one node (a stream leader is
+    resolved now, at fault time)."""
+    import random
+
+    broker = platform.broker
+    if target in MANY_NODES:
+        if broker is None or not broker.nodes:
+            raise FaultTargetError(f"fault target {target!r}: the broker has no nodes")
+        every: list[tuple[Killable, str]] = [(n, n.name) for n in broker.nodes]
+        if target == "broker:all":
+            return every
+        k = (len(every) - 1) // 2
+        if k == 0:
+            raise FaultTargetError(f"fault target {target!r}: {len(every)} node(s) have no "
+                                   "minority")
+        picked = set(random.Random(seed).sample(sorted(n for _, n in every), k))
+        return [(n, name) for n, name in every if name in picked]
+    return [await resolve_process(platform, target)]
+
+
 def _storage_of(platform: Platform, step: FaultStep) -> Any:
     fs = getattr(platform, "storage", None)
     if fs is None:
@@ -266,11 +293,9 @@ async def _power_loss(platform: Platform, step: FaultStep, target: str) -> tuple
     """Power loss of one node: SIGKILL it, drop every write its store had not fsynced (the
     page cache is gone), restart it (at once, or at the heal when ``duration_s`` is set)."""
     fs = _storage_of(platform, step)
-    if target == "broker:all":
-        assert platform.broker is not None
-        nodes: list[tuple[Killable, str]] = [(n, n.name) for n in platform.broker.nodes]
-    else:
-        nodes = [await resolve_process(platform, target)]
+    nodes = await resolve_nodes(platform, target, seed=step.seed)
+    platform.event("fault.nodes", action=step.action, target=target,
+                   nodes=[name for _, name in nodes])
     # every node dies before any store is rewound: a coordinated power failure
     await asyncio.gather(*(node.kill() for node, _ in nodes))  # waits for the exits
     parts = []
@@ -382,7 +407,7 @@ class FaultEngine:
         # Process handlers resolve the whole target (broker:stream-leader:S); links the name.
         target = arg if kind == "link" else step.target
         node = (await resolve_node_name(self.platform, step.target)
-                if kind in ("broker", "route") and step.target != "broker:all" else None)
+                if kind in ("broker", "route") and step.target not in MANY_NODES else None)
         before = await self._observe(step)
         self._evidence_event(step, "before", before, node=node)
         applied = self._now()
@@ -576,3 +601,7 @@ def fault_evidence_summary(platform: Platform) -> dict[str, Any]:
     if routes is not None:
         out["route_proxies"] = routes.describe()
     return out
+
+
+# Registers ``corrupt`` (its own module: it edits store files, nothing here does).
+from harness.faults import corrupt as _corrupt  # noqa: E402,F401

@@ -8,6 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from harness.checks.delivery import DeliveryAccount
+from harness.checks.replicas import ReplicaAccount
 from harness.checks.result import CheckResult
 
 Verdict = Literal["passed", "failed", "error"]
@@ -146,6 +147,8 @@ class Journal(BaseModel):
     steady_state_after: list[CheckResult] = Field(default_factory=list)
     checks: list[CheckResult] = Field(default_factory=list)
     delivery: DeliveryAccount | None = None
+    #: the replicas check: what each replica of the stream holds, split-brain measured
+    replicas: ReplicaAccount | None = None
     load: list[dict[str, Any]] = Field(default_factory=list)
     recovery_s: float | None = None
     lag_samples: list[LagPoint] = Field(default_factory=list)

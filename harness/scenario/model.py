@@ -27,12 +27,13 @@ MarkerName = Literal["smoke", "chaos", "load", "contract"]
 
 #: Fault target syntax: ``broker`` (first node), ``broker:n2``, ``broker:stream-leader:STREAM``,
 #: ``broker:meta-leader``, ``broker:all`` (every node at once: ``power-loss`` only),
+#: ``broker:minority`` (floor((n-1)/2) nodes chosen by the step's seed: ``power-loss`` only),
 #: ``service:NAME``, ``link:NAME`` (the fault proxy in front of a
 #: service's or the load's NATS connection), ``route:NODE`` (that node's cluster routes).
 #: Only the shape is checked here; which services and links exist is checked against the
 #: topology (:meth:`Scenario._coherent`), so a user service is a target like any other.
 TARGET_RE = re.compile(
-    r"^(broker(:(n\d+|all|meta-leader|stream-leader:[A-Za-z0-9_-]+))?"
+    r"^(broker(:(n\d+|all|minority|meta-leader|stream-leader:[A-Za-z0-9_-]+))?"
     r"|service:[A-Za-z0-9_-]+"
     r"|link:[A-Za-z0-9_-]+"
     r"|route:n\d+)$"
@@ -351,7 +352,7 @@ FaultAction = Literal[
     "kill", "terminate", "pause", "restart", "pause-kill",
     "latency", "bandwidth", "blackhole", "reset_peer", "down", "slicer", "limit_data",
     "partition", "disconnect", "part-kill",
-    "power-loss", "disk-full", "slow-disk",
+    "power-loss", "disk-full", "slow-disk", "corrupt",
 ]
 
 #: Faults that act on a node's store through the storage-fault filesystem (issue 11).
@@ -369,6 +370,12 @@ class FaultStep(_Step):
     jitter_ms: float = Field(default=0.0, ge=0)
     rate_bytes_per_s: int | None = Field(default=None, gt=0)
     bytes: int | None = Field(default=None, gt=0)
+    #: ``corrupt``: the stream whose message block is damaged, and how (issue 11)
+    stream: str | None = Field(default=None, min_length=1, pattern=r"^[A-Za-z0-9_-]+$")
+    mode: Literal["bitflip", "truncate"] = "bitflip"
+    #: picks the block file and offset (``corrupt``) or the nodes (``broker:minority``):
+    #: the same seed on the same store picks the same place, so a run can be reproduced
+    seed: int = Field(default=0, ge=0)
 
     @field_validator("target")
     @classmethod
@@ -394,9 +401,14 @@ class FaultStep(_Step):
         if self.action in STORAGE_ACTIONS and not self.target.startswith("broker"):
             raise ValueError(f"action {self.action!r} applies to broker targets (a node's "
                              f"store), not {self.target!r}")
-        if self.target == "broker:all" and self.action != "power-loss":
-            raise ValueError(f"target 'broker:all' is for action 'power-loss' (every node "
-                             f"loses power together), not {self.action!r}")
+        for many in ("broker:all", "broker:minority"):
+            if self.target == many and self.action != "power-loss":
+                raise ValueError(f"target {many!r} is for action 'power-loss' (those nodes "
+                                 f"lose power together), not {self.action!r}")
+        if self.action == "corrupt" and (self.stream is None
+                                         or not self.target.startswith("broker")):
+            raise ValueError("action 'corrupt' needs a broker node target and stream: NAME "
+                             "(whose message block file is damaged on that node)")
         link_only = {"latency", "bandwidth", "blackhole", "reset_peer", "down", "slicer",
                      "limit_data"}
         if self.action in link_only and not self.target.startswith("link:"):
@@ -648,6 +660,14 @@ class DeliveryCheck(_Model):
     subject: str | None = Field(default=None, min_length=1)
 
 
+class ReplicasCheck(_Model):
+    """Read ``stream`` back from each replica's own store and compare (issue 11 §3)."""
+
+    stream: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_-]+$")
+    #: sequences at which the replicas may disagree (split-brain: default none)
+    max_divergent: int = Field(default=0, ge=0)
+
+
 class LoadGatesCheck(_Model):
     """Latency, rate and error gates on the load steps; ``null`` switches a gate off."""
 
@@ -767,6 +787,12 @@ class DeadLettersEntry(_Model):
     dead_letters: DeadLettersCheck
 
 
+class ReplicasEntry(_Model):
+    """``- replicas: {...}``"""
+
+    replicas: ReplicasCheck
+
+
 class LoadGatesEntry(_Model):
     """``- load_gates: {...}``"""
 
@@ -781,18 +807,19 @@ CheckSpec = Annotated[
     | Annotated[DeliveryEntry, Tag("delivery")]
     | Annotated[LoadGatesEntry, Tag("load_gates")]
     | Annotated[DeadLettersEntry, Tag("dead_letters")]
-    | Annotated[EventsEntry, Tag("events")],
+    | Annotated[EventsEntry, Tag("events")]
+    | Annotated[ReplicasEntry, Tag("replicas")],
     Discriminator(
         _keyed,
         custom_error_type="check_kind",
         custom_error_message="a check is one of contract, lag, lag_recovery, registrar_codes, "
-        "delivery, load_gates, dead_letters, events, written as '- lag: {...}'",
+        "delivery, load_gates, dead_letters, events, replicas, written as '- lag: {...}'",
     ),
 ]
 
 CheckEntry = (
     ContractEntry | LagEntry | LagRecoveryEntry | RegistrarCodesEntry | DeliveryEntry
-    | LoadGatesEntry | DeadLettersEntry | EventsEntry
+    | LoadGatesEntry | DeadLettersEntry | EventsEntry | ReplicasEntry
 )
 
 
@@ -897,8 +924,14 @@ class Scenario(_Model):
                 kind = step.target.partition(":")[0]
                 if kind in {"broker", "route"} and self.topology.broker.backend == "external":
                     raise ValueError("broker faults need a broker the harness started")
+                if step.target == "broker:minority" and self.topology.broker.nodes < 3:
+                    raise ValueError("target 'broker:minority' needs topology.broker.nodes: 3 "
+                                     "(a single node has no minority)")
                 if kind == "route" and self.topology.broker.nodes < 3:
                     raise ValueError("route faults (partitions) need topology.broker.nodes: 3")
+                if step.action == "corrupt" and self.topology.broker.backend != "process":
+                    raise ValueError("fault 'corrupt' needs topology.broker.backend: process "
+                                     "(it edits a node's store on this machine)")
                 if step.action in STORAGE_ACTIONS and self.topology.broker.store != "fuse":
                     raise ValueError(
                         f"fault {step.action!r} needs topology.broker.store: fuse (the node's "
@@ -906,6 +939,9 @@ class Scenario(_Model):
         kinds = {check_kind(c) for c in self.checks}
         if "delivery" in kinds and not any(isinstance(e, LoadEntry) for e in self.method):
             raise ValueError("a delivery check needs at least one load step in method")
+        if "replicas" in kinds and self.topology.broker.backend != "process":
+            raise ValueError("a replicas check needs topology.broker.backend: process (it "
+                             "reads each node's store on this machine)")
         for kind in ("registrar_codes", "dead_letters"):
             if kind in kinds and "registrar" not in services:
                 raise ValueError(f"a {kind} check needs the registrar service enabled")

@@ -73,6 +73,7 @@ from harness.scenario.model import (
     LoadStep,
     PublishStep,
     RegistrarCodesEntry,
+    ReplicasEntry,
     Scenario,
     WaitStep,
     step_body,
@@ -725,8 +726,36 @@ class ScenarioRunner:
                     state.injected_malformed if expected is None else expected,
                 ))
                 continue
+            if isinstance(entry_, ReplicasEntry):
+                out.append(await self._replicas(p, state, entry_))
+                continue
             out.append(self._one_check(p, engine, state, entry_, records or [], steady=steady))
         return out
+
+    async def _replicas(self, p: Platform, state: _Run, entry: ReplicasEntry) -> CheckResult:
+        """Read the stream from each node's own store and compare (issue 11 §3)."""
+        from harness.broker.replicas import read_replicas
+        from harness.checks.replicas import account_replicas, check_replicas
+
+        r = entry.replicas
+        assert p.broker is not None
+        contents, converged, live = await read_replicas(
+            list(p.broker.nodes), r.stream, self.run_dir / "replicas-tmp")
+        from harness.checks.events import subject_matches
+
+        spec = next((st for st in p.config.streams if st.name == r.stream), None)
+        loads = [step for step in (_with_default_subject(step_body(e), p.config)
+                                   for e in self.scenario.method)
+                 if isinstance(step, LoadStep)]
+        loaded = None if spec is None else any(
+            subject_matches(pat, ld.subject) for ld in loads for pat in spec.subjects)
+        account = account_replicas(r.stream, contents, state.delivery, converged=converged,
+                                   live=live, loaded=loaded)
+        state.journal.replicas = account
+        p.event("replicas.read", stream=r.stream, divergent=account.divergent,
+                split_brain=account.split_brain, messages=account.messages,
+                missing=account.missing, lost=account.lost, errors=account.errors)
+        return check_replicas(account, max_divergent=r.max_divergent)
 
     def _one_check(
         self,

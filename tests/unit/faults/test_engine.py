@@ -333,3 +333,20 @@ def test_route_proxies_only_for_scenarios_that_partition() -> None:
     assert not needs_route_proxies(parse_scenario(base % (3, kill)))
     with pytest.raises(ValueError, match=r"route faults .* need topology\.broker\.nodes: 3"):
         parse_scenario(base % (1, part))
+
+
+async def test_minority_is_floor_n_minus_1_over_2_nodes_picked_by_seed() -> None:
+    from harness.faults.engine import resolve_nodes
+
+    p = FakePlatform(cluster())
+    picks = {s: [n for _, n in await resolve_nodes(p, "broker:minority", seed=s)]  # type: ignore[arg-type]
+             for s in range(12)}
+    assert all(len(v) == 1 for v in picks.values())
+    assert picks[0] == [n for _, n in await resolve_nodes(p, "broker:minority", seed=0)]  # type: ignore[arg-type]
+    assert len({v[0] for v in picks.values()}) > 1  # the seed matters
+    five = FakePlatform([FakeNode(f"n{i}") for i in range(1, 6)])
+    assert len(await resolve_nodes(five, "broker:minority")) == 2  # type: ignore[arg-type]
+    assert [n for _, n in await resolve_nodes(p, "broker:stream-leader:QIKI_EVENTS_V1")] == [  # type: ignore[arg-type]
+        "n3"]
+    with pytest.raises(FaultTargetError, match="have no minority"):
+        await resolve_nodes(FakePlatform([FakeNode("n1")]), "broker:minority")  # type: ignore[arg-type]

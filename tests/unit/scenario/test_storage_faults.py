@@ -73,3 +73,49 @@ def test_broker_all_is_for_power_loss_only() -> None:
     assert _fault("{at_s: 1, action: power-loss, target: broker:all}").target == "broker:all"
     probs = _problems(BASE.replace("FAULT", "{at_s: 1, action: kill, target: broker:all}"))
     assert any("target 'broker:all' is for action 'power-loss'" in p for p in probs), probs
+
+
+R3 = BASE.replace("nodes: 1, store: fuse", "nodes: 3")
+
+
+def test_corrupt_and_minority_load() -> None:
+    c = _fault("{at_s: 1, action: corrupt, target: broker:n2, stream: QIKI_EVENTS_V1, "
+               "mode: truncate, seed: 7}", R3)
+    assert (c.stream, c.mode, c.seed) == ("QIKI_EVENTS_V1", "truncate", 7)
+    # bit flip is the default; the store may be a plain directory (no FUSE needed)
+    assert _fault("{at_s: 1, action: corrupt, target: 'broker:stream-leader:S', "
+                  "stream: S}", R3).mode == "bitflip"
+    m = _fault("{at_s: 1, action: power-loss, target: broker:minority}",
+               R3.replace("nodes: 3", "nodes: 3, store: fuse"))
+    assert m.target == "broker:minority"
+
+
+@pytest.mark.parametrize(("fault", "needle"), [
+    ("{at_s: 1, action: corrupt, target: broker:n2}", "needs a broker node target and stream"),
+    ("{at_s: 1, action: corrupt, target: service:registrar, stream: S}",
+     "needs a broker node target and stream"),
+    ("{at_s: 1, action: corrupt, target: broker:n2, stream: S, mode: shred}", "bitflip"),
+    ("{at_s: 1, action: kill, target: broker:minority}", "is for action 'power-loss'"),
+])
+def test_bad_corrupt_or_minority_is_named(fault: str, needle: str) -> None:
+    probs = _problems(R3.replace("FAULT", fault))
+    assert any(needle in p for p in probs), probs
+
+
+def test_minority_needs_a_cluster_and_corrupt_a_local_store() -> None:
+    probs = _problems(BASE.replace("FAULT", "{at_s: 1, action: power-loss, "
+                                            "target: broker:minority}"))
+    assert any("needs topology.broker.nodes: 3" in p for p in probs), probs
+    ext = R3.replace("backend: process", "backend: container").replace(
+        "FAULT", "{at_s: 1, action: corrupt, target: broker:n2, stream: S}")
+    assert any("needs topology.broker.backend: process" in p for p in _problems(ext))
+
+
+def test_replicas_check_loads_and_needs_a_local_store() -> None:
+    text = R3.replace("FAULT", "{at_s: 1, action: kill, target: broker:n2}") + \
+        "  - replicas: {stream: QIKI_EVENTS_V1, max_divergent: 2}\n"
+    sc = parse_scenario(text, "s.yaml")
+    assert sc.checks[-1].replicas.max_divergent == 2  # type: ignore[union-attr]
+    probs = _problems(text.replace("backend: process", "backend: container"))
+    assert any("replicas check needs topology.broker.backend: process" in p for p in probs)
+    assert any("stream" in p for p in _problems(text.replace("stream: QIKI_EVENTS_V1, ", "")))
