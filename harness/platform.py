@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import os
 import time
 import urllib.request
@@ -87,6 +88,25 @@ class Tap:
                 received_at=time.monotonic() - self.t0,
             )
         )
+
+
+class _SslEofNoise(logging.Filter):
+    """Drops asyncio's "returning true from eof_received() has no effect when using ssl".
+
+    nats-py upgrades its stream to TLS after INFO; its stream protocol then answers EOF with
+    True, and asyncio logs that warning on every TLS connection a broker kill or restart
+    closes: dozens of lines per chaos run that say nothing about the run (issue 10).
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "eof_received() has no effect when using ssl" not in record.getMessage()
+
+
+def quiet_ssl_eof_noise() -> None:
+    """Install :class:`_SslEofNoise` on the asyncio logger (once)."""
+    log = logging.getLogger("asyncio")
+    if not any(isinstance(f, _SslEofNoise) for f in log.filters):
+        log.addFilter(_SslEofNoise())
 
 
 class Platform(AsyncResource):
@@ -204,6 +224,8 @@ class Platform(AsyncResource):
             verify_client=b.tls.verify_client, hostnames=hostnames,
         )
         self.event("security.issued", **creds.describe())
+        if creds.tls is not None:
+            quiet_ssl_eof_noise()
         return creds
 
     def service_env(self, settings: NatsSettings) -> dict[str, str]:

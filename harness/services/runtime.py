@@ -324,6 +324,15 @@ class ServiceLauncher:
             "QIKI_NATS_NAME": f"qiki-{name}",
         }
         volumes: dict[str, tuple[str, str]] = {}
+        if p.credentials is not None:
+            # Its own credentials and TLS files (issue 10): in the environment, never argv;
+            # the files through a read-only mount of the run's secrets dir at the same path.
+            creds_env = p.service_env(p.settings(name, name=f"qiki-{name}"))
+            env.update({k: v for k, v in creds_env.items()
+                        if k.startswith("QIKI_NATS_") and k not in ("QIKI_NATS_URL",
+                                                                    "QIKI_NATS_PING_INTERVAL_S")})
+            secrets_dir = str(p.credentials.secrets_dir)
+            volumes[secrets_dir] = (secrets_dir, "ro")
         if p.topology.spec:
             # The scenario's own spec (the image holds QIKI's): mounted read-only at the same
             # absolute path, with the scenario's directory, where its contracts usually live.
