@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import logging
 import os
 import time
 import urllib.request
@@ -48,7 +47,7 @@ from services.common.botspec import (
     load_runtime_config,
 )
 from services.common.botspec import provision as provision_layout
-from services.common.settings import NatsSettings
+from services.common.settings import NatsSettings, quiet_ssl_eof_noise
 
 
 def tap_subjects(config: RuntimeConfig) -> list[str]:
@@ -88,25 +87,6 @@ class Tap:
                 received_at=time.monotonic() - self.t0,
             )
         )
-
-
-class _SslEofNoise(logging.Filter):
-    """Drops asyncio's "returning true from eof_received() has no effect when using ssl".
-
-    nats-py upgrades its stream to TLS after INFO; its stream protocol then answers EOF with
-    True, and asyncio logs that warning on every TLS connection a broker kill or restart
-    closes: dozens of lines per chaos run that say nothing about the run (issue 10).
-    """
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return "eof_received() has no effect when using ssl" not in record.getMessage()
-
-
-def quiet_ssl_eof_noise() -> None:
-    """Install :class:`_SslEofNoise` on the asyncio logger (once)."""
-    log = logging.getLogger("asyncio")
-    if not any(isinstance(f, _SslEofNoise) for f in log.filters):
-        log.addFilter(_SslEofNoise())
 
 
 class Platform(AsyncResource):

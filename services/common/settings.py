@@ -29,7 +29,7 @@ from pydantic import (
 if TYPE_CHECKING:
     from nats.aio.client import Client
 
-__all__ = ["DEFAULT_NATS_URL", "NatsSettings", "connect", "mask_url"]
+__all__ = ["DEFAULT_NATS_URL", "NatsSettings", "connect", "mask_url", "quiet_ssl_eof_noise"]
 
 DEFAULT_NATS_URL = "nats://127.0.0.1:4222"
 
@@ -254,6 +254,25 @@ class NatsSettings(BaseModel):
                 yield key, value
 
 
+class _SslEofNoise(logging.Filter):
+    """Drops asyncio's "returning true from eof_received() has no effect when using ssl".
+
+    nats-py upgrades its stream to TLS after INFO; its stream protocol then answers EOF with
+    True, and asyncio logs that warning for every TLS connection a broker stop closes: lines
+    in every log of a chaos run that say nothing about it (issue 10).
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "eof_received() has no effect when using ssl" not in record.getMessage()
+
+
+def quiet_ssl_eof_noise() -> None:
+    """Install the :class:`_SslEofNoise` filter on the asyncio logger (once per process)."""
+    log = logging.getLogger("asyncio")
+    if not any(isinstance(f, _SslEofNoise) for f in log.filters):
+        log.addFilter(_SslEofNoise())
+
+
 ErrorCallback = Callable[[Exception], Awaitable[None]]
 EventCallback = Callable[[], Awaitable[None]]
 
@@ -279,6 +298,8 @@ async def connect(
 
     settings = settings if settings is not None else NatsSettings.from_env()
     kwargs = settings.connect_kwargs()
+    if settings.tls:
+        quiet_ssl_eof_noise()
     for key, cb in (
         ("disconnected_cb", disconnected_cb),
         ("reconnected_cb", reconnected_cb),
