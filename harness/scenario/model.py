@@ -23,7 +23,7 @@ from pydantic import (
     model_validator,
 )
 
-MarkerName = Literal["smoke", "chaos", "load", "contract"]
+MarkerName = Literal["smoke", "chaos", "load", "contract", "security"]
 
 #: Fault target syntax: ``broker`` (first node), ``broker:n2``, ``broker:stream-leader:STREAM``,
 #: ``broker:meta-leader``, ``broker:all`` (every node at once: ``power-loss`` only),
@@ -49,6 +49,20 @@ class _Model(BaseModel):
 # --------------------------------------------------------------------------- topology
 
 
+class BrokerTls(_Model):
+    """TLS of a broker the harness starts (issue 10): clients, and routes in a cluster."""
+
+    enabled: bool = False
+    #: mTLS: every client must present a certificate signed by the run's CA
+    verify_client: bool = False
+
+    @model_validator(mode="after")
+    def _mtls_needs_tls(self) -> BrokerTls:
+        if self.verify_client and not self.enabled:
+            raise ValueError("tls.verify_client (mTLS) needs tls.enabled: true")
+        return self
+
+
 class BrokerTopology(_Model):
     """Which NATS to use and how."""
 
@@ -62,11 +76,18 @@ class BrokerTopology(_Model):
     #: (FUSE; process backend) that ``power-loss``, ``disk-full`` and ``slow-disk`` act on
     store: Literal["disk", "fuse"] = "disk"
     url: str | None = None
+    #: how clients authenticate (issue 10): per-run credentials in ``<run_dir>/secrets/``;
+    #: ``accounts`` also gives each service its own permissions and a system account
+    auth: Literal["none", "token", "user", "nkey", "accounts"] = "none"
+    tls: BrokerTls = BrokerTls()
 
     @model_validator(mode="after")
     def _external_needs_url(self) -> BrokerTopology:
         if self.backend == "external" and not self.url:
             raise ValueError("backend 'external' needs 'url' (or --nats-url on the command line)")
+        if self.backend == "external" and (self.auth != "none" or self.tls.enabled):
+            raise ValueError("auth and tls describe a broker the harness starts; an external "
+                             "broker's credentials come from QIKI_NATS_* (README, Security)")
         if self.store == "fuse" and (self.backend != "process" or self.storage != "file"):
             raise ValueError("store 'fuse' needs backend 'process' and storage 'file' (the "
                              f"filesystem is mounted on this machine); got backend "

@@ -260,10 +260,10 @@ class ServiceLauncher:
                                  ) -> ServiceProcess:
         p, name = self.platform, ref.name
         proxy: FaultProxy | None = None
-        settings = p.settings(name=f"qiki-{name}")
+        settings = p.settings(name, name=f"qiki-{name}")
         if spec.proxied:
             proxy = await p._proxy_for(name)
-            settings = p.settings(name=f"qiki-{name}", servers=[proxy.url])
+            settings = p.settings(name, name=f"qiki-{name}", servers=[proxy.url])
         # Port 0: the service binds a free port itself and says which on its READY line; a
         # port picked here could be taken by another process before the service binds it.
         argv = [sys.executable, "-m", ref.module, "--http-port", "0"]
@@ -358,10 +358,10 @@ class ServiceLauncher:
     async def _user_process(self, name: str, spec: ServiceTopology) -> ServiceProcess:
         p = self.platform
         proxy: FaultProxy | None = None
-        settings = p.settings(name=name)
+        settings = p.settings(name, name=name)
         if spec.proxied:
             proxy = await p._proxy_for(name)
-            settings = p.settings(name=name, servers=[proxy.url])
+            settings = p.settings(name, name=name, servers=[proxy.url])
         values = self.values(name, list(settings.servers))
         assert spec.command is not None
         # A bare python/python3 first word becomes the harness's interpreter (see BARE_PYTHON).
@@ -412,7 +412,7 @@ class ServiceLauncher:
         # Inside the image the host's interpreter path means nothing: the image's own python.
         values["python"] = "python3"
         image = await asyncio.to_thread(ensure_user_image, name, spec, self.scenario_dir)
-        settings = p.settings(name=name)
+        settings = p.settings(name, name=name)
         env = {k: v for k, v in p.service_env(settings).items() if k.startswith("QIKI_NATS_")}
         env["QIKI_NATS_URL"] = values["nats_url"]
         env["QIKI_BOTSPEC"] = values["spec"]
