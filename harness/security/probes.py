@@ -31,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import math
 import ssl
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -156,7 +157,7 @@ async def _try_connect(settings: NatsSettings, timeout_s: float,
     nc = Client()
     try:
         await asyncio.wait_for(nc.connect(**kwargs), timeout_s + 1.0)
-        await nc.flush(timeout=timeout_s)
+        await nc.flush(timeout=math.ceil(timeout_s))
     except BaseException as exc:
         with contextlib.suppress(Exception):
             await nc.close()
@@ -332,10 +333,10 @@ async def probe_permission(identity: str, settings: NatsSettings, *,
                                                     "Nats-Expected-Stream": _NO_STREAM})
         else:
             sub = await nc.subscribe(subject)
-        await nc.flush(timeout=timeout_s)
+        await nc.flush(timeout=math.ceil(timeout_s))
         # The -ERR is parsed (and its callback awaited) before the PONG; one more round trip
         # covers a server that answers the PING from another goroutine first.
-        await nc.flush(timeout=timeout_s)
+        await nc.flush(timeout=math.ceil(timeout_s))
         if action == "subscribe":
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()

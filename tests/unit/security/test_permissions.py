@@ -140,3 +140,18 @@ def test_component_durables_must_exist() -> None:
     bad = _SPEC.replace("durables: [gh-commands]", "durables: [gh-comands]")
     with pytest.raises(BotSpecError, match="unknown consumer 'gh-comands'"):
         parse_botspec(bad)
+
+
+def test_the_spec_codes_security_events_8xx(qiki: RuntimeConfig) -> None:
+    from harness.security.events import AUTH_FAILED, PERMISSION_DENIED
+    from harness.security.relay import security_subject
+    from services.registrar.codemap import CodeMapper
+
+    subject = security_subject(qiki)
+    assert subject == "qiki.events.v1.security"
+    assert security_subject(qiki, PERMISSION_DENIED) == subject
+    mapper = CodeMapper(qiki.codes)
+    assert mapper.classify(AUTH_FAILED, subject).code == 820
+    assert mapper.classify(PERMISSION_DENIED, subject).code == 830
+    # the stream the registrar reads captures it
+    assert qiki.stream_for(subject) is not None
