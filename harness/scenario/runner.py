@@ -73,9 +73,11 @@ from harness.scenario.model import (
     PublishStep,
     RegistrarCodesEntry,
     Scenario,
+    SecurityEntry,
     WaitStep,
     step_body,
 )
+from harness.security import session as security
 from services.common.botspec import RuntimeConfig
 from services.common.cloudevents import new_event, to_binary
 
@@ -172,6 +174,8 @@ class _Run:
     #: named steps: when each started (run clock), and when each named fault was healed
     step_started: dict[str, float] = field(default_factory=dict)
     step_healed: dict[str, float] = field(default_factory=dict)
+    #: results of each security check's probes, by check entry (issue 10)
+    security: dict[int, list[Any]] = field(default_factory=dict)
 
 
 class ScenarioRunner:
@@ -261,6 +265,8 @@ class ScenarioRunner:
                 for n, svc in p.services.items()
             }
             engine = FaultEngine(p, t0=p.t0)
+            # Auth failures the server advises become 8xx CloudEvents (auth: accounts).
+            relay = await security.start_relay(p)
             sampler = asyncio.create_task(self._sample_lag(p, state))
             try:
                 self.progress.say("steady state (before)")
@@ -271,6 +277,11 @@ class ScenarioRunner:
                     self._timeline(j, "phase", "method skipped", p.now(), ok=False,
                                    detail="steady state did not hold before the method")
                 await self._rollbacks(p, engine, state)
+                # Probes before the drain: the 8xx events they cause are stored by the time
+                # the checks read the registrar.
+                await self._security_probes(p, state)
+                if relay is not None:
+                    await relay.settle()
                 await self._drain(p, state)
                 # One last sample, so lag checks judge the end state even of a run shorter
                 # than the sampling interval.
@@ -283,6 +294,10 @@ class ScenarioRunner:
             finally:
                 # Rollbacks run even when a phase crashed; a second heal is a no-op.
                 await engine.heal_all()
+                if relay is not None:
+                    await relay.close()
+                    p.event("security.relay.closed", relayed=len(relay.relayed),
+                            failed=relay.failed)
                 sampler.cancel()
                 # asyncio.wait_for (Python 3.11) can swallow a cancellation that lands just as
                 # the request it wraps completes; the sampler then loops on and a plain
@@ -598,6 +613,12 @@ class ScenarioRunner:
 
     # ------------------------------------------------------------------ checks
 
+    async def _security_probes(self, p: Platform, state: _Run) -> None:
+        """Run the probes of every ``security`` check (results judged in the checks)."""
+        for entry in self.scenario.checks:
+            if isinstance(entry, SecurityEntry) and id(entry) not in state.security:
+                state.security[id(entry)] = await security.probe_platform(p, entry.security)
+
     async def _checks(self, p: Platform, engine: FaultEngine, state: _Run) -> list[CheckResult]:
         return await self._evaluate(p, engine, state, self.scenario.checks, steady=False)
 
@@ -619,6 +640,14 @@ class ScenarioRunner:
             ):
                 records = await p.registrar_records()
                 state.records = records
+            if isinstance(entry_, SecurityEntry):
+                from harness.checks.security import check_security
+
+                results = state.security.get(id(entry_)) if not steady else None
+                if results is None:
+                    results = await security.probe_platform(p, entry_.security)
+                out.append(check_security(results, mode=p.topology.broker.auth))
+                continue
             if isinstance(entry_, DeadLettersEntry):
                 expected = entry_.dead_letters.count
                 out.append(check_dead_letters(

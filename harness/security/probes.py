@@ -32,10 +32,13 @@ import asyncio
 import contextlib
 import json
 import math
+import os
 import ssl
+import tempfile
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
@@ -188,6 +191,20 @@ def _wrong_credentials(settings: NatsSettings) -> tuple[NatsSettings | None, str
     return None, "the connection settings carry no credentials"
 
 
+def _made_up_nkey(dir_: Path) -> Path | None:
+    """A fresh user nkey seed (0600) no server knows; None without the nkeys package."""
+    try:
+        import nkeys
+    except ImportError:
+        return None
+    seed = nkeys.encode_seed(os.urandom(32), nkeys.PREFIX_BYTE_USER)
+    path = dir_ / "made-up.nk"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(seed + b"\n")
+    return path
+
+
 # --------------------------------------------------------------------------- connection
 
 
@@ -226,11 +243,18 @@ async def probe_connection(probe: ConnectionProbe, settings: NatsSettings, *,
                              f"{_classify(exc, errs)[1]}")
     await _close(nc)
     if probe == "anonymous":
-        if settings.auth_kind == "none" and not getattr(settings, "nkey_seed_file", None):
-            return done("skipped", "the run's settings carry no credentials (auth: none)")
+        # Without credentials in the run's settings this is the control again: an open
+        # broker lets the anonymous client in, and the probe says so.
         attempt = _without(settings, *_CREDENTIAL_FIELDS)
         want = "authorization"
     elif probe == "wrong_credentials":
+        if getattr(settings, "nkey_seed_file", None) and wrong_seed_file is None:
+            with tempfile.TemporaryDirectory(prefix="qiki-probe-") as tmp:
+                seed = _made_up_nkey(Path(tmp))
+                if seed is None:
+                    return done("skipped", "nkey: the nkeys package is not installed")
+                return await probe_connection(probe, settings, timeout_s=timeout_s,
+                                              wrong_seed_file=str(seed))
         made, what = _wrong_credentials(settings)
         if made is None and wrong_seed_file and "nkey_seed_file" in _fields(settings):
             made, what = settings.with_overrides(nkey_seed_file=wrong_seed_file), \
