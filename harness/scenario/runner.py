@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import sys
 import time
 import traceback
@@ -176,6 +177,10 @@ class _Run:
     step_healed: dict[str, float] = field(default_factory=dict)
     #: results of each security check's probes, by check entry (issue 10)
     security: dict[int, list[Any]] = field(default_factory=dict)
+    #: the broker's secret values and the argv of every process the run started, read
+    #: before teardown for the secret scan
+    secrets: tuple[str, ...] = ()
+    argv: dict[str, list[str]] = field(default_factory=dict)
 
 
 class ScenarioRunner:
@@ -228,10 +233,36 @@ class ScenarioRunner:
         finally:
             j.duration_s = round(time.monotonic() - t_start, 3)
             self._write_outputs(j)
+            if state.secrets:
+                self._scan_secrets(j, state)
         colour = {"passed": "green", "failed": "red", "error": "yellow"}[j.verdict]
         self.progress.say(f"{s.name}: [bold {colour}]{j.verdict.upper()}[/] in {j.duration_s}s "
                           f"-> {self.run_dir}")
         return j
+
+    def _scan_secrets(self, j: Journal, state: _Run) -> None:
+        """Secret hygiene (issue 10): the run failed if any secret value is in anything it
+        wrote or on any command line it ran. Scans, records the ``secret_scan`` check and
+        writes the outputs again; a hit in those rewritten outputs is scanned for once more."""
+        from harness.security.scan import scan_command_lines, scan_files
+
+        findings = scan_command_lines(state.argv, state.secrets)
+        findings += scan_files(self.run_dir, state.secrets, exclude=[self.run_dir / "secrets"])
+        files = sum(len(f) for _, _, f in os.walk(self.run_dir))
+        result = CheckResult(
+            name="secret_scan", kind="secret_scan", passed=not findings,
+            expected="no secret value in any file or command line of the run",
+            observed={"secrets": len(state.secrets), "files": files,
+                      "processes": len(state.argv), "hits": len(findings)},
+            details=[str(f) for f in findings[:50]]
+            + ([f"... and {len(findings) - 50} more"] if len(findings) > 50 else []))
+        j.checks = [c for c in j.checks if c.kind != "secret_scan"] + [result]
+        if findings and j.verdict == "passed":
+            j.verdict = "failed"
+        self._write_outputs(j)
+        if findings:
+            for f in findings:
+                self.progress.say(f"[red]secret found[/]: {f}")
 
     def _write_outputs(self, j: Journal) -> None:
         from harness.report.ctrf import write_ctrf
@@ -309,6 +340,7 @@ class ScenarioRunner:
                 with contextlib.suppress(asyncio.CancelledError):
                     await sampler
                 self._fill_journal(p, engine, state)
+                self._collect_for_scan(p, state)
         failed = j.failed_checks()
         j.verdict = "failed" if failed else "passed"
 
@@ -612,6 +644,18 @@ class ScenarioRunner:
                        detail="" if ok else f"lag not 0 after {self.scenario.drain_timeout_s}s")
 
     # ------------------------------------------------------------------ checks
+
+    @staticmethod
+    def _collect_for_scan(p: Platform, state: _Run) -> None:
+        """What the secret scan needs from the live platform: its secrets and every command
+        line of the processes it started (they are gone after teardown)."""
+        from harness.security.scan import command_lines
+
+        broker = p.broker
+        values = getattr(broker, "secret_values", None) if broker is not None else None
+        state.secrets = tuple(values()) if values is not None else ()
+        if state.secrets:
+            state.argv = command_lines()
 
     async def _security_probes(self, p: Platform, state: _Run) -> None:
         """Run the probes of every ``security`` check (results judged in the checks)."""
