@@ -129,6 +129,11 @@ class Broker(Protocol):
         """Journal-safe description: never contains a secret."""
         ...
 
+    def secret_values(self) -> tuple[str, ...]:
+        """Every secret value clients of this broker use (tokens, passwords, seeds): what the
+        secret scan looks for in everything a run wrote (issue 10). Empty without any."""
+        ...
+
     async def __aenter__(self) -> Self: ...
 
     async def __aexit__(
@@ -247,6 +252,11 @@ class NodeSet(StartClose, Generic[N]):
             fields.update(creds.client_fields("harness"))
         fields.update(overrides)
         return NatsSettings(**fields)
+
+    def secret_values(self) -> tuple[str, ...]:
+        """The run's secrets (per-run credentials), for the secret scan; empty without."""
+        creds = getattr(self, "credentials", None)
+        return tuple(creds.secret_values()) if creds is not None else ()
 
     def _log_tails(self, lines: int = 3) -> str:
         """Every node's last log lines, one node a line (for start errors)."""

@@ -159,6 +159,13 @@ class ExternalBroker:
         """Settings carrying the servers and the credentials, with ``overrides`` applied."""
         return self._settings.with_overrides(**overrides) if overrides else self._settings
 
+    def secret_values(self) -> tuple[str, ...]:
+        """The secrets the external credentials carry (token, password, seeds), for the
+        secret scan (issue 10)."""
+        from harness.security.scan import settings_secrets
+
+        return settings_secrets(self._settings)
+
     def describe(self) -> dict[str, Any]:
         """Journal-safe description: which kind of credentials, never their values."""
         info = self._settings.describe()

@@ -704,6 +704,41 @@ class EventsCheck(_Model):
         return self.after
 
 
+class PermissionProbeSpec(_Model):
+    """``{as: radar_sim, publish: "qiki.events.v1.x", expect: denied}``: connect as identity
+    ``as`` (a service, ``harness`` or ``load``) and publish or subscribe once."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    as_: str = Field(alias="as", min_length=1)
+    publish: str | None = Field(default=None, min_length=1)
+    subscribe: str | None = Field(default=None, min_length=1)
+    expect: Literal["denied", "allowed"]
+
+    @model_validator(mode="after")
+    def _one_action(self) -> PermissionProbeSpec:
+        if (self.publish is None) == (self.subscribe is None):
+            raise ValueError("a permission probe is exactly one of publish: SUBJECT or "
+                             "subscribe: SUBJECT")
+        return self
+
+
+class SecurityCheck(_Model):
+    """Live security probes (issue 10), each journalled; the check passes when every probe
+    saw what it expected. ``probes``: connection probes (default: all that apply to the
+    broker's auth and TLS mode); ``permissions``: per-identity publish/subscribe probes."""
+
+    probes: list[Literal["anonymous", "wrong_credentials", "plain_tcp", "no_client_cert"]] | None \
+        = None
+    permissions: list[PermissionProbeSpec] = Field(default_factory=list)
+
+
+class SecurityEntry(_Model):
+    """``- security: {...}``"""
+
+    security: SecurityCheck
+
+
 class EventsEntry(_Model):
     """``- events: {...}``"""
 
@@ -760,18 +795,19 @@ CheckSpec = Annotated[
     | Annotated[DeliveryEntry, Tag("delivery")]
     | Annotated[LoadGatesEntry, Tag("load_gates")]
     | Annotated[DeadLettersEntry, Tag("dead_letters")]
-    | Annotated[EventsEntry, Tag("events")],
+    | Annotated[EventsEntry, Tag("events")]
+    | Annotated[SecurityEntry, Tag("security")],
     Discriminator(
         _keyed,
         custom_error_type="check_kind",
         custom_error_message="a check is one of contract, lag, lag_recovery, registrar_codes, "
-        "delivery, load_gates, dead_letters, events, written as '- lag: {...}'",
+        "delivery, load_gates, dead_letters, events, security, written as '- lag: {...}'",
     ),
 ]
 
 CheckEntry = (
     ContractEntry | LagEntry | LagRecoveryEntry | RegistrarCodesEntry | DeliveryEntry
-    | LoadGatesEntry | DeadLettersEntry | EventsEntry
+    | LoadGatesEntry | DeadLettersEntry | EventsEntry | SecurityEntry
 )
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import sys
 import time
 import traceback
@@ -73,9 +74,11 @@ from harness.scenario.model import (
     PublishStep,
     RegistrarCodesEntry,
     Scenario,
+    SecurityEntry,
     WaitStep,
     step_body,
 )
+from harness.security import session as security
 from services.common.botspec import RuntimeConfig
 from services.common.cloudevents import new_event, to_binary
 
@@ -172,6 +175,12 @@ class _Run:
     #: named steps: when each started (run clock), and when each named fault was healed
     step_started: dict[str, float] = field(default_factory=dict)
     step_healed: dict[str, float] = field(default_factory=dict)
+    #: results of each security check's probes, by check entry (issue 10)
+    security: dict[int, list[Any]] = field(default_factory=dict)
+    #: the broker's secret values and the argv of every process the run started, read
+    #: before teardown for the secret scan
+    secrets: tuple[str, ...] = ()
+    argv: dict[str, list[str]] = field(default_factory=dict)
 
 
 class ScenarioRunner:
@@ -224,10 +233,36 @@ class ScenarioRunner:
         finally:
             j.duration_s = round(time.monotonic() - t_start, 3)
             self._write_outputs(j)
+            if state.secrets:
+                self._scan_secrets(j, state)
         colour = {"passed": "green", "failed": "red", "error": "yellow"}[j.verdict]
         self.progress.say(f"{s.name}: [bold {colour}]{j.verdict.upper()}[/] in {j.duration_s}s "
                           f"-> {self.run_dir}")
         return j
+
+    def _scan_secrets(self, j: Journal, state: _Run) -> None:
+        """Secret hygiene (issue 10): the run failed if any secret value is in anything it
+        wrote or on any command line it ran. Scans, records the ``secret_scan`` check and
+        writes the outputs again; a hit in those rewritten outputs is scanned for once more."""
+        from harness.security.scan import scan_command_lines, scan_files
+
+        findings = scan_command_lines(state.argv, state.secrets)
+        findings += scan_files(self.run_dir, state.secrets, exclude=[self.run_dir / "secrets"])
+        files = sum(len(f) for _, _, f in os.walk(self.run_dir))
+        result = CheckResult(
+            name="secret_scan", kind="secret_scan", passed=not findings,
+            expected="no secret value in any file or command line of the run",
+            observed={"secrets": len(state.secrets), "files": files,
+                      "processes": len(state.argv), "hits": len(findings)},
+            details=[str(f) for f in findings[:50]]
+            + ([f"... and {len(findings) - 50} more"] if len(findings) > 50 else []))
+        j.checks = [c for c in j.checks if c.kind != "secret_scan"] + [result]
+        if findings and j.verdict == "passed":
+            j.verdict = "failed"
+        self._write_outputs(j)
+        if findings:
+            for f in findings:
+                self.progress.say(f"[red]secret found[/]: {f}")
 
     def _write_outputs(self, j: Journal) -> None:
         from harness.report.ctrf import write_ctrf
@@ -261,6 +296,8 @@ class ScenarioRunner:
                 for n, svc in p.services.items()
             }
             engine = FaultEngine(p, t0=p.t0)
+            # Auth failures the server advises become 8xx CloudEvents (auth: accounts).
+            relay = await security.start_relay(p)
             sampler = asyncio.create_task(self._sample_lag(p, state))
             try:
                 self.progress.say("steady state (before)")
@@ -271,6 +308,11 @@ class ScenarioRunner:
                     self._timeline(j, "phase", "method skipped", p.now(), ok=False,
                                    detail="steady state did not hold before the method")
                 await self._rollbacks(p, engine, state)
+                # Probes before the drain: the 8xx events they cause are stored by the time
+                # the checks read the registrar.
+                await self._security_probes(p, state)
+                if relay is not None:
+                    await relay.settle()
                 await self._drain(p, state)
                 # One last sample, so lag checks judge the end state even of a run shorter
                 # than the sampling interval.
@@ -283,6 +325,10 @@ class ScenarioRunner:
             finally:
                 # Rollbacks run even when a phase crashed; a second heal is a no-op.
                 await engine.heal_all()
+                if relay is not None:
+                    await relay.close()
+                    p.event("security.relay.closed", relayed=len(relay.relayed),
+                            failed=relay.failed)
                 sampler.cancel()
                 # asyncio.wait_for (Python 3.11) can swallow a cancellation that lands just as
                 # the request it wraps completes; the sampler then loops on and a plain
@@ -294,6 +340,7 @@ class ScenarioRunner:
                 with contextlib.suppress(asyncio.CancelledError):
                     await sampler
                 self._fill_journal(p, engine, state)
+                self._collect_for_scan(p, state)
         failed = j.failed_checks()
         j.verdict = "failed" if failed else "passed"
 
@@ -598,6 +645,24 @@ class ScenarioRunner:
 
     # ------------------------------------------------------------------ checks
 
+    @staticmethod
+    def _collect_for_scan(p: Platform, state: _Run) -> None:
+        """What the secret scan needs from the live platform: its secrets and every command
+        line of the processes it started (they are gone after teardown)."""
+        from harness.security.scan import command_lines
+
+        broker = p.broker
+        values = getattr(broker, "secret_values", None) if broker is not None else None
+        state.secrets = tuple(values()) if values is not None else ()
+        if state.secrets:
+            state.argv = command_lines()
+
+    async def _security_probes(self, p: Platform, state: _Run) -> None:
+        """Run the probes of every ``security`` check (results judged in the checks)."""
+        for entry in self.scenario.checks:
+            if isinstance(entry, SecurityEntry) and id(entry) not in state.security:
+                state.security[id(entry)] = await security.probe_platform(p, entry.security)
+
     async def _checks(self, p: Platform, engine: FaultEngine, state: _Run) -> list[CheckResult]:
         return await self._evaluate(p, engine, state, self.scenario.checks, steady=False)
 
@@ -619,6 +684,14 @@ class ScenarioRunner:
             ):
                 records = await p.registrar_records()
                 state.records = records
+            if isinstance(entry_, SecurityEntry):
+                from harness.checks.security import check_security
+
+                results = state.security.get(id(entry_)) if not steady else None
+                if results is None:
+                    results = await security.probe_platform(p, entry_.security)
+                out.append(check_security(results, mode=p.topology.broker.auth))
+                continue
             if isinstance(entry_, DeadLettersEntry):
                 expected = entry_.dead_letters.count
                 out.append(check_dead_letters(
