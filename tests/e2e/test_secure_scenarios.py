@@ -154,3 +154,18 @@ def test_mtls_everything_in_containers(scenario_runner: Runner, tmp_path: Path) 
     _passed(j)
     assert _security(j)["verify_client"]
     _secrets_kept_private(j)
+
+
+@pytest.mark.docker
+def test_three_node_mtls_cluster_on_containers(scenario_runner: Runner, tmp_path: Path) -> None:
+    """Routes between containers under TLS: each node verifies its peers' certificates by
+    their network aliases (DNS SANs n1..n3 of the run's server certificate)."""
+    text = _variant(
+        "secure-smoke", SMOKE_BROKER,
+        "  broker: {backend: container, nodes: 3, auth: user, "
+        "tls: {enabled: true, verify_client: true}}\n",
+        rename="secure-smoke-r3-containers")
+    j = scenario_runner(text, backend="container", report_dir=tmp_path)
+    _passed(j)
+    assert len(j.broker["nodes"]) == 3 and _security(j)["verify_client"]
+    _secrets_kept_private(j)
