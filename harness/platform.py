@@ -36,6 +36,8 @@ from harness.faults.proxy import FaultProxy
 from harness.faults.storage import FaultFS
 from harness.faults.storage.mount import ORPHAN_DIR_PREFIX
 from harness.scenario.model import Topology
+from harness.security import Identity
+from harness.security.credentials import RunCredentials, default_identities
 from harness.services.catalog import reference_service
 from harness.services.runtime import ServiceLauncher, ServiceProcess
 from services.common.botspec import (
@@ -45,7 +47,7 @@ from services.common.botspec import (
     load_runtime_config,
 )
 from services.common.botspec import provision as provision_layout
-from services.common.settings import NatsSettings
+from services.common.settings import NatsSettings, quiet_ssl_eof_noise
 
 
 def tap_subjects(config: RuntimeConfig) -> list[str]:
@@ -119,6 +121,8 @@ class Platform(AsyncResource):
             else default_botspec_path())
         self._given_broker = broker
         self.broker: Broker | None = broker
+        #: per-run credentials and TLS material (``topology.broker.auth``/``tls``; issue 10)
+        self.credentials: RunCredentials | None = getattr(broker, "credentials", None)
         self.config: RuntimeConfig = load_runtime_config(self.botspec).with_overrides(
             storage=topology.broker.storage, replicas=topology.broker.nodes
         )
@@ -152,12 +156,57 @@ class Platform(AsyncResource):
         """Record a platform event (reconnects, restarts) for the journal."""
         self.events.append({"t": round(self.now(), 3), "kind": kind, **data})
 
-    def settings(self, **overrides: Any) -> NatsSettings:
-        """Connection settings for a client of this platform (secrets included, never logged)."""
+    def settings(self, identity: str = "harness", **overrides: Any) -> NatsSettings:
+        """Connection settings for a client of this platform (secrets included, never logged).
+
+        ``identity``: whose credentials (a service name, ``harness`` or ``load``) when the
+        run's broker has per-run credentials; an identity without its own falls back to the
+        harness's (a service added outside the spec's identities).
+        """
         assert self.broker is not None
         base: dict[str, Any] = {"ping_interval_s": self.topology.ping_interval_s}
+        if self.credentials is not None:
+            who = identity if identity in self.credentials.credentials else "harness"
+            base.update(self.credentials.client_fields(who))
         base.update(overrides)
         return self.broker.nats_settings(**base)
+
+    def identities(self) -> list[Identity]:
+        """Who connects to this run's broker: each service, ``harness`` and ``load``.
+
+        Under ``auth: accounts`` the least-privilege identities derived from the spec
+        (``harness.security.permissions``, when that module is present); otherwise (and in
+        every other mode) each one unrestricted.
+        """
+        names = [n for n, spec in self.topology.services.items() if spec.enabled]
+        if self.topology.broker.auth == "accounts":
+            import importlib
+
+            try:
+                # secb's module (issue 10 §2); until it is merged, everyone is unrestricted.
+                permissions = importlib.import_module("harness.security.permissions")
+            except ImportError:
+                permissions = None
+            derive: Any = getattr(permissions, "identities_for_run", None)
+            if derive is not None:
+                return list(derive(self.config, names))
+        return default_identities(names)
+
+    def _issue_credentials(self) -> RunCredentials | None:
+        """Mint the run's credentials and certificates into ``<run_dir>/secrets/`` (0700)."""
+        b = self.topology.broker
+        if self.backend == "external" or (b.auth == "none" and not b.tls.enabled):
+            return None
+        # Container nodes are reached by their network aliases too (services in containers).
+        hostnames = [f"n{i + 1}" for i in range(b.nodes)] if self.backend == "container" else []
+        creds = RunCredentials.issue(
+            self.run_dir / "secrets", b.auth, self.identities(), tls=b.tls.enabled,
+            verify_client=b.tls.verify_client, hostnames=hostnames,
+        )
+        self.event("security.issued", **creds.describe())
+        if creds.tls is not None:
+            quiet_ssl_eof_noise()
+        return creds
 
     def service_env(self, settings: NatsSettings) -> dict[str, str]:
         """Environment for a service process: credentials travel here, never on argv."""
@@ -171,8 +220,13 @@ class Platform(AsyncResource):
             env["QIKI_NATS_USER"] = str(kw["user"])
         if kw.get("password"):
             env["QIKI_NATS_PASSWORD"] = str(kw["password"])
-        if settings.creds_file:
-            env["QIKI_NATS_CREDS"] = str(settings.creds_file)
+        for var, path in (("QIKI_NATS_CREDS", settings.creds_file),
+                          ("QIKI_NATS_NKEY_SEED_FILE", settings.nkey_seed_file),
+                          ("QIKI_NATS_CA", settings.tls_ca_file),
+                          ("QIKI_NATS_CERT", settings.tls_cert_file),
+                          ("QIKI_NATS_KEY", settings.tls_key_file)):
+            if path is not None:
+                env[var] = str(path)
         env["QIKI_BOTSPEC"] = str(self.botspec)
         env["PYTHONUNBUFFERED"] = "1"
         return env
@@ -188,6 +242,9 @@ class Platform(AsyncResource):
             options["url"] = self.nats_url
         else:
             options.update(nodes=b.nodes, sync_always=b.sync_always)
+            self.credentials = self._issue_credentials()
+            if self.credentials is not None:
+                options["credentials"] = self.credentials
         if b.version and self.backend in ("process", "container"):
             options["binary"] = await self._versioned_binary(b.version)
         if self.backend == "process":
@@ -273,7 +330,7 @@ class Platform(AsyncResource):
                 # wait for that), so provisioning below never races the election.
                 self.broker = await self._open_broker()
             self.event("broker.ready", backend=self.backend, urls=self.broker.client_urls)
-            settings = self.settings(name="qiki-harness")
+            settings = self.settings("harness", name="qiki-harness")
             self.nc = await nats.connect(
                 **settings.connect_kwargs(),
                 disconnected_cb=self._on_disconnect,
@@ -370,8 +427,8 @@ class Platform(AsyncResource):
     def load_settings(self) -> NatsSettings:
         """Settings for the load's connection (through ``link:load`` when proxied)."""
         if "load" in self.proxies:
-            return self.settings(name="qiki-load", servers=[self.proxies["load"].url])
-        return self.settings(name="qiki-load")
+            return self.settings("load", name="qiki-load", servers=[self.proxies["load"].url])
+        return self.settings("load", name="qiki-load")
 
     async def consumers_read(self) -> set[str] | None:
         """The durables of the layout that something reads (delivered at least once, or a

@@ -42,6 +42,7 @@ MARKERS: dict[str, str] = {
     "chaos": "fault-injection scenarios (broker kills, pauses, proxies, partitions)",
     "load": "load-injection runs with latency and throughput gates",
     "contract": "CloudEvents / registrar contract checks",
+    "security": "authenticated / TLS brokers, credentials and security checks (issue 10)",
     "docker": "needs a Docker engine (skipped without one unless QIKI_REQUIRE_DOCKER=1)",
     "storage": "needs FUSE for the storage-fault filesystem (skipped without /dev/fuse or "
                "fusermount3 unless QIKI_REQUIRE_FUSE=1)",

@@ -8,7 +8,8 @@ from collections.abc import Sequence
 from typing import Any
 
 
-async def wait_placement(client_urls: Sequence[str], replicas: int) -> None:
+async def wait_placement(client_urls: Sequence[str], replicas: int,
+                         connect_kwargs: dict[str, Any] | None = None) -> None:
     """Wait until every node answers JetStream API requests and an R``replicas`` stream fits.
 
     Right after the meta leader election, (1) a request sent to a non-leader can be dropped
@@ -16,14 +17,17 @@ async def wait_placement(client_urls: Sequence[str], replicas: int) -> None:
     know its peers' capacity yet ("no suitable peers for placement", err_code 10005). So:
     ``$JS.API.INFO`` through each node (answered by the meta leader, no side effects), then
     a probe R``replicas`` memory stream created and deleted. Callers bound the wait with a
-    timeout; they need no retry loop of their own.
+    timeout; they need no retry loop of their own. ``connect_kwargs``: credentials and TLS
+    for ``nats.connect`` (a secured broker); its ``servers`` are replaced by each node's URL.
     """
     import nats
     from nats.js.api import StorageType, StreamConfig
 
+    auth = {k: v for k, v in (connect_kwargs or {}).items()
+            if k in ("token", "user", "password", "user_credentials", "nkeys_seed", "tls")}
     clients = [
         await nats.connect(servers=[url], connect_timeout=2, allow_reconnect=False,
-                           name="qiki-ready")
+                           name="qiki-ready", **auth)
         for url in client_urls
     ]
     try:

@@ -129,6 +129,11 @@ class Broker(Protocol):
         """Journal-safe description: never contains a secret."""
         ...
 
+    def secret_values(self) -> tuple[str, ...]:
+        """Every secret value clients of this broker use (tokens, passwords, seeds): what the
+        secret scan looks for in everything a run wrote (issue 10). Empty without any."""
+        ...
+
     async def __aenter__(self) -> Self: ...
 
     async def __aexit__(
@@ -230,13 +235,28 @@ class NodeSet(StartClose, Generic[N]):
                 return n
         raise KeyError(f"no node named {name!r}; nodes are {[n.name for n in self._nodes]}")
 
+    @property
+    def account(self) -> str:
+        """The account the platform's streams live in (``$G`` unless ``auth: accounts``)."""
+        creds = getattr(self, "credentials", None)
+        return str(creds.account) if creds is not None else "$G"
+
     def nats_settings(self, **overrides: Any) -> NatsSettings:
-        """:class:`NatsSettings` with every node's client URL (no credentials needed)."""
+        """:class:`NatsSettings` with every node's client URL and, for a secured broker, the
+        ``harness`` identity's credentials and TLS files (``overrides`` win)."""
         from services.common.settings import NatsSettings
 
         fields: dict[str, Any] = {"servers": self.client_urls}
+        creds = getattr(self, "credentials", None)
+        if creds is not None:
+            fields.update(creds.client_fields("harness"))
         fields.update(overrides)
         return NatsSettings(**fields)
+
+    def secret_values(self) -> tuple[str, ...]:
+        """The run's secrets (per-run credentials), for the secret scan; empty without."""
+        creds = getattr(self, "credentials", None)
+        return tuple(creds.secret_values()) if creds is not None else ()
 
     def _log_tails(self, lines: int = 3) -> str:
         """Every node's last log lines, one node a line (for start errors)."""
@@ -313,13 +333,17 @@ class ClusterMonitor(NodeSet[N]):
             delay = min(delay * 1.5, 0.1)
 
     async def stream_leader(
-        self, stream: str, *, account: str = "$G", timeout_s: float = 10.0
+        self, stream: str, *, account: str | None = None, timeout_s: float = 10.0
     ) -> N:
         """The node leading ``stream`` (asked of the live nodes via ``/jsz``).
+
+        ``account``: where the stream lives (default: the broker's :attr:`account`, ``$G``
+        unless ``auth: accounts``).
 
         Waits up to ``timeout_s`` for an elected leader that is live (after a leader kill
         the stream elects a new one). Raises :class:`BrokerError` naming what was seen.
         """
+        account = account or self.account
         deadline = time.monotonic() + timeout_s
         delay = 0.01
         while True:

@@ -26,7 +26,7 @@ import re
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from harness.broker._config import HOST, deep_merge, free_ports, render_config
 from harness.broker._ready import wait_placement
@@ -45,6 +45,9 @@ from harness.containers.engine import (
 )
 from harness.containers.images import ImageInfo, ensure_nats_image
 
+if TYPE_CHECKING:
+    from harness.security.credentials import RunCredentials, TlsMaterial
+
 __all__ = ["ContainerBroker", "ContainerNode"]
 
 CLIENT_PORT = 4222
@@ -52,6 +55,8 @@ MONITOR_PORT = 8222
 ROUTE_PORT = 6222
 CONFIG_PATH = "/etc/qiki-nats.conf"
 STORE_DIR = "/data/jetstream"
+#: where a secured broker's TLS files are copied inside its containers (issue 10)
+TLS_DIR = "/etc/qiki-tls"
 _PORT_TAKEN = re.compile(r"port is already allocated|address already in use", re.IGNORECASE)
 _START_ATTEMPTS = 3
 
@@ -143,7 +148,8 @@ class ContainerNode(MonitoredNode):
 
     # ------------------------------------------------------------- lifecycle
 
-    def _create_and_start(self, image: str, config: bytes) -> None:
+    def _create_and_start(self, image: str, config: bytes,
+                          files: Mapping[str, bytes] | None = None) -> None:
         """Blocking: create the container via testcontainers, copy the config, start it."""
         from testcontainers.core.container import DockerContainer
 
@@ -162,6 +168,10 @@ class ContainerNode(MonitoredNode):
         tc.ports[f"{CLIENT_PORT}/tcp"] = cast(Any, (HOST, self.client_port))
         tc.ports[f"{MONITOR_PORT}/tcp"] = cast(Any, (HOST, self.monitor_port))
         tc.with_copy_into_container(config, CONFIG_PATH)
+        # TLS material (issue 10): copied in (0600 like on the host), not bind-mounted, so
+        # the container needs no access to the run's secrets dir.
+        for path, data in (files or {}).items():
+            tc.with_copy_into_container(data, path, mode=0o600)
         self._tc = tc
         tc.start()
         self._container = tc.get_wrapped_container()
@@ -184,9 +194,10 @@ class ContainerNode(MonitoredNode):
         """Re-read running/paused/pid from the engine (e.g. after the server exited by itself)."""
         await asyncio.to_thread(self._refresh_sync)
 
-    async def start(self, image: str, config: bytes) -> None:
+    async def start(self, image: str, config: bytes,
+                    files: Mapping[str, bytes] | None = None) -> None:
         """Create and start the container (first start only), without waiting for ready."""
-        await asyncio.to_thread(self._create_and_start, image, config)
+        await asyncio.to_thread(self._create_and_start, image, config, files)
 
     async def wait_ready(self, timeout_s: float) -> None:
         """Poll ``/healthz?js-enabled-only=true`` on the published monitoring port."""
@@ -352,6 +363,7 @@ class ContainerBroker(ClusterMonitor[ContainerNode]):
         extra_config: Mapping[str, Any] | None = None,
         ready_timeout_s: float | None = None,
         run_id: str | None = None,
+        credentials: RunCredentials | None = None,
     ) -> None:
         if not isinstance(size, int) or isinstance(size, bool) or size < 1:
             raise ValueError(f"ContainerBroker size must be an int >= 1, got {size!r}")
@@ -382,6 +394,9 @@ class ContainerBroker(ClusterMonitor[ContainerNode]):
         self._network: Any = None  # testcontainers Network
         self._client: Any = None
         self.startup_s: float | None = None
+        #: per-run credentials and TLS material (issue 10); the server certificate must name
+        #: the nodes' network aliases for services in containers (Platform issues it so)
+        self.credentials = credentials
 
     # --------------------------------------------------------------- protocol
     # nodes, client_urls (127.0.0.1 published ports), version (from /varz), nats_settings,
@@ -411,6 +426,7 @@ class ContainerBroker(ClusterMonitor[ContainerNode]):
             "cluster": self.cluster,
             "cluster_name": self.cluster_name if self.cluster else None,
             "sync_always": self.sync_always,
+            "security": self.credentials.describe() if self.credentials is not None else None,
             "run_id": self.run_id,
             "network": self.network_name,
             "nodes": [
@@ -457,7 +473,24 @@ class ContainerBroker(ClusterMonitor[ContainerNode]):
                 "ping_interval": "1s",
                 "ping_max": 3,
             }
+        if self.credentials is not None and self.credentials.tls is not None:
+            from harness.security.credentials import tls_config
+
+            inside = self.credentials.tls.at(Path(TLS_DIR))
+            config = deep_merge(config, tls_config(inside, cluster=self.cluster))
         return deep_merge(config, self.extra_config)
+
+    def _node_files(self) -> dict[str, bytes]:
+        """TLS files to copy into every node (container path -> contents)."""
+        tls: TlsMaterial | None = self.credentials.tls if self.credentials else None
+        if tls is None:
+            return {}
+        return {f"{TLS_DIR}/{p.name}": p.read_bytes()
+                for p in (tls.ca_file, tls.server_cert_file, tls.server_key_file)}
+
+    def _render(self, node: ContainerNode) -> bytes:
+        auth = self.credentials.auth_config() if self.credentials is not None else ""
+        return (render_config(self.node_config(node)) + auth).encode()
 
     # ------------------------------------------------------------- lifecycle
 
@@ -482,9 +515,11 @@ class ContainerBroker(ClusterMonitor[ContainerNode]):
                 ContainerNode(self, name, ports[2 * i], ports[2 * i + 1])
                 for i, name in enumerate(self._names)
             ]
-            configs = [render_config(self.node_config(n)).encode() for n in self._nodes]
+            configs = [self._render(n) for n in self._nodes]
+            files = self._node_files()
             results = await asyncio.gather(
-                *(n.start(self.image, cfg) for n, cfg in zip(self._nodes, configs, strict=True)),
+                *(n.start(self.image, cfg, files)
+                  for n, cfg in zip(self._nodes, configs, strict=True)),
                 return_exceptions=True,
             )
             errors = [r for r in results if isinstance(r, BaseException)]
@@ -570,7 +605,8 @@ class ContainerBroker(ClusterMonitor[ContainerNode]):
                 await self._wait_meta_agreed()
                 # Agreed is not yet usable: see wait_placement (shared with the process
                 # backend).
-                await wait_placement(self.client_urls, len(self._nodes))
+                await wait_placement(self.client_urls, len(self._nodes),
+                                     connect_kwargs=self.nats_settings().connect_kwargs())
         except TimeoutError:
             leaders = await self._meta_leaders()
             raise BrokerStartError(

@@ -16,7 +16,7 @@ import tempfile
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from harness._process import ManagedProcess, ProcessError
 from harness.broker._binary import find_nats_server
@@ -24,6 +24,9 @@ from harness.broker._config import HOST, deep_merge, free_ports, render_config
 from harness.broker._ready import wait_placement
 from harness.broker.base import HEALTHZ_JS, ClusterMonitor, MonitoredNode, NodeSet
 from harness.broker.errors import BrokerError, BrokerStartError
+
+if TYPE_CHECKING:
+    from harness.security.credentials import RunCredentials
 
 __all__ = ["NatsCluster", "NatsNode", "NatsServer", "RouteUrlFor"]
 
@@ -84,8 +87,12 @@ class NatsNode(MonitoredNode):
         cluster: bool,
         ready_timeout_s: float = 10.0,
         log_dir: Path | None = None,
+        auth_text: str = "",
     ) -> None:
         self._name = name
+        #: auth config text appended to the rendered config (issue 10; holds secrets, so the
+        #: config file is written 0600)
+        self.auth_text = auth_text
         self.binary = binary
         self.workdir = workdir
         self.store_dir = store_dir
@@ -175,7 +182,14 @@ class NatsNode(MonitoredNode):
         config = self._config(self)
         # extra_config may move the ports file elsewhere: look where the server writes it.
         self._ports_dir = Path(str(config.get("ports_file_dir") or self.workdir))
-        self.config_path.write_text(render_config(config), encoding="utf-8")
+        text = render_config(config) + self.auth_text
+        if self.auth_text:
+            # The auth block carries passwords or the token: owner-only, from the first byte.
+            from harness.security.credentials import _write_private
+
+            _write_private(self.config_path, text)
+        else:
+            self.config_path.write_text(text, encoding="utf-8")
 
     # ----------------------------------------------------------------- state
 
@@ -288,6 +302,7 @@ class _ProcessBroker(NodeSet[NatsNode]):
         extra_config: Mapping[str, Any] | None,
         log_dir: str | Path | None,
         ready_timeout_s: float,
+        credentials: RunCredentials | None = None,
     ) -> None:
         if ready_timeout_s <= 0:
             raise ValueError(f"ready_timeout_s must be > 0, got {ready_timeout_s!r}")
@@ -309,6 +324,8 @@ class _ProcessBroker(NodeSet[NatsNode]):
         self._nodes: list[NatsNode] = []
         self._started = False
         self.startup_s: float | None = None
+        #: per-run credentials and TLS material (issue 10); None: no auth, plain TCP
+        self.credentials = credentials
 
     # --------------------------------------------------------------- protocol
     # nodes, client_urls, version (read from the startup log), nats_settings, async with:
@@ -340,6 +357,7 @@ class _ProcessBroker(NodeSet[NatsNode]):
             "cluster": self._cluster,
             "jetstream": self.jetstream,
             "sync_always": self.sync_always,
+            "security": self.credentials.describe() if self.credentials is not None else None,
             "store_dir": str(self.store_dir) if self._store_arg or self._workdir else None,
             "nodes": [
                 {
@@ -374,7 +392,10 @@ class _ProcessBroker(NodeSet[NatsNode]):
         return config
 
     def _node_config(self, node: NatsNode) -> dict[str, Any]:
-        return deep_merge(self._base_config(node), self.extra_config)
+        config = self._base_config(node)
+        if self.credentials is not None:
+            config = deep_merge(config, self.credentials.tls_config(cluster=self._cluster))
+        return deep_merge(config, self.extra_config)
 
     # ------------------------------------------------------------- lifecycle
 
@@ -405,6 +426,8 @@ class _ProcessBroker(NodeSet[NatsNode]):
                         cluster=self._cluster,
                         ready_timeout_s=self._ready_timeout_s,
                         log_dir=self._log_dir,
+                        auth_text=(self.credentials.auth_config()
+                                   if self.credentials is not None else ""),
                     )
                 )
         except BaseException:
@@ -479,7 +502,9 @@ class NatsServer(_ProcessBroker):
     kept). ``binary``: nats-server to run (default :func:`find_nats_server`).
     ``sync_always``: ``sync_interval: always`` (fsync every write). ``extra_config``: merged
     over the generated config (nested mappings merge). ``log_dir``: also write the server log
-    to ``log_dir/<name>.log`` (kept). Ready when ``/healthz?js-enabled-only=true`` answers ok.
+    to ``log_dir/<name>.log`` (kept). ``credentials``: auth mode and TLS of the run
+    (:class:`harness.security.credentials.RunCredentials`); :meth:`nats_settings` then carries
+    the ``harness`` identity's. Ready when ``/healthz?js-enabled-only=true`` answers ok.
     """
 
     def __init__(
@@ -493,6 +518,7 @@ class NatsServer(_ProcessBroker):
         extra_config: Mapping[str, Any] | None = None,
         log_dir: str | Path | None = None,
         ready_timeout_s: float = 10.0,
+        credentials: RunCredentials | None = None,
     ) -> None:
         super().__init__(
             names=[name],
@@ -504,6 +530,7 @@ class NatsServer(_ProcessBroker):
             extra_config=extra_config,
             log_dir=log_dir,
             ready_timeout_s=ready_timeout_s,
+            credentials=credentials,
         )
 
     @property
@@ -566,6 +593,7 @@ class NatsCluster(ClusterMonitor[NatsNode], _ProcessBroker):
         log_dir: str | Path | None = None,
         ready_timeout_s: float = 15.0,
         wait_placement: bool = True,
+        credentials: RunCredentials | None = None,
     ) -> None:
         if not isinstance(size, int) or isinstance(size, bool) or size < 1:
             raise ValueError(f"NatsCluster size must be an int >= 1, got {size!r}")
@@ -579,6 +607,7 @@ class NatsCluster(ClusterMonitor[NatsNode], _ProcessBroker):
             extra_config=extra_config,
             log_dir=log_dir,
             ready_timeout_s=ready_timeout_s,
+            credentials=credentials,
         )
         self.size = size
         self.cluster_name = cluster_name
@@ -648,7 +677,8 @@ class NatsCluster(ClusterMonitor[NatsNode], _ProcessBroker):
 
     async def _wait_placement(self) -> None:
         """Every node answers JetStream API requests and an R<size> stream fits."""
-        await wait_placement([n.client_url for n in self._nodes], self.size)
+        await wait_placement([n.client_url for n in self._nodes], self.size,
+                             connect_kwargs=self.nats_settings().connect_kwargs())
 
     def _stream_leader_detail(self, live: set[str]) -> str:
         return f"; running: {sorted(live)}"

@@ -52,6 +52,8 @@ SERVICE_DISTRIBUTIONS = (
     # lagmon decodes CONSUMER.LIST pages with msgspec; the registrar's JSON check uses orjson;
     # services.common.contracts compiles JSON Schema contracts with jsonschema-rs.
     "msgspec", "orjson", "jsonschema-rs",
+    # auth: nkey (issue 10): nats-py signs the server's nonce with it
+    "nkeys",
 )
 #: Where the project (services/, scenarios/) lives inside the services image.
 APP_DIR = "/app"

@@ -7,9 +7,11 @@ wildcard ``SUB`` for the PubAcks, and ``MSG``/``HMSG`` parsing of short replies.
 that on an ``asyncio.Protocol`` (callbacks straight from ``data_received``, batched writes)
 is several times faster.
 
-Scope: plain TCP with optional user/password or token (what :class:`~harness.load.injector.
-Injector` can take from a nats-py client's options). TLS, NKeys and JWT credentials use the
-nats-py engine instead. Reconnects to the same server list with a fixed wait.
+Scope: TCP, or TLS upgraded after the server's INFO as nats-server expects (server verified,
+client certificate presented for mTLS: whatever the ``ssl.SSLContext`` holds; issue 10), with
+optional user/password or token (what :class:`~harness.load.injector.Injector` can take from
+a nats-py client's options). NKeys and JWT credentials (a nonce to sign) use the nats-py
+engine instead. Reconnects to the same server list with a fixed wait.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import json
 import logging
 import random
 import re
+import ssl
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import cast
@@ -42,11 +45,15 @@ class WireError(Exception):
 
 @dataclass(frozen=True)
 class WireAuth:
-    """Credentials the wire client can present in CONNECT."""
+    """Credentials the wire client can present in CONNECT, and its TLS context."""
 
     user: str | None = None
     password: str | None = None
     token: str | None = None
+    #: TLS (``NatsSettings.ssl_context()``, or nats-py's ``options["tls"]``); None: plain TCP
+    tls: ssl.SSLContext | None = None
+    #: name the server certificate is checked against (default: the URL's host)
+    tls_hostname: str | None = None
 
 
 class _Proto(asyncio.Protocol):
@@ -203,16 +210,34 @@ class WireClient:
 
     async def _open(self, url: str) -> None:
         u = urlparse(url if "://" in url else f"nats://{url}")
-        if u.scheme not in ("nats", ""):
-            raise WireError(f"the fast path speaks plain nats:// only, got {url!r}")
+        if u.scheme not in ("nats", "tls", ""):
+            raise WireError(f"the fast path speaks nats:// and tls:// only, got {url!r}")
+        tls = self.auth.tls
+        if u.scheme == "tls" and tls is None:
+            tls = ssl.create_default_context()
         loop = asyncio.get_running_loop()
         _transport, proto = await asyncio.wait_for(
             loop.create_connection(lambda: _Proto(self), u.hostname or "127.0.0.1",
                                    u.port or 4222), self.connect_timeout_s)
         try:
             info = await asyncio.wait_for(proto.info, self.connect_timeout_s)
-            if info.get("tls_required"):
-                raise WireError("server requires TLS; use the nats-py engine")
+            if info.get("tls_required") and tls is None:
+                raise WireError("server requires TLS and no TLS context was given "
+                                "(NatsSettings tls_ca_file / QIKI_NATS_CA)")
+            if tls is not None:
+                if not info.get("tls_required"):
+                    raise WireError(f"TLS was asked for but the server at {u.hostname}:"
+                                    f"{u.port} does not offer it")
+                # nats-server's order: plain INFO, then the TLS handshake on the same socket.
+                assert proto.transport is not None
+                transport = await asyncio.wait_for(
+                    loop.start_tls(proto.transport, proto, tls,
+                                   server_hostname=self.auth.tls_hostname or u.hostname),
+                    self.connect_timeout_s)
+                if transport is None:
+                    raise WireError("TLS handshake: the connection closed")
+                proto.transport = cast(asyncio.Transport, transport)
+                proto.transport.set_write_buffer_limits(high=8 * 1024 * 1024)
             opts: dict[str, object] = {
                 "verbose": False, "pedantic": False, "headers": True, "no_responders": True,
                 "protocol": 1, "lang": "python-qiki-wire", "version": "1", "name": self.name,

@@ -23,6 +23,7 @@ import contextlib
 import json
 import logging
 import math
+import ssl
 import uuid
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -442,18 +443,22 @@ class _WireEngine:
 
 
 def _wire_for(nc: Client, grace_s: float) -> _WireEngine | None:
-    """A wire engine speaking to ``nc``'s server with its credentials, or None when the
-    connection uses something only nats-py can do (TLS, NKeys, JWT credentials)."""
+    """A wire engine speaking to ``nc``'s server with its credentials and TLS context, or
+    None when the connection uses something only nats-py can do (NKeys, JWT credentials:
+    a nonce to sign). The run's journal then says ``engine: nats-py``."""
     opts = getattr(nc, "options", {}) or {}
-    if opts.get("tls") or getattr(nc, "_user_credentials", None) \
-            or getattr(nc, "_nkeys_seed", None) or getattr(nc, "_signature_cb", None):
+    if getattr(nc, "_user_credentials", None) or getattr(nc, "_nkeys_seed", None) \
+            or getattr(nc, "_nkeys_seed_str", None) or getattr(nc, "_signature_cb", None):
         return None
     url = nc.connected_url
-    if url is None or url.scheme not in ("nats", ""):
+    if url is None or url.scheme not in ("nats", "tls", ""):
         return None
     host = url.hostname or "127.0.0.1"
+    tls = opts.get("tls")
     auth = WireAuth(user=url.username or opts.get("user"),
-                    password=url.password or opts.get("password"), token=opts.get("token"))
+                    password=url.password or opts.get("password"), token=opts.get("token"),
+                    tls=tls if isinstance(tls, ssl.SSLContext) else None,
+                    tls_hostname=opts.get("tls_hostname"))
     return _WireEngine(WireClient([f"nats://{host}:{url.port or 4222}"], auth=auth,
                                   name=str(opts.get("name") or "qiki-harness-load")),
                        grace_s=grace_s)
@@ -470,7 +475,7 @@ class Injector:
 
     ``engine``: ``"wire"`` publishes on a second, minimal protocol connection to the same
     server (several times faster than nats-py); ``"nats-py"`` uses ``nc`` itself;
-    ``"auto"`` (default) takes wire unless ``nc`` uses TLS, NKeys or JWT credentials.
+    ``"auto"`` (default) takes wire unless ``nc`` uses NKeys or JWT credentials.
     On a disconnect the wire engine waits up to ``ack_timeout_s`` for the reconnect (the
     delay shows as latency), then fails ids fast until it is back.
     """
@@ -560,8 +565,8 @@ class Injector:
         wire = _wire_for(self.nc, self.ack_timeout_s)
         if wire is None:
             if self.engine == "wire":
-                raise ConfigError("load: engine='wire' cannot use this connection (TLS, NKeys "
-                                  "or JWT credentials); use engine='nats-py' or 'auto'")
+                raise ConfigError("load: engine='wire' cannot use this connection (NKeys or "
+                                  "JWT credentials); use engine='nats-py' or 'auto'")
             return _NatsPyEngine(self.nc)
         return wire
 

@@ -65,6 +65,24 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+#: ``nats.connect`` keyword arguments that carry credentials or TLS (what QIKI_NATS_* give).
+_AUTH_KEYS = ("token", "user", "password", "user_credentials", "nkeys_seed", "tls")
+_env_kwargs: dict[str, Any] | None = None
+
+
+def env_connect_kwargs() -> dict[str, Any]:
+    """Credentials and TLS from ``QIKI_NATS_*`` (token, user/password, creds, NKey seed file,
+    CA/cert/key), read once per process: how Locust users reach a secured broker without a
+    secret on the command line (issue 10). Empty when none are set."""
+    global _env_kwargs
+    if _env_kwargs is None:
+        from services.common.settings import NatsSettings
+
+        kw = NatsSettings.from_env().connect_kwargs()
+        # One dict (and one SSLContext) per process: it is part of the shared-client key.
+        _env_kwargs = {k: kw[k] for k in _AUTH_KEYS if k in kw}
+    return dict(_env_kwargs)
+
 _bridge: AsyncBridge | None = None
 _clients: dict[str, Client] = {}
 _muxes: dict[str, PubAckMux | None] = {}
@@ -102,13 +120,13 @@ def _shared_client(environment: Environment, servers: list[str],
 def _shared_mux(environment: Environment, servers: list[str],
                 connect_kwargs: dict[str, Any]) -> PubAckMux | None:
     """The process-wide fast JetStream publisher for ``servers``, or None when the
-    connection needs nats-py (TLS, NKeys, JWT credentials)."""
+    connection needs nats-py (NKeys, JWT credentials)."""
     key = ",".join(servers) + "|" + repr(sorted(connect_kwargs.items()))
     bridge = shared_bridge()
     with _lock:
         if key in _muxes:
             return _muxes[key]
-        unsupported = {"tls", "user_credentials", "nkeys_seed", "signature_cb"}
+        unsupported = {"user_credentials", "nkeys_seed", "nkeys_seed_str", "signature_cb"}
         if unsupported & {k for k, v in connect_kwargs.items() if v} or not all(
                 u.startswith("nats://") for u in servers):
             _muxes[key] = None
@@ -126,7 +144,8 @@ def _shared_mux(environment: Environment, servers: list[str],
 
         client = WireClient(servers, auth=WireAuth(
             user=connect_kwargs.get("user"), password=connect_kwargs.get("password"),
-            token=connect_kwargs.get("token")), name="qiki-harness-locust",
+            token=connect_kwargs.get("token"), tls=connect_kwargs.get("tls")),
+            name="qiki-harness-locust",
             on_event=on_event)
         mux = PubAckMux(client)
         bridge.run(mux.start(), timeout_s=30)
@@ -235,7 +254,8 @@ class NatsUser(User):
     """
 
     abstract = True
-    #: Extra ``nats.connect`` keyword arguments (credentials, names).
+    #: Extra ``nats.connect`` keyword arguments (credentials, names); empty: credentials and
+    #: TLS from ``QIKI_NATS_*`` (:func:`env_connect_kwargs`).
     connect_kwargs: dict[str, Any] = {}
     #: Default per-operation timeout.
     timeout_s: float = 2.0
@@ -259,8 +279,11 @@ class NatsUser(User):
     def nc(self) -> Client:
         """The shared connection (opened on first use)."""
         if self._nc is None or self._nc.is_closed:
-            self._nc = _shared_client(self.environment, self.servers, dict(self.connect_kwargs))
+            self._nc = _shared_client(self.environment, self.servers, self._connect_kwargs())
         return self._nc
+
+    def _connect_kwargs(self) -> dict[str, Any]:
+        return dict(self.connect_kwargs) if self.connect_kwargs else env_connect_kwargs()
 
     @property
     def bridge(self) -> AsyncBridge:
@@ -337,7 +360,7 @@ class JetStreamUser(NatsUser):
             mux = self._mux
             if mux is None or mux.closed:
                 mux = self._mux = _shared_mux(self.environment, self.servers,
-                                              dict(self.connect_kwargs))
+                                              self._connect_kwargs())
             if mux is not None:
                 return self._fast_js_publish(mux, subject, payload, headers, timeout,
                                              name or subject)

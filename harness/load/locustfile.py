@@ -59,12 +59,12 @@ def _ensure_streams(environment: Environment, **_kw: Any) -> None:
     opts = environment.parsed_options
     if not getattr(opts, "qiki_ensure_streams", False) or not environment.host:
         return
-    from harness.load.locust_users import _shared_client, shared_bridge
+    from harness.load.locust_users import _shared_client, env_connect_kwargs, shared_bridge
 
     if environment.host in _streams_checked:
         return
     _streams_checked.add(environment.host)
-    nc = _shared_client(environment, environment.host.split(","), {})
+    nc = _shared_client(environment, environment.host.split(","), env_connect_kwargs())
 
     async def ensure() -> None:
         from nats.js.api import StorageType, StreamConfig

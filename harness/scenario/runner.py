@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import time
 import traceback
 import uuid
@@ -75,9 +76,11 @@ from harness.scenario.model import (
     RegistrarCodesEntry,
     ReplicasEntry,
     Scenario,
+    SecurityEntry,
     WaitStep,
     step_body,
 )
+from harness.security import session as security
 from services.common.botspec import RuntimeConfig
 from services.common.cloudevents import new_event, to_binary
 
@@ -165,6 +168,12 @@ class _Run:
     #: named steps: when each started (run clock), and when each named fault was healed
     step_started: dict[str, float] = field(default_factory=dict)
     step_healed: dict[str, float] = field(default_factory=dict)
+    #: results of each security check's probes, by check entry (issue 10)
+    security: dict[int, list[Any]] = field(default_factory=dict)
+    #: the broker's secret values and the argv of every process the run started, read
+    #: before teardown for the secret scan
+    secrets: tuple[str, ...] = ()
+    argv: dict[str, list[str]] = field(default_factory=dict)
 
 
 class ScenarioRunner:
@@ -240,6 +249,8 @@ class ScenarioRunner:
             self.progress.stop()
             j.duration_s = round(time.monotonic() - t_start, 3)
             self._write_outputs(j)
+            if state.secrets:
+                self._scan_secrets(j, state)
         return j
 
     def _phase(self, name: str, detail: str = "", *, planned_s: float | None = None) -> None:
@@ -281,6 +292,30 @@ class ScenarioRunner:
             self.interrupted = self._phase_text()
             self.progress.note(f"interrupted during {self.interrupted}: tearing down")
 
+    def _scan_secrets(self, j: Journal, state: _Run) -> None:
+        """Secret hygiene (issue 10): the run failed if any secret value is in anything it
+        wrote or on any command line it ran. Scans, records the ``secret_scan`` check and
+        writes the outputs again; a hit in those rewritten outputs is scanned for once more."""
+        from harness.security.scan import scan_command_lines, scan_files
+
+        findings = scan_command_lines(state.argv, state.secrets)
+        findings += scan_files(self.run_dir, state.secrets, exclude=[self.run_dir / "secrets"])
+        files = sum(len(f) for _, _, f in os.walk(self.run_dir))
+        result = CheckResult(
+            name="secret_scan", kind="secret_scan", passed=not findings,
+            expected="no secret value in any file or command line of the run",
+            observed={"secrets": len(state.secrets), "files": files,
+                      "processes": len(state.argv), "hits": len(findings)},
+            details=[str(f) for f in findings[:50]]
+            + ([f"... and {len(findings) - 50} more"] if len(findings) > 50 else []))
+        j.checks = [c for c in j.checks if c.kind != "secret_scan"] + [result]
+        if findings and j.verdict == "passed":
+            j.verdict = "failed"
+        self._write_outputs(j)
+        if findings:
+            for f in findings:
+                self.progress.note(f"secret found: {f}")
+
     def _write_outputs(self, j: Journal) -> None:
         from harness.report.ctrf import write_ctrf
         from harness.report.html import write_html
@@ -320,6 +355,8 @@ class ScenarioRunner:
                 for n, svc in p.services.items()
             }
             engine = FaultEngine(p, t0=p.t0, progress=self.progress)
+            # Auth failures the server advises become 8xx CloudEvents (auth: accounts).
+            relay = await security.start_relay(p)
             sampler = asyncio.create_task(self._sample_lag(p, state))
             try:
                 self._phase("steady state (before)")
@@ -331,6 +368,11 @@ class ScenarioRunner:
                                    detail="steady state did not hold before the method")
                 self._phase("rollbacks")
                 await self._rollbacks(p, engine, state)
+                # Probes before the drain: the 8xx events they cause are stored by the time
+                # the checks read the registrar.
+                await self._security_probes(p, state)
+                if relay is not None:
+                    await relay.settle()
                 self._phase("drain")
                 await self._drain(p, state)
                 # One last sample, so lag checks judge the end state even of a run shorter
@@ -349,12 +391,17 @@ class ScenarioRunner:
                 self._phase("teardown")
                 # Rollbacks run even when a phase crashed; a second heal is a no-op.
                 await engine.heal_all()
+                if relay is not None:
+                    await relay.close()
+                    p.event("security.relay.closed", relayed=len(relay.relayed),
+                            failed=relay.failed)
                 # asyncio.wait_for (Python 3.11) can swallow a cancellation that lands just as
                 # the request it wraps completes; the sampler then loops on and a plain
                 # ``await sampler`` never returns (seen once in CI: a run hung after its
                 # checks). Cancel again until it has really stopped.
                 await cancel_and_wait(sampler)
                 self._fill_journal(p, engine, state)
+                self._collect_for_scan(p, state)
         failed = j.failed_checks()
         j.verdict = "failed" if failed else "passed"
 
@@ -698,6 +745,24 @@ class ScenarioRunner:
 
     # ------------------------------------------------------------------ checks
 
+    @staticmethod
+    def _collect_for_scan(p: Platform, state: _Run) -> None:
+        """What the secret scan needs from the live platform: its secrets and every command
+        line of the processes it started (they are gone after teardown)."""
+        from harness.security.scan import command_lines
+
+        broker = p.broker
+        values = getattr(broker, "secret_values", None) if broker is not None else None
+        state.secrets = tuple(values()) if values is not None else ()
+        if state.secrets:
+            state.argv = command_lines()
+
+    async def _security_probes(self, p: Platform, state: _Run) -> None:
+        """Run the probes of every ``security`` check (results judged in the checks)."""
+        for entry in self.scenario.checks:
+            if isinstance(entry, SecurityEntry) and id(entry) not in state.security:
+                state.security[id(entry)] = await security.probe_platform(p, entry.security)
+
     async def _checks(self, p: Platform, engine: FaultEngine, state: _Run) -> list[CheckResult]:
         return await self._evaluate(p, engine, state, self.scenario.checks, steady=False)
 
@@ -719,6 +784,14 @@ class ScenarioRunner:
             ):
                 records = await p.registrar_records()
                 state.records = records
+            if isinstance(entry_, SecurityEntry):
+                from harness.checks.security import check_security
+
+                results = state.security.get(id(entry_)) if not steady else None
+                if results is None:
+                    results = await security.probe_platform(p, entry_.security)
+                out.append(check_security(results, mode=p.topology.broker.auth))
+                continue
             if isinstance(entry_, DeadLettersEntry):
                 expected = entry_.dead_letters.count
                 out.append(check_dead_letters(

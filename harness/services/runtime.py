@@ -260,10 +260,10 @@ class ServiceLauncher:
                                  ) -> ServiceProcess:
         p, name = self.platform, ref.name
         proxy: FaultProxy | None = None
-        settings = p.settings(name=f"qiki-{name}")
+        settings = p.settings(name, name=f"qiki-{name}")
         if spec.proxied:
             proxy = await p._proxy_for(name)
-            settings = p.settings(name=f"qiki-{name}", servers=[proxy.url])
+            settings = p.settings(name, name=f"qiki-{name}", servers=[proxy.url])
         # Port 0: the service binds a free port itself and says which on its READY line; a
         # port picked here could be taken by another process before the service binds it.
         argv = [sys.executable, "-m", ref.module, "--http-port", "0"]
@@ -324,6 +324,15 @@ class ServiceLauncher:
             "QIKI_NATS_NAME": f"qiki-{name}",
         }
         volumes: dict[str, tuple[str, str]] = {}
+        if p.credentials is not None:
+            # Its own credentials and TLS files (issue 10): in the environment, never argv;
+            # the files through a read-only mount of the run's secrets dir at the same path.
+            creds_env = p.service_env(p.settings(name, name=f"qiki-{name}"))
+            env.update({k: v for k, v in creds_env.items()
+                        if k.startswith("QIKI_NATS_") and k not in ("QIKI_NATS_URL",
+                                                                    "QIKI_NATS_PING_INTERVAL_S")})
+            secrets_dir = str(p.credentials.secrets_dir)
+            volumes[secrets_dir] = (secrets_dir, "ro")
         if p.topology.spec:
             # The scenario's own spec (the image holds QIKI's): mounted read-only at the same
             # absolute path, with the scenario's directory, where its contracts usually live.
@@ -358,10 +367,10 @@ class ServiceLauncher:
     async def _user_process(self, name: str, spec: ServiceTopology) -> ServiceProcess:
         p = self.platform
         proxy: FaultProxy | None = None
-        settings = p.settings(name=name)
+        settings = p.settings(name, name=name)
         if spec.proxied:
             proxy = await p._proxy_for(name)
-            settings = p.settings(name=name, servers=[proxy.url])
+            settings = p.settings(name, name=name, servers=[proxy.url])
         values = self.values(name, list(settings.servers))
         assert spec.command is not None
         # A bare python/python3 first word becomes the harness's interpreter (see BARE_PYTHON).
@@ -412,7 +421,7 @@ class ServiceLauncher:
         # Inside the image the host's interpreter path means nothing: the image's own python.
         values["python"] = "python3"
         image = await asyncio.to_thread(ensure_user_image, name, spec, self.scenario_dir)
-        settings = p.settings(name=name)
+        settings = p.settings(name, name=name)
         env = {k: v for k, v in p.service_env(settings).items() if k.startswith("QIKI_NATS_")}
         env["QIKI_NATS_URL"] = values["nats_url"]
         env["QIKI_BOTSPEC"] = values["spec"]

@@ -328,6 +328,9 @@ class Component(_Strict):
     description: str | None = None
     provides: list[str] = Field(default_factory=list)
     consumes: list[str] = Field(default_factory=list)
+    #: durable consumers (``consumers[].durable``) it pulls from; under ``auth: accounts`` a
+    #: service named like this component gets the JetStream API and ack subjects they need
+    durables: list[str] = Field(default_factory=list)
 
 
 class ChannelV1(_Strict):
@@ -828,6 +831,12 @@ def _v2_problems(spec: BotSpec, p: _Problems, base_dir: Path) -> dict[str, Contr
                 if ref not in names:
                     p.add(("components", cname, field_name, i),
                           f"unknown channel {ref!r}{_closest(ref, names)}")
+        known = [c.durable for c in spec.consumers]
+        for i, durable in enumerate(comp.durables):
+            if durable not in known:
+                p.add(("components", cname, "durables", i),
+                      f"unknown consumer {durable!r}{_closest(durable, known)}; "
+                      f"known: {', '.join(known) or 'none'}")
     rt = spec.runtime
     for section, settings in (("radar_sim", rt.radar_sim), ("lagmon", rt.lagmon),
                               ("registrar", rt.registrar)):
@@ -1180,6 +1189,8 @@ class ComponentRoutes(_Frozen):
     type: str
     publishes: list[str]
     consumes: list[str]
+    #: durable consumers it pulls from
+    durables: list[str] = Field(default_factory=list)
 
 
 class RuntimeConfig(_Frozen):
@@ -1350,6 +1361,7 @@ def generate(spec: BotSpec) -> RuntimeConfig:
             type=comp.type,
             publishes=sorted({s for ch in comp.provides for s in channels.get(ch, [])}),
             consumes=sorted({s for ch in comp.consumes for s in channels.get(ch, [])}),
+            durables=list(comp.durables),
         )
         for name, comp in spec.components.items()
     }

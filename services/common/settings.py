@@ -11,16 +11,25 @@ import asyncio
 import contextlib
 import logging
 import os
+import ssl
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_serializer, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    field_serializer,
+    field_validator,
+    model_validator,
+)
 
 if TYPE_CHECKING:
     from nats.aio.client import Client
 
-__all__ = ["DEFAULT_NATS_URL", "NatsSettings", "connect", "mask_url"]
+__all__ = ["DEFAULT_NATS_URL", "NatsSettings", "connect", "mask_url", "quiet_ssl_eof_noise"]
 
 DEFAULT_NATS_URL = "nats://127.0.0.1:4222"
 
@@ -57,6 +66,13 @@ class NatsSettings(BaseModel):
     user: str | None = None
     password: SecretStr | None = None
     creds_file: Path | None = None
+    #: NKey seed file (``SU...``): the client signs the server's nonce with it (issue 10)
+    nkey_seed_file: Path | None = None
+    #: CA bundle that verifies the server's certificate; with it the client speaks TLS
+    tls_ca_file: Path | None = None
+    #: client certificate and key, for servers that verify clients (mTLS)
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
     ping_interval_s: float = Field(default=2.0, gt=0)
     max_outstanding_pings: int = Field(default=2, ge=1)
     reconnect_time_wait_s: float = Field(default=0.25, ge=0)
@@ -79,6 +95,15 @@ class NatsSettings(BaseModel):
                 )
         return cleaned
 
+    @model_validator(mode="after")
+    def _check_tls_pair(self) -> NatsSettings:
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError(
+                "tls_cert_file and tls_key_file go together (QIKI_NATS_CERT and QIKI_NATS_KEY): "
+                "a client certificate needs its key"
+            )
+        return self
+
     @field_serializer("servers", when_used="json")
     def _mask_servers(self, servers: list[str]) -> list[str]:
         # JSON dumps end up in journals and logs; URLs may carry user:password@.
@@ -91,7 +116,8 @@ class NatsSettings(BaseModel):
         """Settings from environment variables, then ``overrides`` on top.
 
         Reads ``{prefix}URL`` (comma-separated server URLs), ``{prefix}TOKEN``, ``{prefix}USER``,
-        ``{prefix}PASSWORD``, ``{prefix}CREDS`` (creds file path), ``{prefix}NAME`` and
+        ``{prefix}PASSWORD``, ``{prefix}CREDS`` (creds file path), ``{prefix}NKEY_SEED_FILE``,
+        ``{prefix}CA`` / ``{prefix}CERT`` / ``{prefix}KEY`` (TLS files), ``{prefix}NAME`` and
         ``{prefix}PING_INTERVAL_S``. Unset or empty variables keep the defaults.
         """
         env = os.environ if environ is None else environ
@@ -108,6 +134,10 @@ class NatsSettings(BaseModel):
             ("USER", "user"),
             ("PASSWORD", "password"),
             ("CREDS", "creds_file"),
+            ("NKEY_SEED_FILE", "nkey_seed_file"),
+            ("CA", "tls_ca_file"),
+            ("CERT", "tls_cert_file"),
+            ("KEY", "tls_key_file"),
             ("NAME", "name"),
         ):
             if (raw := get(key)) is not None:
@@ -149,7 +179,44 @@ class NatsSettings(BaseModel):
             kwargs["password"] = self.password.get_secret_value()
         if self.creds_file is not None:
             kwargs["user_credentials"] = str(self.creds_file)
+        if self.nkey_seed_file is not None:
+            kwargs["nkeys_seed"] = str(self.nkey_seed_file)
+        if (ctx := self.ssl_context()) is not None:
+            kwargs["tls"] = ctx
         return kwargs
+
+    @property
+    def tls(self) -> bool:
+        """True when the client speaks TLS (a CA or a client certificate is set)."""
+        return self.tls_ca_file is not None or self.tls_cert_file is not None
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """The client TLS context (server verified against ``tls_ca_file``, the client
+        certificate presented when set), or None for plain TCP.
+
+        Raises ``ValueError`` naming the file when one cannot be read (never its contents).
+        """
+        if not self.tls:
+            return None
+        try:
+            ctx = ssl.create_default_context(
+                cafile=str(self.tls_ca_file) if self.tls_ca_file is not None else None
+            )
+        except (OSError, ssl.SSLError) as exc:
+            raise ValueError(
+                f"TLS CA file {str(self.tls_ca_file)!r} cannot be used ({type(exc).__name__}: "
+                f"{getattr(exc, 'strerror', None) or exc}); expected a PEM CA bundle"
+            ) from None
+        if self.tls_cert_file is not None and self.tls_key_file is not None:
+            try:
+                ctx.load_cert_chain(str(self.tls_cert_file), str(self.tls_key_file))
+            except (OSError, ssl.SSLError) as exc:
+                raise ValueError(
+                    f"TLS client certificate {str(self.tls_cert_file)!r} with key "
+                    f"{str(self.tls_key_file)!r} cannot be used ({type(exc).__name__}); "
+                    "expected PEM files that belong together"
+                ) from None
+        return ctx
 
     def describe(self) -> dict[str, Any]:
         """A journal-safe summary: servers (userinfo masked) and which credentials are set."""
@@ -159,13 +226,19 @@ class NatsSettings(BaseModel):
             "auth": self.auth_kind,
             "user": self.user,
             "creds_file": str(self.creds_file) if self.creds_file else None,
+            "nkey_seed_file": str(self.nkey_seed_file) if self.nkey_seed_file else None,
+            "tls": self.tls,
+            "tls_ca_file": str(self.tls_ca_file) if self.tls_ca_file else None,
+            "tls_cert_file": str(self.tls_cert_file) if self.tls_cert_file else None,
         }
 
     @property
     def auth_kind(self) -> str:
-        """``"token"``, ``"user/password"``, ``"creds"`` or ``"none"``."""
+        """``"token"``, ``"user/password"``, ``"creds"``, ``"nkey"`` or ``"none"``."""
         if self.creds_file is not None:
             return "creds"
+        if self.nkey_seed_file is not None:
+            return "nkey"
         if self.token is not None:
             return "token"
         if self.user is not None or self.password is not None:
@@ -179,6 +252,25 @@ class NatsSettings(BaseModel):
                 yield key, [mask_url(s) for s in value]
             else:
                 yield key, value
+
+
+class _SslEofNoise(logging.Filter):
+    """Drops asyncio's "returning true from eof_received() has no effect when using ssl".
+
+    nats-py upgrades its stream to TLS after INFO; its stream protocol then answers EOF with
+    True, and asyncio logs that warning for every TLS connection a broker stop closes: lines
+    in every log of a chaos run that say nothing about it (issue 10).
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "eof_received() has no effect when using ssl" not in record.getMessage()
+
+
+def quiet_ssl_eof_noise() -> None:
+    """Install the :class:`_SslEofNoise` filter on the asyncio logger (once per process)."""
+    log = logging.getLogger("asyncio")
+    if not any(isinstance(f, _SslEofNoise) for f in log.filters):
+        log.addFilter(_SslEofNoise())
 
 
 ErrorCallback = Callable[[Exception], Awaitable[None]]
@@ -206,6 +298,8 @@ async def connect(
 
     settings = settings if settings is not None else NatsSettings.from_env()
     kwargs = settings.connect_kwargs()
+    if settings.tls:
+        quiet_ssl_eof_noise()
     for key, cb in (
         ("disconnected_cb", disconnected_cb),
         ("reconnected_cb", reconnected_cb),

@@ -8,11 +8,15 @@ crossing is still over, so a restart announces no second crossing, and its clear
 the lag falls back (issue 13).  No state file to keep next to the process (a container or a
 host move keeps the answer), and nothing to configure.
 
-How: an ephemeral pull consumer on the health subject, ``headers_only`` (the type and the
-CloudEvent subject ``"<stream>/<consumer>"`` are headers in binary mode: no payload is sent),
-no acks, read to the end in batches, then deleted.  Events of other sources on the subject
-are ignored.  Cost: one message header per event the stream still holds (the stream's
-``max_age`` bounds it).
+How: a pull consumer named :data:`RESTORE_CONSUMER` on the health subject, ``headers_only``
+(the type and the CloudEvent subject ``"<stream>/<consumer>"`` are headers in binary mode:
+no payload is sent), no acks, read to the end in batches, then deleted.  Events of other
+sources on the subject are ignored.  Cost: one message header per event the stream still
+holds (the stream's ``max_age`` bounds it).
+
+Why a fixed name and not a random ephemeral one: under least privilege (issue 10) the monitor
+may create, read and delete exactly this consumer; a random name would need
+``CONSUMER.DELETE.<stream>.*``, which would let it delete the registrar's durables too.
 """
 
 from __future__ import annotations
@@ -29,6 +33,9 @@ from services.lagmon.events import ALL_TYPES, SOURCE, THRESHOLD_CROSSED
 from services.lagmon.thresholds import Key
 
 log = logging.getLogger(__name__)
+
+#: Name of the read-back consumer (harness.security.permissions grants exactly this name).
+RESTORE_CONSUMER = "qiki-lagmon-restore"
 
 #: Messages fetched per pull request while reading the events back.
 _BATCH = 1000
@@ -47,10 +54,15 @@ async def read_over_threshold(
         stream = await js.find_stream_name_by_subject(subject)
     except NotFoundError:
         return set()
-    sub = await js.pull_subscribe(
-        subject,
-        stream=stream,
-        config=api.ConsumerConfig(
+    # A previous monitor killed mid-read may have left it behind (until inactive_threshold),
+    # positioned part-way: start from a fresh one.
+    with contextlib.suppress(NotFoundError):
+        await js.delete_consumer(stream, RESTORE_CONSUMER)
+    await js.add_consumer(
+        stream,
+        api.ConsumerConfig(
+            name=RESTORE_CONSUMER,
+            filter_subject=subject,
             ack_policy=api.AckPolicy.NONE,
             deliver_policy=api.DeliverPolicy.ALL,
             headers_only=True,
@@ -59,11 +71,11 @@ async def read_over_threshold(
             inactive_threshold=max(5.0, 4 * timeout_s),
         ),
     )
+    sub = await js.pull_subscribe_bind(consumer=RESTORE_CONSUMER, stream=stream)
     last: dict[Key, str] = {}
-    name: str | None = None
+    name: str | None = RESTORE_CONSUMER
     try:
         info = await sub.consumer_info()
-        name = info.name
         remaining = info.num_pending or 0
         while remaining > 0:
             try:

@@ -60,7 +60,8 @@ def test_subjects(config: RuntimeConfig) -> None:
 
 
 def test_channel_mapping(config: RuntimeConfig) -> None:
-    assert set(config.channels) == {*REQUIRED_CHANNELS, "SensorStatus", "HealthEvent"}
+    assert set(config.channels) == {*REQUIRED_CHANNELS, "SensorStatus", "HealthEvent",
+                                    "SecurityEvent"}
     assert config.channels["SensorFrame"] == [
         "qiki.radar.v1.frames", "qiki.radar.v1.frames.lr", "qiki.radar.v1.frames.sr"]
     assert config.channels["TrackSet"] == ["qiki.radar.v1.tracks"]

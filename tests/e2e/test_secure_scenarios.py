@@ -1,0 +1,171 @@
+"""Secured brokers end to end (issue 10): the shipped ``secure-*`` scenarios and every auth mode.
+
+Each run must pass with every client authenticated (services, tap, lag sampler, load), keep
+its secrets in ``<run_dir>/secrets/`` (0700, files 0600) and write them nowhere else. The
+container tests need Docker (``docker`` marker).
+"""
+
+from __future__ import annotations
+
+import stat
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from harness.report.journal import Journal
+from harness.security.credentials import check_private
+
+pytestmark = pytest.mark.security
+
+SCENARIOS = Path(__file__).resolve().parents[2] / "scenarios"
+Runner = Callable[..., Journal]
+
+
+def _passed(j: Journal) -> None:
+    failed = "; ".join(c.summary() for c in j.failed_checks())
+    assert j.verdict == "passed", f"{j.scenario}: {j.verdict}: {j.error or failed}"
+    d = j.delivery
+    assert d is not None and d.lost == 0 and d.duplicated == 0 and d.acked > 100, d
+
+
+def _security(j: Journal) -> dict[str, Any]:
+    sec = j.broker.get("security")
+    assert sec, f"the journal's broker has no security section: {j.broker}"
+    return dict(sec)
+
+
+def _secrets_kept_private(j: Journal) -> None:
+    """0700/0600 secrets dir, and no secret value in any other file the run wrote."""
+    secrets_dir = Path(_security(j)["secrets_dir"])
+    assert check_private(secrets_dir) == []
+    values: list[bytes] = []
+    for f in secrets_dir.iterdir():
+        if f.name == "token":
+            values.append(f.read_bytes().strip())
+        elif f.name == "passwords.json":
+            import json
+
+            values += [v.encode() for v in json.loads(f.read_text()).values()]
+        elif f.suffix == ".nk":
+            values.append(f.read_bytes().strip())
+    run_dir = secrets_dir.parent
+    for path in run_dir.rglob("*"):
+        if not path.is_file() or secrets_dir in path.parents:
+            continue
+        data = path.read_bytes()
+        for v in values:
+            assert v not in data, f"a secret of the run is in {path.relative_to(run_dir)}"
+
+
+def _engines(j: Journal) -> set[str]:
+    return {r["engine"] for r in j.load}
+
+
+def _variant(name: str, old: str, new: str, *, rename: str) -> str:
+    text = (SCENARIOS / f"{name}.yaml").read_text()
+    assert old in text, f"{name}.yaml changed: update this test's edit"
+    return text.replace(f"name: {name}\n", f"name: {rename}\n", 1).replace(old, new, 1)
+
+
+SMOKE_BROKER = "  broker: {backend: process, nodes: 1, auth: token}\n"
+
+
+def test_secure_smoke_token_as_the_qiki_deployment(scenario_journal: Runner) -> None:
+    j = scenario_journal(SCENARIOS / "secure-smoke.yaml")
+    _passed(j)
+    sec = _security(j)
+    assert sec["auth"] == "token" and sec["tls"] is False
+    assert set(sec["identities"]) >= {"harness", "load", "registrar", "lagmon", "radar_sim"}
+    assert _engines(j) == {"wire"}  # the fast injector presents the token itself
+    _secrets_kept_private(j)
+
+
+def test_secure_mtls_chaos_exact_delivery_through_kill_and_latency(
+        scenario_journal: Runner) -> None:
+    j = scenario_journal(SCENARIOS / "secure-mtls-chaos.yaml")
+    _passed(j)
+    sec = _security(j)
+    assert sec["tls"] and sec["verify_client"] and sec["auth"] == "user"
+    assert [(f.action, f.target) for f in j.faults] == [("kill", "broker"),
+                                                         ("latency", "link:registrar")]
+    assert all(f.removed_s is not None for f in j.faults)
+    # The wire engine speaks TLS (with the client certificate) and survived the kill.
+    assert _engines(j) == {"wire"}
+    _secrets_kept_private(j)
+
+
+@pytest.mark.parametrize(("auth", "tls", "engine"), [
+    ("user", "{enabled: true}", "wire"),
+    # NKeys need a nonce signed: the load falls back to nats-py and the journal says so.
+    ("nkey", "{enabled: false}", "nats-py"),
+    ("accounts", "{enabled: true, verify_client: true}", "wire"),
+])
+def test_smoke_under_every_mode(scenario_runner: Runner, tmp_path: Path, auth: str, tls: str,
+                                engine: str) -> None:
+    text = _variant("secure-smoke", SMOKE_BROKER,
+                    f"  broker: {{backend: process, nodes: 1, auth: {auth}, tls: {tls}}}\n",
+                    rename=f"secure-smoke-{auth}")
+    j = scenario_runner(text, report_dir=tmp_path)
+    _passed(j)
+    assert _security(j)["auth"] == auth
+    assert _engines(j) == {engine}
+    if auth == "accounts":
+        assert _security(j)["system_account"] == "SYS"
+    if auth == "nkey":
+        seeds = list(Path(_security(j)["secrets_dir"]).glob("*.nk"))
+        assert {s.stem for s in seeds} >= {"harness", "load", "registrar"}
+        assert all(stat.S_IMODE(s.stat().st_mode) == 0o600 for s in seeds)
+    _secrets_kept_private(j)
+
+
+def test_three_node_tls_cluster(scenario_runner: Runner, tmp_path: Path) -> None:
+    text = _variant(
+        "secure-smoke", SMOKE_BROKER,
+        "  broker: {backend: process, nodes: 3, auth: token, "
+        "tls: {enabled: true, verify_client: true}}\n",
+        rename="secure-smoke-r3-mtls")
+    j = scenario_runner(text, report_dir=tmp_path)
+    _passed(j)
+    assert len(j.broker["nodes"]) == 3 and _security(j)["verify_client"]
+    _secrets_kept_private(j)
+
+
+@pytest.mark.docker
+def test_secure_smoke_on_containers(scenario_runner: Runner, tmp_path: Path) -> None:
+    j = scenario_runner(SCENARIOS / "secure-smoke.yaml", backend="container",
+                        report_dir=tmp_path)
+    _passed(j)
+    assert j.backend == "container" and _security(j)["auth"] == "token"
+    _secrets_kept_private(j)
+
+
+@pytest.mark.docker
+def test_mtls_everything_in_containers(scenario_runner: Runner, tmp_path: Path) -> None:
+    """Broker and services in containers under mTLS + accounts: the services dial the nodes
+    by network alias (a DNS SAN of the run's certificate) with their own credentials."""
+    text = _variant(
+        "secure-smoke", SMOKE_BROKER,
+        "  broker: {backend: container, nodes: 1, auth: accounts, "
+        "tls: {enabled: true, verify_client: true}}\n  services_in: container\n",
+        rename="secure-smoke-in-containers")
+    j = scenario_runner(text, backend="container", report_dir=tmp_path)
+    _passed(j)
+    assert _security(j)["verify_client"]
+    _secrets_kept_private(j)
+
+
+@pytest.mark.docker
+def test_three_node_mtls_cluster_on_containers(scenario_runner: Runner, tmp_path: Path) -> None:
+    """Routes between containers under TLS: each node verifies its peers' certificates by
+    their network aliases (DNS SANs n1..n3 of the run's server certificate)."""
+    text = _variant(
+        "secure-smoke", SMOKE_BROKER,
+        "  broker: {backend: container, nodes: 3, auth: user, "
+        "tls: {enabled: true, verify_client: true}}\n",
+        rename="secure-smoke-r3-containers")
+    j = scenario_runner(text, backend="container", report_dir=tmp_path)
+    _passed(j)
+    assert len(j.broker["nodes"]) == 3 and _security(j)["verify_client"]
+    _secrets_kept_private(j)
