@@ -41,6 +41,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from harness.errors import ConfigError
 from harness.security.identities import ALLOW_ALL, Identity, Permissions
 
 if TYPE_CHECKING:
@@ -68,8 +69,9 @@ _API = "$JS.API"
 LAGMON_RESTORE_CONSUMER = "qiki-lagmon-restore"
 
 
-class UndeclaredServiceError(ValueError):
-    """A service the spec says nothing about: least privilege cannot be derived for it."""
+class UndeclaredServiceError(ConfigError):
+    """A service the spec says nothing about: least privilege cannot be derived for it
+    (a bad-input error: exit 2)."""
 
 
 @dataclass
@@ -191,7 +193,7 @@ def identities_for_run(
     names = list(services)
     reserved = [n for n in names if n in (HARNESS, LOAD)]
     if reserved:
-        raise ValueError(f"service name(s) {', '.join(reserved)} are reserved for the "
+        raise ConfigError(f"service name(s) {', '.join(reserved)} are reserved for the "
                          "harness's own identities; rename the service")
     out = [Identity(n, service_permissions(n, config)) for n in names]
     load = _Grants()
