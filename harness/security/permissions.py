@@ -31,8 +31,9 @@ What each kind of NATS use needs (nats-py 2.x, nats-server 2.10+, no JetStream d
   the stream of its health subject: create, info, next, delete of that name only.
 
 The ``harness`` identity (provisioning, the tap, the lag sampler, probes) is unrestricted; the
-``load`` identity publishes only what the load sends (default: every channel subject of the
-spec) and reads its PubAcks.
+``load`` identity publishes only what the load may send (default: the subjects the spec's
+streams capture, wildcards included: a load step may name any subject a stream stores) and
+reads its PubAcks; never the JetStream API.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from harness.errors import ConfigError
 from harness.security.identities import ALLOW_ALL, Identity, Permissions
 
 if TYPE_CHECKING:
@@ -68,8 +70,9 @@ _API = "$JS.API"
 LAGMON_RESTORE_CONSUMER = "qiki-lagmon-restore"
 
 
-class UndeclaredServiceError(ValueError):
-    """A service the spec says nothing about: least privilege cannot be derived for it."""
+class UndeclaredServiceError(ConfigError):
+    """A service the spec says nothing about: least privilege cannot be derived for it
+    (a bad-input error: exit 2)."""
 
 
 @dataclass
@@ -185,17 +188,21 @@ def identities_for_run(
 
     ``spec``: the run's BotSpec or its generated runtime config. ``services``: the names of
     the services that run (a topology's ``services`` mapping works too). ``load_subjects``:
-    what the load publishes (default: every channel subject of the spec).
+    what the load publishes (default: every subject the spec's streams capture).
     """
     config = _config(spec)
     names = list(services)
     reserved = [n for n in names if n in (HARNESS, LOAD)]
     if reserved:
-        raise ValueError(f"service name(s) {', '.join(reserved)} are reserved for the "
+        raise ConfigError(f"service name(s) {', '.join(reserved)} are reserved for the "
                          "harness's own identities; rename the service")
     out = [Identity(n, service_permissions(n, config)) for n in names]
     load = _Grants()
-    subjects = list(load_subjects) if load_subjects is not None else config.channel_subjects()
+    # Default: what the spec's streams capture. A load step may name any subject (not only a
+    # channel's), and one no stream captures gets no PubAck anyway; the JetStream API and the
+    # inboxes of others stay out of reach.
+    subjects = (list(load_subjects) if load_subjects is not None
+                else [f for s in config.streams for f in s.subjects])
     load.publish.update(s for s in subjects if s)
     load.subscribe.add(INBOX)
     out.append(Identity(HARNESS, ALLOW_ALL))
