@@ -169,3 +169,16 @@ def test_three_node_mtls_cluster_on_containers(scenario_runner: Runner, tmp_path
     _passed(j)
     assert len(j.broker["nodes"]) == 3 and _security(j)["verify_client"]
     _secrets_kept_private(j)
+
+
+def test_partition_through_route_proxies_under_tls(scenario_runner: Runner,
+                                                   tmp_path: Path) -> None:
+    """The route proxies of a partition are TCP proxies in front of TLS routes: the routes
+    verify each other through them (IP SAN 127.0.0.1), break under the fault and re-form."""
+    text = _variant("chaos-partition-minority", "  broker: {backend: process, nodes: 3}\n",
+                    "  broker: {backend: process, nodes: 3, auth: token, "
+                    "tls: {enabled: true, verify_client: true}}\n",
+                    rename="chaos-partition-minority-mtls")
+    j = scenario_runner(text, report_dir=tmp_path)
+    _passed(j)
+    assert [f.action for f in j.faults] == ["partition"] and _security(j)["verify_client"]
