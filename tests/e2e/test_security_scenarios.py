@@ -48,3 +48,17 @@ def test_least_privilege_broken_exits_1_naming_what_was_allowed(
     assert sec["observed"]["radar_sim publish qiki.events.v1.registrar"] == "allowed"
     assert sec["observed"]["load subscribe qiki.events.v1.>"] == "allowed"
     assert "expected denied, observed allowed" in sec["details"][0]
+
+
+@pytest.mark.docker
+def test_least_privilege_on_the_container_backend(
+        qiki: Callable[..., subprocess.CompletedProcess[str]], report_dir: Path) -> None:
+    r = qiki("run", str(SCENARIOS / "least-privilege.yaml"), "--backend", "container",
+             "--report-dir", str(report_dir), timeout_s=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    [run_dir] = [p for p in report_dir.iterdir() if p.is_dir()]
+    j = json.loads((run_dir / "journal.json").read_text())
+    assert j["backend"] == "container"
+    assert j["registrar_counts"].get("820", 0) >= 2 and j["registrar_counts"].get("830") == 6
+    [scan] = [c for c in j["checks"] if c["kind"] == "secret_scan"]
+    assert scan["passed"] and scan["observed"]["secrets"] > 0
