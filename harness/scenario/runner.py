@@ -200,6 +200,7 @@ class ScenarioRunner:
         self.run_dir = self.options.report_dir / self.run_id
         self.progress = _Progress(self.options.progress)
         self.contracts: ContractRegistry | None = None
+        self._platform: Platform | None = None
 
     # ------------------------------------------------------------------ entry
 
@@ -232,6 +233,14 @@ class ScenarioRunner:
             j.error = f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=8)}"
         finally:
             j.duration_s = round(time.monotonic() - t_start, 3)
+            if not state.secrets and self._platform is not None:
+                # The platform failed before its teardown hook ran: its credentials (issued
+                # before the broker started) may still be in logs it wrote.
+                self._collect_for_scan(self._platform, state)
+            if state.secrets:
+                # What the harness writes itself never carries a secret (a crashed service's
+                # log lines quoted in the error, say); the scan still finds the service's log.
+                _redact_journal(j, state.secrets)
             self._write_outputs(j)
             if state.secrets:
                 self._scan_secrets(j, state)
@@ -286,6 +295,7 @@ class ScenarioRunner:
                             if isinstance(c, DeliveryEntry) and c.delivery.subject],
         )
         self.contracts = registry_for_run(platform.config, s)  # the spec's type -> contract
+        self._platform = platform
         async with platform as p:
             assert p.broker is not None
             j.broker = p.broker.describe()
@@ -653,8 +663,11 @@ class ScenarioRunner:
 
         broker = p.broker
         values = getattr(broker, "secret_values", None) if broker is not None else None
-        state.secrets = tuple(values()) if values is not None else ()
-        if state.secrets:
+        secrets = tuple(values()) if values is not None else ()
+        if not secrets and p.credentials is not None:
+            secrets = tuple(p.credentials.secret_values())
+        state.secrets = secrets
+        if state.secrets and not state.argv:
             state.argv = command_lines()
 
     async def _security_probes(self, p: Platform, state: _Run) -> None:
@@ -930,6 +943,18 @@ SERIES_INTERVAL_S = 0.5
 OUTAGE_THRESHOLD_S = 1.0
 #: the journal keeps at most about this many intervals (bounded size for long runs)
 MAX_INTERVALS = 600
+
+
+def _redact_journal(j: Journal, secrets: tuple[str, ...]) -> None:
+    """Replace every secret in the journal (in place) by ``[REDACTED]``."""
+    from harness.security.scan import redact_text
+
+    text = j.model_dump_json()
+    clean = redact_text(text, secrets)
+    if clean != text:
+        fresh = Journal.model_validate_json(clean)
+        for name in type(j).model_fields:
+            setattr(j, name, getattr(fresh, name))
 
 
 def _availability(state: _Run, duration_s: float) -> Availability | None:
