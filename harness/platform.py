@@ -199,8 +199,12 @@ class Platform(AsyncResource):
             return None
         # Container nodes are reached by their network aliases too (services in containers).
         hostnames = [f"n{i + 1}" for i in range(b.nodes)] if self.backend == "container" else []
+        try:
+            identities = self.identities()
+        except ValueError as exc:  # a service the spec cannot derive permissions for
+            raise SetupError(f"topology.broker.auth: {b.auth}: {exc}") from None
         creds = RunCredentials.issue(
-            self.run_dir / "secrets", b.auth, self.identities(), tls=b.tls.enabled,
+            self.run_dir / "secrets", b.auth, identities, tls=b.tls.enabled,
             verify_client=b.tls.verify_client, hostnames=hostnames,
         )
         self.event("security.issued", **creds.describe())

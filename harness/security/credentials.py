@@ -260,6 +260,14 @@ class RunCredentials:
         out: list[str] = []
         for c in [*self.credentials.values(), *([self.system] if self.system else [])]:
             out.extend(c.secret_values())
+        if self.tls is not None:
+            # Private keys: the first base64 line of each is distinctive enough to find a
+            # copied key (a PEM is never written on one line).
+            for key in (self.tls.server_key_file, self.tls.client_key_file):
+                lines = [ln for ln in key.read_text(encoding="ascii").splitlines()
+                         if ln and not ln.startswith("-----")]
+                if lines:
+                    out.append(lines[0])
         return list(dict.fromkeys(out))
 
     # ------------------------------------------------------------------ server

@@ -70,6 +70,30 @@ def _variant(name: str, old: str, new: str, *, rename: str) -> str:
 
 
 SMOKE_BROKER = "  broker: {backend: process, nodes: 1, auth: token}\n"
+REPO = SCENARIOS.parent
+
+# A user service that connects with whatever QIKI_NATS_* hold (credentials and TLS files) and
+# says so: user services get them exactly as the reference services do.
+USER_SERVICE = (
+    "import asyncio\n"
+    "from services.common.settings import NatsSettings, connect\n"
+    "async def main():\n"
+    "    s = NatsSettings.from_env()\n"
+    "    nc = await connect(s)\n"
+    "    print('authprobe connected', s.auth_kind, 'tls' if s.tls else 'plain', flush=True)\n"
+    "    await asyncio.sleep(3600)\n"
+    "asyncio.run(main())\n"
+)
+
+
+def _with_user_service(text: str) -> str:
+    import yaml
+
+    data = yaml.safe_load(text)
+    data["topology"]["services"]["authprobe"] = {
+        "command": ["python", "-c", USER_SERVICE], "env": {"PYTHONPATH": str(REPO)},
+        "ready": {"log": "authprobe connected"}, "ready_timeout_s": 30}
+    return str(yaml.safe_dump(data))
 
 
 def test_secure_smoke_token_as_the_qiki_deployment(scenario_journal: Runner) -> None:
@@ -107,9 +131,15 @@ def test_smoke_under_every_mode(scenario_runner: Runner, tmp_path: Path, auth: s
     text = _variant("secure-smoke", SMOKE_BROKER,
                     f"  broker: {{backend: process, nodes: 1, auth: {auth}, tls: {tls}}}\n",
                     rename=f"secure-smoke-{auth}")
+    if auth != "accounts":  # under accounts a service must be declared in the spec
+        text = _with_user_service(text)
     j = scenario_runner(text, report_dir=tmp_path)
     _passed(j)
     assert _security(j)["auth"] == auth
+    if auth != "accounts":
+        log = (Path(_security(j)["secrets_dir"]).parent / "logs" / "authprobe.log").read_text()
+        kind = {"user": "user/password", "nkey": "nkey"}[auth]
+        assert f"authprobe connected {kind} {'tls' if 'true' in tls else 'plain'}" in log
     assert _engines(j) == {engine}
     if auth == "accounts":
         assert _security(j)["system_account"] == "SYS"
@@ -169,3 +199,26 @@ def test_three_node_mtls_cluster_on_containers(scenario_runner: Runner, tmp_path
     _passed(j)
     assert len(j.broker["nodes"]) == 3 and _security(j)["verify_client"]
     _secrets_kept_private(j)
+
+
+def test_partition_through_route_proxies_under_tls(scenario_runner: Runner,
+                                                   tmp_path: Path) -> None:
+    """The route proxies of a partition are TCP proxies in front of TLS routes: the routes
+    verify each other through them (IP SAN 127.0.0.1), break under the fault and re-form."""
+    text = _variant("chaos-partition-minority", "  broker: {backend: process, nodes: 3}\n",
+                    "  broker: {backend: process, nodes: 3, auth: token, "
+                    "tls: {enabled: true, verify_client: true}}\n",
+                    rename="chaos-partition-minority-mtls")
+    j = scenario_runner(text, report_dir=tmp_path)
+    _passed(j)
+    assert [f.action for f in j.faults] == ["partition"] and _security(j)["verify_client"]
+
+
+def test_accounts_with_an_undeclared_service_is_a_setup_error(scenario_runner: Runner,
+                                                               tmp_path: Path) -> None:
+    text = _with_user_service(_variant(
+        "secure-smoke", SMOKE_BROKER, "  broker: {backend: process, nodes: 1, auth: accounts}\n",
+        rename="secure-smoke-undeclared"))
+    j = scenario_runner(text, report_dir=tmp_path)
+    assert j.verdict == "error" and j.exit_code == 2
+    assert j.error is not None and "authprobe" in j.error and "Traceback" not in j.error

@@ -140,6 +140,9 @@ def test_tls_material_and_config(tmp_path: Path) -> None:
     assert "n1" in san.get_values_for_type(x509.DNSName)
     # Clients and the fault proxy in front of them dial 127.0.0.1: it must be an IP SAN.
     assert [str(ip) for ip in san.get_values_for_type(x509.IPAddress)] == ["127.0.0.1"]
+    # A private key copied anywhere is caught by the scan: its first base64 line is a secret.
+    key_line = creds.tls.client_key_file.read_text().splitlines()[1]
+    assert key_line in creds.secret_values()
     # Without mTLS a client only needs the CA.
     plain = RunCredentials.issue(tmp_path / "t", "none", IDS, tls=True)
     assert set(plain.client_fields("harness")) == {"tls_ca_file"}
