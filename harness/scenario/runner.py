@@ -296,6 +296,7 @@ class ScenarioRunner:
         )
         self.contracts = registry_for_run(platform.config, s)  # the spec's type -> contract
         self._platform = platform
+        self._check_probe_identities()
         async with platform as p:
             assert p.broker is not None
             j.broker = p.broker.describe()
@@ -654,6 +655,19 @@ class ScenarioRunner:
                        detail="" if ok else f"lag not 0 after {self.scenario.drain_timeout_s}s")
 
     # ------------------------------------------------------------------ checks
+
+    def _check_probe_identities(self) -> None:
+        """A permission probe ``as`` an identity the run does not have is bad input (exit 2),
+        found before anything starts."""
+        topo = self.scenario.topology
+        known = [n for n, svc in topo.services.items() if svc.enabled] + ["harness", "load"]
+        problems = [
+            f"checks[{i}].security.permissions[{k}].as: unknown identity {probe.as_!r}; "
+            f"expected one of {', '.join(known)}"
+            for i, entry in enumerate(self.scenario.checks) if isinstance(entry, SecurityEntry)
+            for k, probe in enumerate(entry.security.permissions) if probe.as_ not in known]
+        if problems:
+            raise ConfigError("; ".join(problems))
 
     @staticmethod
     def _collect_for_scan(p: Platform, state: _Run) -> None:

@@ -62,3 +62,15 @@ def test_least_privilege_on_the_container_backend(
     assert j["registrar_counts"].get("820", 0) >= 2 and j["registrar_counts"].get("830") == 6
     [scan] = [c for c in j["checks"] if c["kind"] == "secret_scan"]
     assert scan["passed"] and scan["observed"]["secrets"] > 0
+
+
+def test_a_probe_as_an_unknown_identity_is_bad_input(
+        qiki: Callable[..., subprocess.CompletedProcess[str]], tmp_path: Path) -> None:
+    path = tmp_path / "typo.yaml"
+    path.write_text("name: typo\ntopology:\n  broker: {auth: accounts}\n  services:\n"
+                    "    registrar: {}\nchecks:\n  - security:\n      permissions:\n"
+                    "        - {as: radar-sim, publish: qiki.events.v1.x, expect: denied}\n")
+    r = qiki("run", str(path), "--report-dir", str(tmp_path / "reports"))
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert ("checks[0].security.permissions[0].as: unknown identity 'radar-sim'; expected one "
+            "of registrar, harness, load") in r.stdout + r.stderr
