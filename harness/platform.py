@@ -175,21 +175,14 @@ class Platform(AsyncResource):
         """Who connects to this run's broker: each service, ``harness`` and ``load``.
 
         Under ``auth: accounts`` the least-privilege identities derived from the spec
-        (``harness.security.permissions``, when that module is present); otherwise (and in
-        every other mode) each one unrestricted.
+        (:func:`harness.security.permissions.identities_for_run`; a service the spec says
+        nothing about raises ``ValueError``); in every other mode each one unrestricted.
         """
         names = [n for n, spec in self.topology.services.items() if spec.enabled]
         if self.topology.broker.auth == "accounts":
-            import importlib
+            from harness.security.permissions import identities_for_run
 
-            try:
-                # secb's module (issue 10 §2); until it is merged, everyone is unrestricted.
-                permissions = importlib.import_module("harness.security.permissions")
-            except ImportError:
-                permissions = None
-            derive: Any = getattr(permissions, "identities_for_run", None)
-            if derive is not None:
-                return list(derive(self.config, names))
+            return identities_for_run(self.config, names)
         return default_identities(names)
 
     def _issue_credentials(self) -> RunCredentials | None:

@@ -167,7 +167,8 @@ class ContainerNode(MonitoredNode):
         # (testcontainers' with_bind_ports cannot name the host address).
         tc.ports[f"{CLIENT_PORT}/tcp"] = cast(Any, (HOST, self.client_port))
         tc.ports[f"{MONITOR_PORT}/tcp"] = cast(Any, (HOST, self.monitor_port))
-        tc.with_copy_into_container(config, CONFIG_PATH)
+        # 0600: under auth the config holds the token or passwords (issue 10).
+        tc.with_copy_into_container(config, CONFIG_PATH, mode=0o600)
         # TLS material (issue 10): copied in (0600 like on the host), not bind-mounted, so
         # the container needs no access to the run's secrets dir.
         for path, data in (files or {}).items():
@@ -345,7 +346,10 @@ class ContainerBroker(ClusterMonitor[ContainerNode]):
     JetStream meta leader; clients get no ``connect_urls`` gossip (``no_advertise``), so they
     never learn a container address. ``image``: NATS image (default: :func:`ensure_nats_image`
     picks or builds one). ``extra_config`` merges over the generated nats-server config.
-    ``sync_always``: fsync every write. Implements :class:`harness.broker.Broker`.
+    ``sync_always``: fsync every write. ``credentials``: auth mode and TLS of the run
+    (:class:`harness.security.credentials.RunCredentials`; the auth config goes into the
+    config file, the server's TLS files are copied into each container, routes use TLS too).
+    Implements :class:`harness.broker.Broker`.
     """
 
     backend = "container"
