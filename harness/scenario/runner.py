@@ -257,7 +257,9 @@ class ScenarioRunner:
 
         findings = scan_command_lines(state.argv, state.secrets)
         findings += scan_files(self.run_dir, state.secrets, exclude=[self.run_dir / "secrets"])
-        files = sum(len(f) for _, _, f in os.walk(self.run_dir))
+        secrets_dir = str(self.run_dir / "secrets")
+        files = sum(len(f) for d, _, f in os.walk(self.run_dir)
+                    if not (d == secrets_dir or d.startswith(secrets_dir + os.sep)))
         result = CheckResult(
             name="secret_scan", kind="secret_scan", passed=not findings,
             expected="no secret value in any file or command line of the run",
