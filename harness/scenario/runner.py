@@ -205,6 +205,7 @@ class ScenarioRunner:
         self._steps_running: dict[int, str] = {}
         self._method_t0: float | None = None
         self._now: Callable[[], float] = time.monotonic
+        self._platform: Platform | None = None
 
     # ------------------------------------------------------------------ entry
 
@@ -248,6 +249,14 @@ class ScenarioRunner:
         finally:
             self.progress.stop()
             j.duration_s = round(time.monotonic() - t_start, 3)
+            if not state.secrets and self._platform is not None:
+                # The platform failed before its teardown hook ran: its credentials (issued
+                # before the broker started) may still be in logs it wrote.
+                self._collect_for_scan(self._platform, state)
+            if state.secrets:
+                # What the harness writes itself never carries a secret (a crashed service's
+                # log lines quoted in the error, say); the scan still finds the service's log.
+                _redact_journal(j, state.secrets)
             self._write_outputs(j)
             if state.secrets:
                 self._scan_secrets(j, state)
@@ -300,7 +309,9 @@ class ScenarioRunner:
 
         findings = scan_command_lines(state.argv, state.secrets)
         findings += scan_files(self.run_dir, state.secrets, exclude=[self.run_dir / "secrets"])
-        files = sum(len(f) for _, _, f in os.walk(self.run_dir))
+        secrets_dir = str(self.run_dir / "secrets")
+        files = sum(len(f) for d, _, f in os.walk(self.run_dir)
+                    if not (d == secrets_dir or d.startswith(secrets_dir + os.sep)))
         result = CheckResult(
             name="secret_scan", kind="secret_scan", passed=not findings,
             expected="no secret value in any file or command line of the run",
@@ -343,6 +354,8 @@ class ScenarioRunner:
                             if isinstance(c, DeliveryEntry) and c.delivery.subject],
         )
         self.contracts = registry_for_run(platform.config, s)  # the spec's type -> contract
+        self._platform = platform
+        self._check_probe_identities()
         async with platform as p:
             assert p.broker is not None
             j.broker = p.broker.describe()
@@ -745,6 +758,19 @@ class ScenarioRunner:
 
     # ------------------------------------------------------------------ checks
 
+    def _check_probe_identities(self) -> None:
+        """A permission probe ``as`` an identity the run does not have is bad input (exit 2),
+        found before anything starts."""
+        topo = self.scenario.topology
+        known = [n for n, svc in topo.services.items() if svc.enabled] + ["harness", "load"]
+        problems = [
+            f"checks[{i}].security.permissions[{k}].as: unknown identity {probe.as_!r}; "
+            f"expected one of {', '.join(known)}"
+            for i, entry in enumerate(self.scenario.checks) if isinstance(entry, SecurityEntry)
+            for k, probe in enumerate(entry.security.permissions) if probe.as_ not in known]
+        if problems:
+            raise ConfigError("; ".join(problems))
+
     @staticmethod
     def _collect_for_scan(p: Platform, state: _Run) -> None:
         """What the secret scan needs from the live platform: its secrets and every command
@@ -753,8 +779,11 @@ class ScenarioRunner:
 
         broker = p.broker
         values = getattr(broker, "secret_values", None) if broker is not None else None
-        state.secrets = tuple(values()) if values is not None else ()
-        if state.secrets:
+        secrets = tuple(values()) if values is not None else ()
+        if not secrets and p.credentials is not None:
+            secrets = tuple(p.credentials.secret_values())
+        state.secrets = secrets
+        if state.secrets and not state.argv:
             state.argv = command_lines()
 
     async def _security_probes(self, p: Platform, state: _Run) -> None:
@@ -1058,6 +1087,18 @@ SERIES_INTERVAL_S = 0.5
 OUTAGE_THRESHOLD_S = 1.0
 #: the journal keeps at most about this many intervals (bounded size for long runs)
 MAX_INTERVALS = 600
+
+
+def _redact_journal(j: Journal, secrets: tuple[str, ...]) -> None:
+    """Replace every secret in the journal (in place) by ``[REDACTED]``."""
+    from harness.security.scan import redact_text
+
+    text = j.model_dump_json()
+    clean = redact_text(text, secrets)
+    if clean != text:
+        fresh = Journal.model_validate_json(clean)
+        for name in type(j).model_fields:
+            setattr(j, name, getattr(fresh, name))
 
 
 def _availability(state: _Run, duration_s: float) -> Availability | None:

@@ -33,6 +33,7 @@ import contextlib
 import json
 import math
 import os
+import re
 import ssl
 import tempfile
 import time
@@ -53,6 +54,7 @@ __all__ = [
     "applicable_probes",
     "probe_connection",
     "probe_permission",
+    "violations_in_log",
 ]
 
 ConnectionProbe = Literal["anonymous", "wrong_credentials", "plain_tcp", "no_client_cert"]
@@ -93,7 +95,8 @@ class ProbeResult:
         """``anonymous`` or ``radar_sim publish qiki.events.v1.x``."""
         if self.action is None:
             return self.probe
-        return f"{self.identity} {self.action} {self.subject}"
+        label = f"{self.identity} {self.action} {self.subject}"
+        return f"{label} (during the run)" if self.probe == "violation" else label
 
     def to_dict(self) -> dict[str, Any]:
         """Journal form (no secret is ever in a result)."""
@@ -398,4 +401,38 @@ async def run_permission_probes(
             continue
         out.append(await probe_permission(name, settings, action=action, subject=subject,
                                           expect=expect, timeout_s=timeout_s))
+    return out
+
+
+# nats-server's log line of a denied publish/subscribe (server/client.go pubPermissionViolation,
+# subPermissionViolation, replySubjectViolation), e.g.
+#   [ERR] 127.0.0.1:47018 - cid:32 - "v2.16.0:python3:qiki-registrar" - "QIKI_APP/user:registrar"
+#   - Publish Violation - Subject "qiki.events.v1.x"
+_VIOLATION = re.compile(
+    r'\[ERR\].*? - cid:\d+(?: - "(?P<client>[^"]*)")?(?: - "(?:[^"/]*/)?user:(?P<user>[^"]*)")?'
+    r' - (?P<kind>Publish|Subscription) Violation - (?P<what>Subject|Reply) "(?P<subject>[^"]*)"')
+
+
+def violations_in_log(text: str, *, ignore_clients: str = "qiki-probe") -> list[ProbeResult]:
+    """Every permission violation the server logged (``text``: its log), except those of
+    clients whose name starts with ``ignore_clients`` (the probes' own, judged already).
+
+    nats-server advises no permission violation on its system account; its log is where a
+    *service* stepping outside its permissions shows (process and container backends)."""
+    out: list[ProbeResult] = []
+    for line in text.splitlines():
+        m = _VIOLATION.search(line)
+        if m is None:
+            continue
+        name = (m["client"] or "").split(":")[-1]
+        if ignore_clients and name.startswith(ignore_clients):
+            continue
+        action: Literal["publish", "subscribe"] = (
+            "publish" if m["kind"] == "Publish" else "subscribe")
+        what = "with reply " if m["what"] == "Reply" else ""
+        out.append(ProbeResult(
+            "violation", "allowed", "denied",
+            f"server log: {m['kind']} Violation - {what}{m['what']} {json.dumps(m['subject'])}"
+            f" (client {name or 'unnamed'})",
+            identity=m["user"] or name or None, action=action, subject=m["subject"]))
     return out

@@ -27,6 +27,7 @@ __all__ = [
     "MIN_SECRET_LEN",
     "SecretFinding",
     "command_lines",
+    "redact_text",
     "scan_command_lines",
     "scan_files",
     "secret_forms",
@@ -219,3 +220,16 @@ def settings_secrets(settings: NatsSettings) -> tuple[str, ...]:
         out += [ln.strip() for ln in text.splitlines()
                 if ln.strip().startswith("S") and len(ln.strip()) >= 50]
     return tuple(dict.fromkeys(s for s in out if s))
+
+
+REDACTED = "[REDACTED]"
+
+
+def redact_text(text: str, secrets: Iterable[str]) -> str:
+    """``text`` with every secret (raw, JSON-escaped or URL-encoded) replaced by
+    ``[REDACTED]``: for what the harness itself writes, e.g. a crashed service's last log
+    lines quoted in the journal. (The scan still reports the service's own log.)"""
+    for s in sorted({s for s in secrets if len(s) >= MIN_SECRET_LEN}, key=len, reverse=True):
+        for form in dict.fromkeys((s, json.dumps(s)[1:-1], quote(s, safe=""))):
+            text = text.replace(form, REDACTED)
+    return text

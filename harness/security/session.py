@@ -14,6 +14,7 @@ from harness.security.probes import (
     applicable_probes,
     probe_connection,
     run_permission_probes,
+    violations_in_log,
 )
 from harness.security.relay import AuthAdvisoryRelay, publish_denials, security_subject
 
@@ -79,7 +80,9 @@ async def probe_platform(p: Platform, check: SecurityCheck, *,
                          timeout_s: float = 3.0) -> list[ProbeResult]:
     """Run ``check``'s probes against the platform's broker; each is recorded as a
     ``security.probe`` platform event, and each denial observed becomes a
-    ``qiki.security.v1.permission_denied`` CloudEvent (the registrar's 830)."""
+    ``qiki.security.v1.permission_denied`` CloudEvent (the registrar's 830). Under
+    ``auth: accounts`` every violation the server logged for a client that is not a probe
+    (a service stepping outside its permissions) is a failed result too."""
     auth, tls, verify_client = _mode(p)
     names = check.probes if check.probes is not None else applicable_probes(
         auth, tls=tls, verify_client=verify_client)
@@ -91,6 +94,15 @@ async def probe_platform(p: Platform, check: SecurityCheck, *,
         [{"as": x.as_, "publish": x.publish, "subscribe": x.subscribe, "expect": x.expect}
          for x in check.permissions],
         _identity_settings(p), timeout_s=timeout_s)
+    # A service that stepped outside its permissions during the run: only the server's log
+    # says so (no advisory exists for it).
+    if auth == "accounts" and p.broker is not None:
+        for node in p.broker.nodes:
+            try:
+                results += violations_in_log(node.log_text())
+            except Exception as exc:  # a node whose log cannot be read: say so, go on
+                p.event("security.log_unreadable", node=node.name,
+                        reason=f"{type(exc).__name__}: {exc}")
     for r in results:
         p.event("security.probe", **r.to_dict())
     subject = security_subject(p.config)

@@ -18,8 +18,10 @@ pytestmark = [pytest.mark.security]
 # A user service that logs its NATS token (the leak), or only that it started.
 SERVICE = """
 import os, sys, time
-if os.environ.get("LEAK") == "1":
+if os.environ.get("LEAK") in ("1", "crash"):
     print("connecting with token", os.environ["QIKI_NATS_TOKEN"], flush=True)
+if os.environ.get("LEAK") == "crash":
+    sys.exit(1)
 print("service up", flush=True)
 time.sleep(120)
 """
@@ -41,11 +43,12 @@ checks:
 
 
 def _run(qiki: Callable[..., subprocess.CompletedProcess[str]], tmp_path: Path, *,
-         leak: bool) -> tuple[subprocess.CompletedProcess[str], dict[str, Any], Path]:
+         leak: bool | str) -> tuple[subprocess.CompletedProcess[str], dict[str, Any], Path]:
     (tmp_path / "svc.py").write_text(SERVICE)
-    name = "leak" if leak else "clean"
+    flag = leak if isinstance(leak, str) else "1" if leak else "0"
+    name = {"1": "leak", "0": "clean"}.get(flag, flag)
     path = tmp_path / f"{name}.yaml"
-    path.write_text(SCENARIO.format(name=name, python=sys.executable, leak="1" if leak else "0"))
+    path.write_text(SCENARIO.format(name=name, python=sys.executable, leak=flag))
     reports = tmp_path / "reports"
     r = qiki("run", str(path), "--report-dir", str(reports))
     [run_dir] = [p for p in reports.iterdir() if p.is_dir()]
@@ -77,3 +80,16 @@ def test_the_same_run_without_the_leak_passes(
     assert scan["passed"]
     observed = scan["observed"]
     assert observed["secrets"] >= 1 and observed["files"] > 3 and observed["processes"] >= 2
+
+
+def test_a_leak_before_a_failed_start_is_still_found(
+        qiki: Callable[..., subprocess.CompletedProcess[str]], tmp_path: Path) -> None:
+    r, j, run_dir = _run(qiki, tmp_path, leak="crash")
+    assert r.returncode == 2, r.stdout + r.stderr  # the set-up error stays the verdict
+    [scan] = [c for c in j["checks"] if c["kind"] == "secret_scan"]
+    assert not scan["passed"]
+    # The service's own log is the leak; the error quoting its last lines is redacted.
+    assert [d.split(":")[0] for d in scan["details"]] == ["logs/chatty.log"]
+    assert "connecting with token [REDACTED]" in j["error"]
+    token = (run_dir / "secrets" / "token").read_text().strip()
+    assert token not in r.stdout + r.stderr

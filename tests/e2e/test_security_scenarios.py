@@ -48,3 +48,29 @@ def test_least_privilege_broken_exits_1_naming_what_was_allowed(
     assert sec["observed"]["radar_sim publish qiki.events.v1.registrar"] == "allowed"
     assert sec["observed"]["load subscribe qiki.events.v1.>"] == "allowed"
     assert "expected denied, observed allowed" in sec["details"][0]
+
+
+@pytest.mark.docker
+def test_least_privilege_on_the_container_backend(
+        qiki: Callable[..., subprocess.CompletedProcess[str]], report_dir: Path) -> None:
+    r = qiki("run", str(SCENARIOS / "least-privilege.yaml"), "--backend", "container",
+             "--report-dir", str(report_dir), timeout_s=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    [run_dir] = [p for p in report_dir.iterdir() if p.is_dir()]
+    j = json.loads((run_dir / "journal.json").read_text())
+    assert j["backend"] == "container"
+    assert j["registrar_counts"].get("820", 0) >= 2 and j["registrar_counts"].get("830") == 6
+    [scan] = [c for c in j["checks"] if c["kind"] == "secret_scan"]
+    assert scan["passed"] and scan["observed"]["secrets"] > 0
+
+
+def test_a_probe_as_an_unknown_identity_is_bad_input(
+        qiki: Callable[..., subprocess.CompletedProcess[str]], tmp_path: Path) -> None:
+    path = tmp_path / "typo.yaml"
+    path.write_text("name: typo\ntopology:\n  broker: {auth: accounts}\n  services:\n"
+                    "    registrar: {}\nchecks:\n  - security:\n      permissions:\n"
+                    "        - {as: radar-sim, publish: qiki.events.v1.x, expect: denied}\n")
+    r = qiki("run", str(path), "--report-dir", str(tmp_path / "reports"))
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert ("checks[0].security.permissions[0].as: unknown identity 'radar-sim'; expected one "
+            "of registrar, harness, load") in r.stdout + r.stderr

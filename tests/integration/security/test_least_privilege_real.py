@@ -105,6 +105,11 @@ async def test_reference_services_work_under_least_privilege(tmp_path: Path) -> 
                                        subject=subject, expect="denied")
             assert r.observed == "denied", r
             assert subject in r.reason
+        # The server's log names every one (no advisory exists for them): identity included.
+        from harness.security.probes import violations_in_log
+
+        logged = {(r.identity, r.action, r.subject) for r in violations_in_log(broker.log_text())}
+        assert logged == set(outside), logged ^ set(outside)
         inside = [("radar_sim", "publish", "qiki.radar.v1.frames"),
                   ("registrar", "subscribe", "_INBOX.abc"),
                   ("harness", "subscribe", "qiki.events.v1.>")]

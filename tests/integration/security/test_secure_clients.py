@@ -108,7 +108,7 @@ async def test_fault_proxy_in_front_of_mtls(tmp_path: Path) -> None:
                     if not nc.is_connected:
                         break
                     with contextlib.suppress(Exception):
-                        await nc.flush(timeout=0.5)
+                        await nc.flush(timeout=1)
                     await asyncio.sleep(0.02)
                 await proxy.remove(name)
                 for _ in range(200):

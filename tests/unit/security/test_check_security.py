@@ -58,3 +58,25 @@ def test_model_reads_as_and_one_action() -> None:
             {"as": "x", "publish": "a", "subscribe": "b", "expect": "denied"}]})
     with pytest.raises(ValidationError):
         SecurityCheck.model_validate({"probes": ["anonymus"]})
+
+
+LOG = '''\
+[13413] 2026/11/27 18:51:10.762744 [ERR] 127.0.0.1:47018 - cid:32 - "v2.16.0:python3:qiki-probe-radar_sim" - "QIKI_APP/user:radar_sim" - Publish Violation - Subject "qiki.events.v1.x"
+[13413] 2026/11/27 18:51:10.774586 [ERR] 127.0.0.1:47054 - cid:35 - "v2.16.0:python3:qiki-registrar" - "QIKI_APP/user:registrar" - Subscription Violation - Subject "qiki.radar.v1.>", SID 1
+[13413] 2026/11/27 18:51:10.778265 [ERR] 127.0.0.1:47070 - cid:36 - "v2.16.0:python3:qiki-lagmon" - "QIKI_APP/user:lagmon" - Publish Violation - Subject "$JS.API.CONSUMER.DELETE.QIKI_EVENTS_V1.registrar-events"
+[13413] 2026/11/27 18:51:10.780000 [INF] Server is ready
+'''  # noqa: E501 - nats-server's own lines
+
+
+def test_violations_in_the_server_log_except_the_probes_own() -> None:
+    from harness.security.probes import violations_in_log
+
+    found = violations_in_log(LOG)
+    assert [(r.identity, r.action, r.subject) for r in found] == [
+        ("registrar", "subscribe", "qiki.radar.v1.>"),
+        ("lagmon", "publish", "$JS.API.CONSUMER.DELETE.QIKI_EVENTS_V1.registrar-events")]
+    assert all(not r.passed for r in found)
+    r = check_security([ProbeResult("anonymous", "refused", "refused", "ok"), *found])
+    assert not r.passed
+    assert r.details[0].startswith("registrar subscribe qiki.radar.v1.> (during the run): "
+                                   "expected allowed, observed denied")

@@ -85,3 +85,12 @@ def test_settings_secrets(tmp_path: Path) -> None:
                      password="pw-123456", nkey_seed_file=tmp_path / "u.nk")
     assert set(settings_secrets(s)) == {"pw-123456", "urlpass1", seed}
     assert ("raw", SECRET.encode()) in secret_forms(SECRET)
+
+
+def test_redact_text_every_written_form() -> None:
+    from harness.security.scan import redact_text
+
+    text = json.dumps({"error": f"token {SECRET} in {quote(SECRET, safe='')}"})
+    clean = redact_text(text, [SECRET, "abc"])
+    assert SECRET not in clean and quote(SECRET, safe="") not in clean
+    assert json.loads(clean)["error"] == "token [REDACTED] in [REDACTED]"
