@@ -130,6 +130,8 @@ def test_r3_all_nodes_power_loss_loses_acked_events(qiki: Qiki, tmp_path: Path) 
     losses = _power_losses(j)
     assert sorted(e["node"] for e in losses) == ["n1", "n2", "n3"]  # bytes dropped per node
     assert all(e["bytes_dropped"] > 0 for e in losses)
+    # the stream itself is the loss: every replica's own store lacks acked events
+    assert all(n > 0 for n in j["replicas"]["lost"].values()), j["replicas"]
     assert _no_mount_left(j["run_id"])
 
 
