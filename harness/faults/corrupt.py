@@ -24,6 +24,7 @@ import random
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from harness.errors import HarnessError
 from harness.faults.engine import FaultTargetError, Heal, register_fault, resolve_process
 
 if TYPE_CHECKING:
@@ -89,7 +90,18 @@ async def _corrupt(platform: Platform, step: FaultStep, target: str) -> tuple[He
     what = (f"flipped bit {done['bit']} of byte {done['offset']}" if step.mode == "bitflip"
             else f"truncated to {done['offset']} of {done['size_before']} bytes")
     detail = f"stopped {name}; {what} in {done['file']} (seed {step.seed})"
+
+    async def restart() -> None:
+        try:
+            await node.restart()
+        except HarnessError as exc:
+            # Seen once on a loaded machine: the damaged node was not healthy within the
+            # ready timeout. One more try, journalled, before the run gives up on it.
+            platform.event("storage.corrupt_restart_retry", node=name,
+                           error=f"{type(exc).__name__}: {exc}"[:500])
+            await node.restart()
+
     if step.duration_s:
-        return node.restart, detail + "; restart at heal"
-    await node.restart()
+        return restart, detail + "; restart at heal"
+    await restart()
     return None, detail + "; restarted"

@@ -118,6 +118,7 @@ def test_r3_minority_power_loss_loses_nothing(run_shipped: Runner) -> None:
     assert j["delivery"]["acked"] > 0 and j["delivery"]["lost"] == 0
     [loss] = _power_losses(j)
     assert loss["node"] == "n2" and loss["bytes_dropped"] > 0  # it did lose its unsynced data
+    assert j["replicas"]["divergent"] == 0  # n2 caught up: every replica holds the same
 
 
 def test_r3_all_nodes_power_loss_loses_acked_events(qiki: Qiki, tmp_path: Path) -> None:
@@ -129,7 +130,64 @@ def test_r3_all_nodes_power_loss_loses_acked_events(qiki: Qiki, tmp_path: Path) 
     losses = _power_losses(j)
     assert sorted(e["node"] for e in losses) == ["n1", "n2", "n3"]  # bytes dropped per node
     assert all(e["bytes_dropped"] > 0 for e in losses)
+    # the stream itself is the loss: every replica's own store lacks acked events
+    assert all(n > 0 for n in j["replicas"]["lost"].values()), j["replicas"]
     assert _no_mount_left(j["run_id"])
+
+
+def _event(j: dict[str, Any], kind: str) -> dict[str, Any]:
+    [e] = [e for e in j["events"] if e["kind"] == kind]
+    return e
+
+
+def test_r3_stream_leader_power_loss_hits_the_leader_and_loses_nothing(
+    run_shipped: Runner,
+) -> None:
+    j = run_shipped("power-loss-r3-stream-leader")
+    assert j["delivery"]["acked"] > 0 and j["delivery"]["lost"] == 0
+    # the leader was resolved when the fault fired, and the journal says which node it was
+    chosen = _event(j, "fault.nodes")
+    assert chosen["target"] == "broker:stream-leader:QIKI_EVENTS_V1"
+    [leader] = chosen["nodes"]
+    [loss] = _power_losses(j)
+    assert loss["node"] == leader and loss["bytes_dropped"] > 0
+    before = next(e for e in j["events"] if e["kind"] == "fault.evidence"
+                  and e["phase"] == "before" and e["action"] == "power-loss")
+    assert before["state"]["stream_leaders"]["QIKI_EVENTS_V1"] == leader
+    r = j["replicas"]
+    assert r["divergent"] == 0 and set(r["messages"]) == {"n1", "n2", "n3"}
+    assert all(n > 0 for n in r["messages"].values())
+
+
+def test_corrupt_truncate_is_repaired_from_the_peers(run_shipped: Runner) -> None:
+    j = run_shipped("corrupt-r3-truncate")
+    cut = _event(j, "storage.corrupt")
+    assert cut["node"] == "n2" and cut["mode"] == "truncate" and cut["stopped"]
+    assert cut["size_after"] == cut["offset"] < cut["size_before"]
+    assert cut["file"].endswith(".blk") and "/QIKI_EVENTS_V1/msgs/" in cut["file"]
+    assert j["delivery"]["lost"] == 0
+    r = j["replicas"]
+    assert r["divergent"] == 0 and r["missing"] == {"n1": 0, "n2": 0, "n3": 0}
+
+
+def test_corrupt_bitflip_leaves_a_diverged_replica(qiki: Qiki, tmp_path: Path) -> None:
+    """Measured on nats-server 2.15.1 (see the scenario's description): the cluster loses
+    nothing acked, but n2's own store lacks what follows the flipped record."""
+    path = SCENARIOS / "expected-failures" / "corrupt-r3-bitflip.yaml"
+    res = qiki("run", str(path), "--report-dir", str(tmp_path), "-q", timeout_s=240)
+    assert res.returncode == 1, res.stdout + res.stderr
+    j = _journal(tmp_path)
+    flip = _event(j, "storage.corrupt")
+    assert flip["node"] == "n2" and flip["mode"] == "bitflip" and flip["seed"] == 0
+    assert flip["byte_before"] ^ flip["byte_after"] == 1 << flip["bit"]
+    assert j["delivery"]["lost"] == 0  # the cluster still serves every acked event
+    r = j["replicas"]
+    assert r["divergent"] > 0, r
+    assert r["missing"]["n2"] > 0 and r["missing"]["n1"] == r["missing"]["n3"] == 0
+    assert r["lost"]["n2"] > 0 and r["lost"]["n1"] == r["lost"]["n3"] == 0
+    [failed] = [c for c in j["checks"] if not c["passed"]]
+    assert failed["name"] == "replicas" and failed["observed"]["split_brain"] is True
+    assert failed["details"][0].startswith("split-brain: ")
 
 
 def _descendants(pid: int) -> list[int]:
