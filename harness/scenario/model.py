@@ -331,7 +331,13 @@ FaultAction = Literal[
     "latency", "bandwidth", "blackhole", "reset_peer", "down", "slicer", "limit_data",
     "partition", "disconnect", "part-kill",
     "power-loss", "disk-full", "slow-disk",
+    "crash-loop",
 ]
+
+#: Faults that hold a process (service or broker node) down until their heal: two of them on
+#: one target must not overlap (issue 11 §5; a heal that runs late is waited for instead).
+PROCESS_ACTIONS = frozenset({"kill", "terminate", "pause", "restart", "pause-kill",
+                             "part-kill", "power-loss", "crash-loop"})
 
 #: Faults that act on a node's store through the storage-fault filesystem (issue 11).
 STORAGE_ACTIONS = frozenset({"power-loss", "disk-full", "slow-disk"})
@@ -348,6 +354,12 @@ class FaultStep(_Step):
     jitter_ms: float = Field(default=0.0, ge=0)
     rate_bytes_per_s: int | None = Field(default=None, gt=0)
     bytes: int | None = Field(default=None, gt=0)
+    # -- crash-loop (issue 11 §5): ``count`` crashes ``every_s`` apart (or for ``for_s``);
+    #    each keeps the target down ``duration_s`` (default 0: restarted at once)
+    every_s: float | None = Field(default=None, gt=0, le=3600)
+    count: int | None = Field(default=None, gt=0, le=10_000)
+    for_s: float | None = Field(default=None, gt=0, le=3600)
+    crash: Literal["kill", "pause-kill", "terminate"] = "kill"
 
     @field_validator("target")
     @classmethod
@@ -376,6 +388,19 @@ class FaultStep(_Step):
         if self.target == "broker:all" and self.action != "power-loss":
             raise ValueError(f"target 'broker:all' is for action 'power-loss' (every node "
                              f"loses power together), not {self.action!r}")
+        if self.action == "crash-loop":
+            if self.every_s is None or (self.count is None) == (self.for_s is None):
+                raise ValueError("action 'crash-loop' needs every_s and exactly one of count "
+                                 "(crashes) or for_s (how long the loop runs)")
+            if self.duration_s is not None and self.duration_s >= self.every_s:
+                raise ValueError(f"crash-loop: duration_s {self.duration_s:g} (down time of "
+                                 f"each crash) must be shorter than every_s {self.every_s:g}")
+            if not self.target.startswith(("service:", "broker")):
+                raise ValueError(f"action 'crash-loop' applies to service:NAME and broker "
+                                 f"node targets, not {self.target!r}")
+        elif self.every_s is not None or self.count is not None or self.for_s is not None:
+            raise ValueError(f"every_s, count and for_s are for action 'crash-loop', not "
+                             f"{self.action!r}")
         link_only = {"latency", "bandwidth", "blackhole", "reset_peer", "down", "slicer",
                      "limit_data"}
         if self.action in link_only and not self.target.startswith("link:"):
@@ -389,7 +414,13 @@ class FaultStep(_Step):
         return self
 
     def end_s(self) -> float:
-        """When the fault is healed, from the method's start."""
+        """When the fault is healed, from the method's start (a crash-loop: its last crash)."""
+        if self.action == "crash-loop":
+            assert self.every_s is not None
+            if self.for_s is not None:
+                return self.at_s + self.for_s
+            last = self.at_s + ((self.count or 1) - 1) * self.every_s
+            return last + (self.duration_s or 0.0)
         return self.at_s + (self.duration_s or 0.0)
 
 
@@ -876,6 +907,9 @@ class Scenario(_Model):
                     raise ValueError(
                         f"fault {step.action!r} needs topology.broker.store: fuse (the node's "
                         "store must live on the storage-fault filesystem)")
+        overlaps = fault_overlap_problems(self.method)
+        if overlaps:
+            raise ValueError("; ".join(overlaps))
         kinds = {check_kind(c) for c in self.checks}
         if "delivery" in kinds and not any(isinstance(e, LoadEntry) for e in self.method):
             raise ValueError("a delivery check needs at least one load step in method")
@@ -899,6 +933,45 @@ class Scenario(_Model):
         """The method's length: the latest step end on the timeline."""
         ends = [step_body(e).end_s() for e in self.method]  # type: ignore[attr-defined]
         return max(ends, default=0.0)
+
+
+def _static_target(target: str) -> str | None:
+    """The process a target names when that is known before the run (``broker`` is n1)."""
+    if target == "broker":
+        return "broker:n1"
+    if target.startswith("service:") or re.match(r"^broker:(n\d+|all)$", target):
+        return target
+    return None  # meta-leader, stream-leader: only known while running
+
+
+def fault_overlap_problems(method: list[Any]) -> list[str]:
+    """Process faults on one target whose windows overlap, known statically: refused.
+
+    A fault on a process still held by another (paused, killed until its heal) has no clear
+    meaning; the engine's answer at run time (wait for the heal, journal the delay) is for
+    heals that run late, not for a scenario that asks for two faults at once.
+    """
+    faults = [(i, step_body(e)) for i, e in enumerate(method)]
+    held = [(i, f, _static_target(f.target)) for i, f in faults
+            if isinstance(f, FaultStep) and f.action in PROCESS_ACTIONS]
+    out: list[str] = []
+    for i, a, ta in held:
+        for j, b, tb in held:
+            if j <= i or ta is None or tb is None:
+                continue
+            same = ta == tb or (
+                "broker:all" in (ta, tb) and ta.startswith("broker") and tb.startswith("broker"))
+            if not same:
+                continue
+            first, second, fi, si = (a, b, i, j) if a.at_s <= b.at_s else (b, a, j, i)
+            if second.at_s < first.end_s() or second.at_s == first.at_s:
+                out.append(
+                    f"method[{si}].fault: {second.action} {second.target} at {second.at_s:g} s "
+                    f"comes while method[{fi}] ({first.action} {first.target}, "
+                    f"{first.at_s:g}-{first.end_s():g} s) still holds it; one process fault "
+                    f"at a time per target: start it at or after {first.end_s():g} s, or use "
+                    "action crash-loop (every_s, count) for repeated crashes")
+    return out
 
 
 def _dotted(path: list[int | str]) -> str:
