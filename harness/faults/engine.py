@@ -309,6 +309,27 @@ async def _disk_full(platform: Platform, step: FaultStep, target: str) -> tuple[
     return heal, f"store of {name} full at {used} bytes: writes that grow it fail with ENOSPC"
 
 
+@register_fault("service", "disk-full")
+async def _service_disk_full(
+    platform: Platform, step: FaultStep, target: str
+) -> tuple[Heal | None, str]:
+    """The service's data dir cannot grow (ENOSPC) until the heal gives the space back."""
+    name = target.partition(":")[2]
+    fs = getattr(platform, "service_storage", {}).get(name)
+    if fs is None:
+        raise FaultTargetError(
+            f"fault disk-full {target!r}: the data dir of {name} is not on the storage-fault "
+            f"filesystem. Hint: set topology.services.{name}.store: fuse")
+    used = await fs.fill("")
+
+    async def heal() -> None:
+        await fs.set_quota(None, "")
+        stats = await fs.stats("")
+        platform.event("storage.space_back", service=name, enospc=stats["enospc"])
+
+    return heal, f"data dir of {name} full at {used} bytes: writes that grow it fail with ENOSPC"
+
+
 @register_fault("broker", "slow-disk")
 async def _slow_disk(platform: Platform, step: FaultStep, target: str) -> tuple[Heal | None, str]:
     """Every fsync on the node's store takes ``latency_ms`` longer until the heal."""

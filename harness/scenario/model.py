@@ -141,6 +141,9 @@ class ServiceTopology(_Model):
     thresholds: dict[str, int] = Field(default_factory=dict)
     #: registrar fetch batch size
     batch: int | None = Field(default=None, gt=0, le=10_000)
+    #: where a reference service keeps its data (the registrar's SQLite store): the run
+    #: directory, or our storage-fault filesystem (``disk-full`` on ``service:NAME``)
+    store: Literal["disk", "fuse"] = "disk"
     # -- user services
     command: list[str] | None = Field(default=None, min_length=1)
     #: a directory with a Dockerfile, relative to the scenario file (built offline)
@@ -245,6 +248,10 @@ class Topology(_Model):
                                 "container")
                 continue
             ref = reference_service(name)
+            if svc.store == "fuse" and (ref is None or not ref.keeps_records
+                                        or self.services_in == "container"):
+                problems.append(f"{where}: store: fuse is for a reference service that keeps "
+                                "a store (the registrar) running as a host process")
             if ref is not None:
                 if svc.user_keys:
                     problems.append(
@@ -382,9 +389,12 @@ class FaultStep(_Step):
             raise ValueError("action 'limit_data' needs bytes")
         if self.action == "slow-disk" and self.latency_ms is None:
             raise ValueError("action 'slow-disk' needs latency_ms (added to every fsync)")
-        if self.action in STORAGE_ACTIONS and not self.target.startswith("broker"):
+        if self.action in STORAGE_ACTIONS and not self.target.startswith("broker") and not (
+            self.action == "disk-full" and self.target.startswith("service:")
+        ):
             raise ValueError(f"action {self.action!r} applies to broker targets (a node's "
-                             f"store), not {self.target!r}")
+                             f"store){' or service:NAME' if self.action == 'disk-full' else ''}"
+                             f", not {self.target!r}")
         if self.target == "broker:all" and self.action != "power-loss":
             raise ValueError(f"target 'broker:all' is for action 'power-loss' (every node "
                              f"loses power together), not {self.action!r}")
@@ -903,7 +913,14 @@ class Scenario(_Model):
                     raise ValueError("broker faults need a broker the harness started")
                 if kind == "route" and self.topology.broker.nodes < 3:
                     raise ValueError("route faults (partitions) need topology.broker.nodes: 3")
-                if step.action in STORAGE_ACTIONS and self.topology.broker.store != "fuse":
+                if kind == "service" and step.action in STORAGE_ACTIONS:
+                    name = step.target.partition(":")[2]
+                    if self.topology.services[name].store != "fuse":
+                        raise ValueError(
+                            f"fault {step.action!r} on {step.target!r} needs "
+                            f"topology.services.{name}.store: fuse (its data dir on the "
+                            "storage-fault filesystem)")
+                elif step.action in STORAGE_ACTIONS and self.topology.broker.store != "fuse":
                     raise ValueError(
                         f"fault {step.action!r} needs topology.broker.store: fuse (the node's "
                         "store must live on the storage-fault filesystem)")

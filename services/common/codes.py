@@ -78,6 +78,11 @@ class RegistrarCode(IntEnum):
     SYSTEM_HALT = 901
     RECOVERY_START = 910
     RECOVERY_OK = 911
+    # 93x: the registrar's own store (issue 11: disk-full on a service's data dir)
+    #: The store refused a write (disk full, I/O error): batches stay unacked (redelivered).
+    STORAGE_FAILED = 930
+    #: The store takes writes again; ``seconds`` it refused them.
+    STORAGE_OK = 931
     # 92x: a message the registrar rejected (stored with the reason, dead-lettered, acked).
     #: No CloudEvent at all: no ``ce-`` headers, or a structured payload that is not a JSON object.
     REJECTED_NOT_CLOUDEVENT = 920
