@@ -924,9 +924,6 @@ class Scenario(_Model):
                     raise ValueError(
                         f"fault {step.action!r} needs topology.broker.store: fuse (the node's "
                         "store must live on the storage-fault filesystem)")
-        overlaps = fault_overlap_problems(self.method)
-        if overlaps:
-            raise ValueError("; ".join(overlaps))
         kinds = {check_kind(c) for c in self.checks}
         if "delivery" in kinds and not any(isinstance(e, LoadEntry) for e in self.method):
             raise ValueError("a delivery check needs at least one load step in method")
@@ -961,7 +958,7 @@ def _static_target(target: str) -> str | None:
     return None  # meta-leader, stream-leader: only known while running
 
 
-def fault_overlap_problems(method: list[Any]) -> list[str]:
+def fault_overlap_problems(method: list[Any]) -> list[tuple[list[int | str], str]]:
     """Process faults on one target whose windows overlap, known statically: refused.
 
     A fault on a process still held by another (paused, killed until its heal) has no clear
@@ -971,7 +968,7 @@ def fault_overlap_problems(method: list[Any]) -> list[str]:
     faults = [(i, step_body(e)) for i, e in enumerate(method)]
     held = [(i, f, _static_target(f.target)) for i, f in faults
             if isinstance(f, FaultStep) and f.action in PROCESS_ACTIONS]
-    out: list[str] = []
+    out: list[tuple[list[int | str], str]] = []
     for i, a, ta in held:
         for j, b, tb in held:
             if j <= i or ta is None or tb is None:
@@ -981,13 +978,14 @@ def fault_overlap_problems(method: list[Any]) -> list[str]:
             if not same:
                 continue
             first, second, fi, si = (a, b, i, j) if a.at_s <= b.at_s else (b, a, j, i)
-            if second.at_s < first.end_s() or second.at_s == first.at_s:
-                out.append(
-                    f"method[{si}].fault: {second.action} {second.target} at {second.at_s:g} s "
+            if first.at_s <= second.at_s < first.end_s():
+                out.append((
+                    ["method", si, "fault", "at_s"],
+                    f"{second.action} {second.target} at {second.at_s:g} s "
                     f"comes while method[{fi}] ({first.action} {first.target}, "
                     f"{first.at_s:g}-{first.end_s():g} s) still holds it; one process fault "
                     f"at a time per target: start it at or after {first.end_s():g} s, or use "
-                    "action crash-loop (every_s, count) for repeated crashes")
+                    "action crash-loop (every_s, count) for repeated crashes"))
     return out
 
 
@@ -1013,6 +1011,7 @@ def reference_problems(s: Scenario) -> list[tuple[list[int | str], str]]:
                         f"duplicate step name {step.name!r} (first at method[{first}])"))
             continue
         named[step.name] = (i, step)
+    out += fault_overlap_problems(s.method)
     listed = ", ".join(sorted(named)) or "none: give a step a name: ..."
     for section, checks in (("checks", s.checks), ("steady_state", s.steady_state.checks)):
         for i, check in enumerate(checks):
