@@ -36,7 +36,8 @@ def test_overlapping_process_faults_on_one_target_are_refused() -> None:
     text = _problems(
         '  - fault: {at_s: 1, action: pause, target: "service:registrar", duration_s: 5}\n'
         '  - fault: {at_s: 3, action: kill, target: "service:registrar", duration_s: 1}\n')
-    assert "method[2].fault.at_s (line 8): kill service:registrar at 3 s comes while method[1]" in text
+    assert ("method[2].fault.at_s (line 8): kill service:registrar at 3 s comes while "
+            "method[1]") in text
     assert "start it at or after 6 s" in text and "crash-loop" in text
     # broker and broker:n1 are one node; broker:all holds them all
     assert "still holds it" in _problems(
