@@ -363,7 +363,7 @@ class ActiveFault:
     key: str | None = None
 
 
-#: A crash of a crash-loop that starts this much after its planned time counts as late.
+#: A crash-loop's crash postponed by more than this is journalled (``fault.collision``).
 LATE_S = 0.05
 
 
@@ -391,6 +391,7 @@ class FaultEngine:
         #: process key -> (heal finished, what is healing): a fault reaching a target whose
         #: previous fault is still healing waits for that heal (issue 11 §5)
         self._healing: dict[str, tuple[asyncio.Event, str]] = {}
+        #: running crash-loops (held here: asyncio keeps only weak references to tasks)
         self._loops: list[asyncio.Task[None]] = []
         self._stopping = False
 
