@@ -133,6 +133,8 @@ class Platform(AsyncResource):
         self.route_proxies: RouteProxies | None = None
         #: the storage-fault filesystem the broker's store lives on (``store: fuse``)
         self.storage: FaultFS | None = None
+        #: services whose data dir is on the storage-fault filesystem (``store: fuse``)
+        self.service_storage: dict[str, FaultFS] = {}
         self.nc: Client | None = None
         self.js: JetStreamContext | None = None
         self.tap = Tap() if tap else None
@@ -280,6 +282,32 @@ class Platform(AsyncResource):
         (self.run_dir / "logs").mkdir(parents=True, exist_ok=True)
         self.storage = await self._stack.enter_async_context(fs)
         self.event("storage.mounted", mountpoint=str(fs.mountpoint), fsname=fs.fsname)
+        return fs.mountpoint
+
+    async def service_store_dir(self, name: str) -> Path:
+        """A service's data dir on its own storage-fault filesystem (``store: fuse``),
+        mounted for the run; its files are copied into the run dir before the unmount."""
+        import shutil
+        import tempfile
+
+        root = Path(tempfile.mkdtemp(
+            prefix=f"{ORPHAN_DIR_PREFIX}{self.run_dir.name[:40]}-{name[:20]}-"))
+        self._stack.callback(shutil.rmtree, root, ignore_errors=True)
+        (self.run_dir / "logs").mkdir(parents=True, exist_ok=True)
+        fs = FaultFS(root / "backing", root / "data", run_id=self.run_dir.name,
+                     log_path=self.run_dir / "logs" / f"fusefs-{name}.log")
+        self.service_storage[name] = await self._stack.enter_async_context(fs)
+
+        def keep() -> None:
+            # Runs after the service stopped (it was started later, so it stops first).
+            for f in fs.mountpoint.iterdir():
+                if f.is_file():
+                    with contextlib.suppress(OSError):
+                        shutil.copy2(f, self.run_dir / f.name)
+
+        self._stack.callback(keep)
+        self.event("storage.mounted", service=name, mountpoint=str(fs.mountpoint),
+                   fsname=fs.fsname)
         return fs.mountpoint
 
     def storage_prefix(self, node: str) -> str:

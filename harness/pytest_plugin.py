@@ -266,7 +266,9 @@ class ScenarioFile(pytest.File):
         backend = self.config.getoption("--qiki-backend") or scenario.topology.broker.backend
         if backend == "container":
             item.add_marker("docker")
-        if scenario.topology.broker.store == "fuse":
+        if scenario.topology.broker.store == "fuse" or any(
+            s.enabled and s.store == "fuse" for s in scenario.topology.services.values()
+        ):
             item.add_marker("storage")
         yield item
 

@@ -335,6 +335,27 @@ async def _disk_full(platform: Platform, step: FaultStep, target: str) -> tuple[
     return heal, f"store of {name} full at {used} bytes: writes that grow it fail with ENOSPC"
 
 
+@register_fault("service", "disk-full")
+async def _service_disk_full(
+    platform: Platform, step: FaultStep, target: str
+) -> tuple[Heal | None, str]:
+    """The service's data dir cannot grow (ENOSPC) until the heal gives the space back."""
+    name = target.partition(":")[2]
+    fs = getattr(platform, "service_storage", {}).get(name)
+    if fs is None:
+        raise FaultTargetError(
+            f"fault disk-full {target!r}: the data dir of {name} is not on the storage-fault "
+            f"filesystem. Hint: set topology.services.{name}.store: fuse")
+    used = await fs.fill("")
+
+    async def heal() -> None:
+        await fs.set_quota(None, "")
+        stats = await fs.stats("")
+        platform.event("storage.space_back", service=name, enospc=stats["enospc"])
+
+    return heal, f"data dir of {name} full at {used} bytes: writes that grow it fail with ENOSPC"
+
+
 @register_fault("broker", "slow-disk")
 async def _slow_disk(platform: Platform, step: FaultStep, target: str) -> tuple[Heal | None, str]:
     """Every fsync on the node's store takes ``latency_ms`` longer until the heal."""
@@ -364,6 +385,12 @@ class ActiveFault:
     node: str | None = None
     #: collecting the ``during`` evidence (cancelled if the heal comes first)
     evidence: asyncio.Task[None] | None = None
+    #: the process it holds (``service:NAME``, ``broker:nN``): one heal at a time per key
+    key: str | None = None
+
+
+#: A crash-loop's crash postponed by more than this is journalled (``fault.collision``).
+LATE_S = 0.05
 
 
 #: How long evidence collection waits for the broker to settle (new leader, routes back).
@@ -390,6 +417,12 @@ class FaultEngine:
         self.progress = progress or ProgressSink()
         self.active: list[ActiveFault] = []
         self._evidence: list[asyncio.Task[None]] = []
+        #: process key -> (heal finished, what is healing): a fault reaching a target whose
+        #: previous fault is still healing waits for that heal (issue 11 §5)
+        self._healing: dict[str, tuple[asyncio.Event, str]] = {}
+        #: running crash-loops (held here: asyncio keeps only weak references to tasks)
+        self._loops: list[asyncio.Task[None]] = []
+        self._stopping = False
 
     def _now(self) -> float:
         return time.monotonic() - self.t0
@@ -408,16 +441,23 @@ class FaultEngine:
         target = arg if kind == "link" else step.target
         node = (await resolve_node_name(self.platform, step.target)
                 if kind in ("broker", "route") and step.target not in MANY_NODES else None)
+        key = _process_key(step, node)
+        collision = await self._wait_for_heal(step, key)
         before = await self._observe(step)
         self._evidence_event(step, "before", before, node=node)
         applied = self._now()
-        heal, detail = await handler(self.platform, step, target)
-        fault = ActiveFault(step=step, applied_s=applied, detail=detail, heal=heal)
+        fault = ActiveFault(step=step, applied_s=applied, detail="", heal=None, key=key)
+        heal: Heal | None
+        if step.action == "crash-loop":
+            heal, detail = self._start_crash_loop(fault)
+        else:
+            heal, detail = await handler(self.platform, step, target)
+        fault.heal, fault.detail = heal, detail + collision
         if heal is None:
             fault.removed_s = applied
         self.active.append(fault)
         self.platform.event("fault.applied", action=step.action, target=step.target,
-                            detail=detail)
+                            detail=fault.detail)
         if heal is not None:
             self.progress.fault_applied(id(fault), f"{step.action} {step.target}", step.duration_s)
         fault.node = node
@@ -436,19 +476,30 @@ class FaultEngine:
             await cancel_and_wait(pending)
             self._evidence_event(fault.step, "during", await self._observe(fault.step),
                                  node=fault.node, settled=False)
+        # A crash-loop's own "heal" is waiting for its crashes, each healed on its own.
+        key = fault.key if fault.step.action != "crash-loop" else None
+        done = asyncio.Event()
+        if key is not None:
+            self._healing[key] = (done, f"{fault.step.action} {fault.step.target}")
         try:
             await heal()
         except Exception as exc:
             fault.heal_error = f"{type(exc).__name__}: {exc}"
             self.platform.event("fault.heal_failed", target=fault.step.target,
                                 error=fault.heal_error)
+        finally:
+            if key is not None and self._healing.get(key, (None,))[0] is done:
+                del self._healing[key]
+            done.set()
         fault.removed_s = self._now()
         self.progress.fault_healed(id(fault), fault.heal_error)
         self.platform.event("fault.removed", action=fault.step.action, target=fault.step.target)
         self._spawn(lambda: self._collect(fault.step, "after", fault.node))
 
     async def heal_all(self) -> list[str]:
-        """Heal every fault still in force, newest first; returns what was healed."""
+        """Heal every fault still in force, newest first; returns what was healed.
+        A crash-loop still running starts no new crash."""
+        self._stopping = True
         healed = []
         for fault in reversed(self.active):
             if fault.heal is not None:
@@ -465,6 +516,114 @@ class FaultEngine:
         _, late = await asyncio.wait(tasks, timeout=timeout_s)
         # A collector inside a nats-py request may swallow one cancellation (wait_for).
         await cancel_and_wait(*late, suppress_errors=True)
+
+    # ------------------------------------------------------------------ collisions
+
+    async def _wait_for_heal(self, step: FaultStep, key: str | None) -> str:
+        """Wait while ``key``'s previous fault is still healing (a restart still waiting for
+        readiness); journal the collision. Returns the text the fault's detail gets."""
+        if key is None:
+            return ""
+        keys = ([k for k in self._healing if k.startswith("broker:")] if key == "broker:all"
+                else [key])
+        notes = []
+        for k in keys:
+            entry = self._healing.get(k)
+            if entry is None:
+                continue
+            done, what = entry
+            start = self._now()
+            await done.wait()
+            waited = self._now() - start
+            self.platform.event("fault.collision", action=step.action, target=step.target,
+                                step=step.name, healing=what, waited_s=round(waited, 3),
+                                policy="waited for the heal")
+            notes.append(f"; applied {waited:.2f} s late: waited for the heal of {what}")
+        held = [f for f in self.active
+                if f.key is not None and f.key in keys and f.heal is not None
+                and f.step.action != "crash-loop"]
+        for f in held:
+            # Only when the target resolved at run time (a stream leader): a statically
+            # known overlap is refused when the scenario is validated.
+            self.platform.event("fault.collision", action=step.action, target=step.target,
+                                step=step.name, holding=f"{f.step.action} {f.step.target}",
+                                waited_s=0.0, policy="applied on top of a fault in force")
+            notes.append(f"; applied on top of {f.step.action} {f.step.target} (in force)")
+        return "".join(notes)
+
+    # ------------------------------------------------------------------ crash-loop
+
+    def _start_crash_loop(self, loop: ActiveFault) -> tuple[Heal, str]:
+        step = loop.step
+        task = asyncio.create_task(self._crash_loop(loop), name=f"crash-loop {step.target}")
+        self._loops.append(task)
+
+        async def finish() -> None:
+            # The runner calls this at the planned end: the loop's last crashes may still be
+            # running late (slow restarts); they finish, each healed, before this returns.
+            await asyncio.shield(task)
+
+        times = f"{step.count} times" if step.count is not None else f"for {step.for_s:g} s"
+        down = f"down {step.duration_s:g} s" if step.duration_s else "restarted at once"
+        return finish, f"{step.crash} {step.target} every {step.every_s:g} s, {times}, {down}"
+
+    async def _crash_loop(self, loop: ActiveFault) -> None:
+        """Crash the target every ``every_s``, each crash healed before the next one.
+
+        A restart that outlasts the period (readiness through a slow link) postpones the
+        next crash until the target has run ``every_s - duration_s`` since it was ready:
+        it is never crashed while still starting (issue 11 §5: "heal failed ... exited with
+        code -9 before it was ready"), nor the moment it is up (it could then never work off
+        anything, and redeliveries would pile up). Each postponement is journalled as a
+        ``fault.collision`` event with the delay.
+        """
+        step = loop.step
+        assert step.every_s is not None
+        down = step.duration_s or 0.0
+        up = step.every_s - down  # how long the target runs between crashes
+        crashes = failed = late_n = 0
+        max_late = 0.0
+        due = loop.applied_s
+        while not self._stopping:
+            if step.count is not None and crashes >= step.count:
+                break
+            if step.for_s is not None and crashes and due - loop.applied_s + down > step.for_s:
+                break
+            if due > self._now():
+                await asyncio.sleep(due - self._now())
+            if self._stopping:
+                break
+            one = step.model_copy(update={
+                "action": step.crash, "name": None, "duration_s": down or None,
+                "every_s": None, "count": None, "for_s": None})
+            try:
+                crash = await self.apply(one)
+            except Exception as exc:  # the target vanished: the loop ends, said so
+                self.platform.event("fault.crash_loop_stopped", target=step.target,
+                                    crash=crashes + 1, error=f"{type(exc).__name__}: {exc}")
+                loop.heal_error = f"crash {crashes + 1} failed: {type(exc).__name__}: {exc}"
+                break
+            crashes += 1
+            if down:
+                await asyncio.sleep(down)
+            await self.remove(crash)
+            failed += crash.heal_error is not None
+            planned = crash.applied_s + step.every_s
+            due = max(planned, self._now() + up)
+            last = step.count is not None and crashes >= step.count
+            if due - planned > LATE_S and not last:
+                late_n += 1
+                max_late = max(max_late, due - planned)
+                self.platform.event(
+                    "fault.collision", action=step.action, target=step.target, step=step.name,
+                    crash=crashes + 1, waited_s=round(due - planned, 3),
+                    healing=f"{step.crash} {step.target} (crash {crashes}: its restart took "
+                            f"{crash.removed_s - crash.applied_s - down:.2f} s)"
+                    if crash.removed_s is not None else f"{step.crash} {step.target}",
+                    policy=f"postponed: the target runs {up:g} s between crashes")
+        loop.detail += (f"; {crashes} crash(es), {failed} heal(s) failed, {late_n} postponed"
+                        + (f" (up to {max_late:.2f} s: restarts outlasted every_s)"
+                           if late_n else ""))
 
     # ------------------------------------------------------------------ evidence
 
@@ -569,6 +728,29 @@ class FaultEngine:
         """When the last fault was healed (for lag recovery); None if none was."""
         ends = [f.removed_s for f in self.active if f.removed_s is not None]
         return max(ends) if ends else None
+
+
+def _process_key(step: FaultStep, node: str | None) -> str | None:
+    """The process a fault holds: ``service:NAME``, ``broker:nN`` (resolved), ``broker:all``;
+    None for links and routes (toxics and partitions combine)."""
+    kind = step.target.partition(":")[0]
+    if kind == "service":
+        return step.target
+    if kind == "broker":
+        if step.target in MANY_NODES:  # broker:all, broker:minority: every node counts
+            return "broker:all"
+        return f"broker:{node}" if node else None
+    return None
+
+
+async def _crash_loop_handler(
+    platform: Platform, step: FaultStep, target: str
+) -> tuple[Heal | None, str]:
+    raise AssertionError("crash-loop is run by FaultEngine.apply itself")
+
+
+for _kind in ("broker", "service"):
+    register_fault(_kind, "crash-loop")(_crash_loop_handler)
 
 
 def describe_handlers() -> dict[str, Any]:

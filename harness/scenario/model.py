@@ -163,6 +163,9 @@ class ServiceTopology(_Model):
     thresholds: dict[str, int] = Field(default_factory=dict)
     #: registrar fetch batch size
     batch: int | None = Field(default=None, gt=0, le=10_000)
+    #: where a reference service keeps its data (the registrar's SQLite store): the run
+    #: directory, or our storage-fault filesystem (``disk-full`` on ``service:NAME``)
+    store: Literal["disk", "fuse"] = "disk"
     # -- user services
     command: list[str] | None = Field(default=None, min_length=1)
     #: a directory with a Dockerfile, relative to the scenario file (built offline)
@@ -267,6 +270,10 @@ class Topology(_Model):
                                 "container")
                 continue
             ref = reference_service(name)
+            if svc.store == "fuse" and (ref is None or not ref.keeps_records
+                                        or self.services_in == "container"):
+                problems.append(f"{where}: store: fuse is for a reference service that keeps "
+                                "a store (the registrar) running as a host process")
             if ref is not None:
                 if svc.user_keys:
                     problems.append(
@@ -374,7 +381,13 @@ FaultAction = Literal[
     "latency", "bandwidth", "blackhole", "reset_peer", "down", "slicer", "limit_data",
     "partition", "disconnect", "part-kill",
     "power-loss", "disk-full", "slow-disk", "corrupt",
+    "crash-loop",
 ]
+
+#: Faults that hold a process (service or broker node) down until their heal: two of them on
+#: one target must not overlap (issue 11 §5; a heal that runs late is waited for instead).
+PROCESS_ACTIONS = frozenset({"kill", "terminate", "pause", "restart", "pause-kill",
+                             "part-kill", "power-loss", "crash-loop"})
 
 #: Faults that act on a node's store through the storage-fault filesystem (issue 11).
 STORAGE_ACTIONS = frozenset({"power-loss", "disk-full", "slow-disk"})
@@ -397,6 +410,12 @@ class FaultStep(_Step):
     #: picks the block file and offset (``corrupt``) or the nodes (``broker:minority``):
     #: the same seed on the same store picks the same place, so a run can be reproduced
     seed: int = Field(default=0, ge=0)
+    # -- crash-loop (issue 11 §5): ``count`` crashes ``every_s`` apart (or for ``for_s``);
+    #    each keeps the target down ``duration_s`` (default 0: restarted at once)
+    every_s: float | None = Field(default=None, gt=0, le=3600)
+    count: int | None = Field(default=None, gt=0, le=10_000)
+    for_s: float | None = Field(default=None, gt=0, le=3600)
+    crash: Literal["kill", "pause-kill", "terminate"] = "kill"
 
     @field_validator("target")
     @classmethod
@@ -419,9 +438,12 @@ class FaultStep(_Step):
             raise ValueError("action 'limit_data' needs bytes")
         if self.action == "slow-disk" and self.latency_ms is None:
             raise ValueError("action 'slow-disk' needs latency_ms (added to every fsync)")
-        if self.action in STORAGE_ACTIONS and not self.target.startswith("broker"):
+        if self.action in STORAGE_ACTIONS and not self.target.startswith("broker") and not (
+            self.action == "disk-full" and self.target.startswith("service:")
+        ):
             raise ValueError(f"action {self.action!r} applies to broker targets (a node's "
-                             f"store), not {self.target!r}")
+                             f"store){' or service:NAME' if self.action == 'disk-full' else ''}"
+                             f", not {self.target!r}")
         for many in ("broker:all", "broker:minority"):
             if self.target == many and self.action != "power-loss":
                 raise ValueError(f"target {many!r} is for action 'power-loss' (those nodes "
@@ -430,6 +452,19 @@ class FaultStep(_Step):
                                          or not self.target.startswith("broker")):
             raise ValueError("action 'corrupt' needs a broker node target and stream: NAME "
                              "(whose message block file is damaged on that node)")
+        if self.action == "crash-loop":
+            if self.every_s is None or (self.count is None) == (self.for_s is None):
+                raise ValueError("action 'crash-loop' needs every_s and exactly one of count "
+                                 "(crashes) or for_s (how long the loop runs)")
+            if self.duration_s is not None and self.duration_s >= self.every_s:
+                raise ValueError(f"crash-loop: duration_s {self.duration_s:g} (down time of "
+                                 f"each crash) must be shorter than every_s {self.every_s:g}")
+            if not self.target.startswith(("service:", "broker")):
+                raise ValueError(f"action 'crash-loop' applies to service:NAME and broker "
+                                 f"node targets, not {self.target!r}")
+        elif self.every_s is not None or self.count is not None or self.for_s is not None:
+            raise ValueError(f"every_s, count and for_s are for action 'crash-loop', not "
+                             f"{self.action!r}")
         link_only = {"latency", "bandwidth", "blackhole", "reset_peer", "down", "slicer",
                      "limit_data"}
         if self.action in link_only and not self.target.startswith("link:"):
@@ -443,7 +478,13 @@ class FaultStep(_Step):
         return self
 
     def end_s(self) -> float:
-        """When the fault is healed, from the method's start."""
+        """When the fault is healed, from the method's start (a crash-loop: its last crash)."""
+        if self.action == "crash-loop":
+            assert self.every_s is not None
+            if self.for_s is not None:
+                return self.at_s + self.for_s
+            last = self.at_s + ((self.count or 1) - 1) * self.every_s
+            return last + (self.duration_s or 0.0)
         return self.at_s + (self.duration_s or 0.0)
 
 
@@ -990,7 +1031,14 @@ class Scenario(_Model):
                 if step.action == "corrupt" and self.topology.broker.backend != "process":
                     raise ValueError("fault 'corrupt' needs topology.broker.backend: process "
                                      "(it edits a node's store on this machine)")
-                if step.action in STORAGE_ACTIONS and self.topology.broker.store != "fuse":
+                if kind == "service" and step.action in STORAGE_ACTIONS:
+                    name = step.target.partition(":")[2]
+                    if self.topology.services[name].store != "fuse":
+                        raise ValueError(
+                            f"fault {step.action!r} on {step.target!r} needs "
+                            f"topology.services.{name}.store: fuse (its data dir on the "
+                            "storage-fault filesystem)")
+                elif step.action in STORAGE_ACTIONS and self.topology.broker.store != "fuse":
                     raise ValueError(
                         f"fault {step.action!r} needs topology.broker.store: fuse (the node's "
                         "store must live on the storage-fault filesystem)")
@@ -1022,6 +1070,46 @@ class Scenario(_Model):
         return max(ends, default=0.0)
 
 
+def _static_target(target: str) -> str | None:
+    """The process a target names when that is known before the run (``broker`` is n1)."""
+    if target == "broker":
+        return "broker:n1"
+    if target.startswith("service:") or re.match(r"^broker:(n\d+|all)$", target):
+        return target
+    return None  # meta-leader, stream-leader: only known while running
+
+
+def fault_overlap_problems(method: list[Any]) -> list[tuple[list[int | str], str]]:
+    """Process faults on one target whose windows overlap, known statically: refused.
+
+    A fault on a process still held by another (paused, killed until its heal) has no clear
+    meaning; the engine's answer at run time (wait for the heal, journal the delay) is for
+    heals that run late, not for a scenario that asks for two faults at once.
+    """
+    faults = [(i, step_body(e)) for i, e in enumerate(method)]
+    held = [(i, f, _static_target(f.target)) for i, f in faults
+            if isinstance(f, FaultStep) and f.action in PROCESS_ACTIONS]
+    out: list[tuple[list[int | str], str]] = []
+    for i, a, ta in held:
+        for j, b, tb in held:
+            if j <= i or ta is None or tb is None:
+                continue
+            same = ta == tb or (
+                "broker:all" in (ta, tb) and ta.startswith("broker") and tb.startswith("broker"))
+            if not same:
+                continue
+            first, second, fi, si = (a, b, i, j) if a.at_s <= b.at_s else (b, a, j, i)
+            if first.at_s <= second.at_s < first.end_s():
+                out.append((
+                    ["method", si, "fault", "at_s"],
+                    f"{second.action} {second.target} at {second.at_s:g} s "
+                    f"comes while method[{fi}] ({first.action} {first.target}, "
+                    f"{first.at_s:g}-{first.end_s():g} s) still holds it; one process fault "
+                    f"at a time per target: start it at or after {first.end_s():g} s, or use "
+                    "action crash-loop (every_s, count) for repeated crashes"))
+    return out
+
+
 def _dotted(path: list[int | str]) -> str:
     return "".join(f"[{p}]" if isinstance(p, int) else (f".{p}" if i else p)
                    for i, p in enumerate(path))
@@ -1044,6 +1132,7 @@ def reference_problems(s: Scenario) -> list[tuple[list[int | str], str]]:
                         f"duplicate step name {step.name!r} (first at method[{first}])"))
             continue
         named[step.name] = (i, step)
+    out += fault_overlap_problems(s.method)
     listed = ", ".join(sorted(named)) or "none: give a step a name: ..."
     for section, checks in (("checks", s.checks), ("steady_state", s.steady_state.checks)):
         for i, check in enumerate(checks):

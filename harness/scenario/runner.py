@@ -554,8 +554,12 @@ class ScenarioRunner:
     ) -> None:
         start = p.now()
         fault: ActiveFault = await engine.apply(step)
-        if step.duration_s is not None:
-            await asyncio.sleep(max(0.0, state.method_t0 + step.end_s() - p.now()))
+        if step.duration_s is not None or step.action == "crash-loop":
+            # A fault applied late (it waited for the heal of the target's previous fault)
+            # still lasts its duration_s.
+            end = max(state.method_t0 + step.end_s(),  # both on the platform's clock
+                      fault.applied_s + (step.duration_s or 0.0))
+            await asyncio.sleep(max(0.0, end - p.now()))
             if step.name is not None:
                 # ``after: {heal: NAME}`` counts from when the heal began: what the heal
                 # causes (a restarted service's first events) may come while it completes.

@@ -267,7 +267,8 @@ class ServiceLauncher:
         # Port 0: the service binds a free port itself and says which on its READY line; a
         # port picked here could be taken by another process before the service binds it.
         argv = [sys.executable, "-m", ref.module, "--http-port", "0"]
-        argv += ref.args(spec, self._arg_context(str(p.run_dir / "registrar.db")))
+        data_dir = await p.service_store_dir(name) if spec.store == "fuse" else p.run_dir
+        argv += ref.args(spec, self._arg_context(str(data_dir / "registrar.db")))
         bound: list[str] = []
 
         async def ready(proc: ManagedProcess) -> None:

@@ -7,7 +7,8 @@ compare them). The hundreds digit is the range: 1xx boot, 2xx sensor/IO, 3xx act
 Codes 920-929 are added by this project inside the 9xx (critical/error) range: the registrar
 stores one of them, with the reason, for every message it had to reject (and dead-letter)
 instead of storing it as an event. :func:`rejection_code_for` maps a CloudEvents contract
-rule id (see ``services.common.cloudevents.Rule``) to its code.
+rule id (see ``services.common.cloudevents.Rule``) to its code. Codes 930/931 (also added)
+say the registrar's own store refused writes and took them again (issue 11).
 """
 
 from __future__ import annotations
@@ -78,6 +79,11 @@ class RegistrarCode(IntEnum):
     SYSTEM_HALT = 901
     RECOVERY_START = 910
     RECOVERY_OK = 911
+    # 93x: the registrar's own store (issue 11: disk-full on a service's data dir)
+    #: The store refused a write (disk full, I/O error): batches stay unacked (redelivered).
+    STORAGE_FAILED = 930
+    #: The store takes writes again; ``seconds`` it refused them.
+    STORAGE_OK = 931
     # 92x: a message the registrar rejected (stored with the reason, dead-lettered, acked).
     #: No CloudEvent at all: no ``ce-`` headers, or a structured payload that is not a JSON object.
     REJECTED_NOT_CLOUDEVENT = 920

@@ -43,6 +43,8 @@ LIFECYCLE_CODES: tuple[RegistrarCode, ...] = (
     RegistrarCode.NATS_DISCONNECTED,
     RegistrarCode.RECOVERY_START,
     RegistrarCode.RECOVERY_OK,
+    RegistrarCode.STORAGE_FAILED,
+    RegistrarCode.STORAGE_OK,
 )
 
 _WORD = re.compile(r"[a-z0-9]+")

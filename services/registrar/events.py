@@ -14,6 +14,8 @@ type                                   code  extra fields
 ``qiki.registrar.v1.nats_disconnected`` 411  --
 ``qiki.registrar.v1.recovery_start``   910   --
 ``qiki.registrar.v1.recovery_ok``      911   ``seconds``, ``attempts``
+``qiki.registrar.v1.storage_failed``   930   ``error``, ``db`` (published at once, stored later)
+``qiki.registrar.v1.storage_ok``       931   ``seconds``, ``batches_refused``
 =====================================  ====  ============================================
 
 The shipped contracts (``scenarios/contracts/registrar-*.schema.json``) are generated from
@@ -36,6 +38,8 @@ __all__ = [
     "NatsDisconnected",
     "RecoveryOk",
     "RecoveryStart",
+    "StorageFailed",
+    "StorageOk",
 ]
 
 
@@ -105,3 +109,22 @@ class RecoveryOk(LifecycleData):
     name: Literal["RECOVERY_OK"]
     seconds: float = Field(ge=0.0, description="time the recovery took")
     attempts: int = Field(ge=0, description="consumer_info calls it took")
+
+
+class StorageFailed(LifecycleData):
+    """930 STORAGE_FAILED: the store refused a write (disk full, I/O error); batches stay
+    unacked and come back. Published at once, stored once the store takes writes again."""
+
+    code: Literal[930]
+    name: Literal["STORAGE_FAILED"]
+    error: str = Field(max_length=1000, description="what SQLite or the OS said")
+    db: str = Field(min_length=1, description="path of the SQLite store")
+
+
+class StorageOk(LifecycleData):
+    """931 STORAGE_OK: a commit succeeded again."""
+
+    code: Literal[931]
+    name: Literal["STORAGE_OK"]
+    seconds: float = Field(ge=0.0, description="how long the store refused writes")
+    batches_refused: int = Field(ge=0, description="batches not stored (left for redelivery)")

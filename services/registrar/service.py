@@ -22,9 +22,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import os
 import socket
+import sqlite3
 import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
@@ -76,6 +78,10 @@ if TYPE_CHECKING:
 __all__ = ["CRASH_AFTER_COMMIT_ENV", "Registrar", "RegistrarOptions"]
 
 _log = logging.getLogger(__name__)
+
+#: After a disk error, commits must succeed this long with no new failure before the
+#: registrar records that its store takes writes again (931 STORAGE_OK).
+STORAGE_OK_AFTER_S = 1.0
 
 #: Test hook: ``QIKI_REGISTRAR_CRASH_AFTER_COMMIT=N`` makes the process ``os._exit(137)``
 #: right after the N-th event batch is committed and before it is acknowledged, which is
@@ -195,6 +201,14 @@ class Registrar:
         self._outbox_signal = asyncio.Event()
         self._recovery: asyncio.Task[None] | None = None
         self._batches_committed = 0
+        #: the store refuses writes (disk full, I/O error) since this monotonic time
+        self._storage_down_since: float | None = None
+        self._storage_failures = 0
+        self._storage_last_failure = 0.0
+        self._storage_ok_at: float | None = None
+        self._storage_settle: asyncio.Task[None] | None = None
+        #: lifecycle rows the store refused; written with the next commit that succeeds
+        self._unstored: list[Row] = []
         self._connected = False
         self._ready = False
         self.instance = f"{socket.gethostname()}:{os.getpid()}"
@@ -550,10 +564,31 @@ class Registrar:
             counts = await asyncio.get_running_loop().run_in_executor(
                 self._db, wal.write_batch, rows
             )
-        except Exception:
-            _log.exception("storing a batch of %d failed; left for redelivery", len(rows))
+        except Exception as exc:
+            disk = storage_error(exc)
+            if disk is None:
+                _log.exception("storing a batch of %d failed; left for redelivery", len(rows))
+                return
+            # Disk full or failing: nothing of this batch is acked, JetStream redelivers it.
+            self._storage_failures += 1
+            self._storage_last_failure = time.monotonic()
+            if self._storage_down_since is None:
+                self._storage_down_since = time.monotonic()
+                # what the disk said, not the failed rollback on top of it
+                _log.warning("the store refuses writes (%s): batches stay unacked until it "
+                             "takes them again", disk)
+                await self._lifecycle(RegistrarCode.STORAGE_FAILED,
+                                      {"error": str(disk)[:500], "db": str(self.options.db_path)})
             return
         self._batches_committed += 1
+        if self._storage_down_since is not None:
+            # A full disk still takes writes that fit in place: the episode ends only once
+            # commits succeed for STORAGE_OK_AFTER_S with no failure (no 930/931 flapping).
+            self._storage_ok_at = time.monotonic()
+            if self._storage_settle is None or self._storage_settle.done():
+                self._storage_settle = asyncio.create_task(self._settle_storage())
+        elif self._unstored:
+            await self._storage_back()
         crash_at = self.options.crash_after_commit
         if crash_at is not None and self._batches_committed >= crash_at:
             # Test hook (see CRASH_AFTER_COMMIT_ENV): committed, not acknowledged.
@@ -618,8 +653,41 @@ class Registrar:
         return [r for r in results if r is not None]
 
     # -- own lifecycle ----------------------------------------------------------------------
+    async def _settle_storage(self) -> None:
+        while self._storage_down_since is not None:
+            wait = self._storage_last_failure + STORAGE_OK_AFTER_S - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
+                continue
+            if self._storage_ok_at is not None and self._storage_ok_at > \
+                    self._storage_last_failure:
+                await self._storage_back()
+            return  # else the next successful commit starts a new wait
+
+    async def _storage_back(self) -> None:
+        """A commit succeeded again: say so (931) and store what the store refused."""
+        if self._storage_down_since is not None:
+            seconds = self._storage_last_failure - self._storage_down_since
+            failures, self._storage_failures = self._storage_failures, 0
+            self._storage_down_since = None
+            _log.warning("the store takes writes again after %.2f s (%d batch(es) refused)",
+                         seconds, failures)
+            await self._lifecycle(RegistrarCode.STORAGE_OK,
+                                  {"seconds": round(seconds, 3), "batches_refused": failures})
+        rows, self._unstored = self._unstored, []
+        if rows and self.store is not None:
+            try:
+                counts = await asyncio.get_running_loop().run_in_executor(
+                    self._db, self.store.write_batch, rows)
+                self.metrics.count_stored(counts)
+            except Exception as exc:
+                if not is_storage_error(exc):
+                    raise
+                self._unstored = rows + self._unstored
+
     async def _lifecycle(self, code: RegistrarCode, data: dict[str, Any]) -> None:
-        """Store a lifecycle event now; queue it for publishing."""
+        """Store a lifecycle event now (later if the store refuses it); queue it for
+        publishing."""
         ev = new_event(
             self.mapper.lifecycle_type(code),
             self.source,
@@ -644,10 +712,17 @@ class Registrar:
         )
         store = self.store
         if store is not None:
-            counts = await asyncio.get_running_loop().run_in_executor(
-                self._db, store.write_batch, [row]
-            )
-            self.metrics.count_stored(counts)
+            try:
+                counts = await asyncio.get_running_loop().run_in_executor(
+                    self._db, store.write_batch, [row]
+                )
+                self.metrics.count_stored(counts)
+            except Exception as exc:
+                if not is_storage_error(exc):
+                    raise
+                # Published now, stored once the store takes writes again (and when it
+                # comes back through the events stream: (source, id) dedups the two).
+                self._unstored.append(row)
         _log.info("lifecycle %d %s", int(code), code.name)
         self._outbox.append(ev)
         self._outbox_signal.set()
@@ -775,6 +850,32 @@ class Registrar:
                 return {str(k): v for k, v in ro.counts_by_code().items()}
 
         return json_response(await asyncio.get_running_loop().run_in_executor(None, run))
+
+
+def storage_error(exc: BaseException) -> BaseException | None:
+    """The disk error behind ``exc`` when the store's disk refused a write (full, failing,
+    read-only) as opposed to a bug: SQLite's SQLITE_FULL / SQLITE_IOERR / SQLITE_READONLY,
+    or the OS's ENOSPC / EIO / EDQUOT / EROFS; None otherwise."""
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    # The store's rollback after SQLITE_FULL raises "cannot rollback - no transaction is
+    # active" (SQLite already rolled back): the disk error is in the chain, not on top.
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        if isinstance(cur, sqlite3.DatabaseError):
+            text = str(cur).lower()
+            if any(w in text for w in ("full", "disk i/o", "readonly", "read-only")):
+                return cur
+        elif isinstance(cur, OSError) and cur.errno in (errno.ENOSPC, errno.EIO,
+                                                         errno.EDQUOT, errno.EROFS):
+            return cur
+        cur = cur.__cause__ or cur.__context__
+    return None
+
+
+def is_storage_error(exc: BaseException) -> bool:
+    """True when :func:`storage_error` finds a disk error behind ``exc``."""
+    return storage_error(exc) is not None
 
 
 def _compile_contracts(refs: Mapping[str, ContractRef]) -> dict[str, CompiledContract]:

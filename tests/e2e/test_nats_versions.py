@@ -77,3 +77,18 @@ def test_a_malformed_version_exits_2_before_anything(qiki: Qiki, report_dir: Pat
     assert res.returncode == 2
     assert "'newest' is not a release number" in res.stderr
     assert not any(report_dir.iterdir())
+
+
+@pytest.mark.docker
+@pytest.mark.nats_versions
+def test_container_backend_builds_its_image_from_that_release(
+    qiki: Qiki, report_dir: Path
+) -> None:
+    res = qiki("run", str(SCENARIOS / "smoke.yaml"), "--backend", "container",
+               "--nats-server-version", FETCH_PROBE_VERSION, "--report-dir", str(report_dir),
+               "-q", timeout_s=300)
+    assert res.returncode == 0, res.stdout + res.stderr
+    j = _journal(report_dir)
+    assert j["backend"] == "container"
+    assert j["nats_server_version"] == FETCH_PROBE_VERSION  # from the container's /varz
+    assert j["broker"]["image"] == f"qiki/nats-local:{FETCH_PROBE_VERSION}"

@@ -57,3 +57,24 @@ def test_scenario_version_is_checked_and_normalised() -> None:
         BrokerTopology(version="newest")
     with pytest.raises(ValidationError, match="needs a broker the harness starts"):
         BrokerTopology(backend="external", url="nats://127.0.0.1:4222", version="2.12.1")
+
+
+async def test_a_server_too_old_for_the_config_names_its_error_and_the_way_out(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Debian's nats-server 2.9.10 stops on ``sync_interval``; the start error keeps its own
+    words and says how to run another release (a stand-in binary that answers the same)."""
+    from harness.broker import NatsServer
+    from harness.broker.errors import BrokerStartError
+
+    old = tmp_path / "nats-server"
+    old.write_text("#!/bin/sh\necho \"nats-server: $2:6:3: unknown field \\\"sync_interval\\\"\" "
+                   ">&2\nexit 1\n")
+    old.chmod(0o755)
+    monkeypatch.setenv("NATS_SERVER_BIN", str(old))
+    with pytest.raises(BrokerStartError) as exc:
+        async with NatsServer(sync_always=True):
+            pass
+    text = str(exc.value)
+    assert 'unknown field "sync_interval"' in text
+    assert "--nats-server-version" in text and "NATS_SERVER_BIN" in text

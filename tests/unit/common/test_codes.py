@@ -27,14 +27,24 @@ def test_original_table_is_complete_and_unchanged() -> None:
         assert RegistrarCode[name] == value
 
 
+#: Added by this project outside the 92x rejections: the registrar's own store (issue 11).
+STORE_CODES = {930: "STORAGE_FAILED", 931: "STORAGE_OK"}
+
+
 def test_added_codes_are_rejections_in_the_9xx_range() -> None:
-    added = [c for c in RegistrarCode if c.value not in ORIGINAL]
+    added = [c for c in RegistrarCode if c.value not in ORIGINAL and c.value not in STORE_CODES]
     assert added, "rejection codes are defined"
     for code in added:
         assert code.range == "critical/error"
         assert code.name.startswith("REJECTED_")
         assert code.is_rejection
     assert not RegistrarCode.RECOVERY_OK.is_rejection
+
+
+def test_store_codes_are_9xx_and_not_rejections() -> None:
+    for value, name in STORE_CODES.items():
+        code = RegistrarCode(value)
+        assert code.name == name and code.range == "critical/error" and not code.is_rejection
 
 
 @pytest.mark.parametrize(

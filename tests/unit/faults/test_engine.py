@@ -350,3 +350,94 @@ async def test_minority_is_floor_n_minus_1_over_2_nodes_picked_by_seed() -> None
         "n3"]
     with pytest.raises(FaultTargetError, match="have no minority"):
         await resolve_nodes(FakePlatform([FakeNode("n1")]), "broker:minority")  # type: ignore[arg-type]
+
+
+# ------------------------------------------------------------------ collisions, crash-loop
+
+
+class SlowService:
+    """A service whose restart takes ``restart_s`` (readiness through a slow link): it
+    records every call with its start and end, and a kill while restarting fails the
+    restart, as a real process killed before it is ready does."""
+
+    def __init__(self, restart_s: float) -> None:
+        self.proc = FakeProc()
+        self.restart_s = restart_s
+        self.calls: list[str] = []
+        self.starting = False
+
+    async def kill(self) -> None:
+        self.calls.append("kill" + (" WHILE STARTING" if self.starting else ""))
+        self.proc.running = False
+
+    async def pause(self) -> None:
+        self.calls.append("pause" + (" WHILE STARTING" if self.starting else ""))
+
+    async def restart(self) -> None:
+        import asyncio
+
+        self.calls.append("restart")
+        self.starting = True
+        try:
+            await asyncio.sleep(self.restart_s)
+        finally:
+            self.starting = False
+        self.calls.append("ready")
+        self.proc.running, self.proc.restarts = True, self.proc.restarts + 1
+
+
+async def test_a_fault_on_a_target_still_healing_waits_and_is_journalled() -> None:
+    import asyncio
+
+    p: Any = FakePlatform([FakeNode("n1")])
+    svc = SlowService(restart_s=0.3)
+    p.services["registrar"] = svc
+    eng = FaultEngine(p)
+    first = await eng.apply(step("kill", "service:registrar"))
+    healing = asyncio.create_task(eng.remove(first))
+    await asyncio.sleep(0.05)  # the restart is under way
+    second = await eng.apply(step("kill", "service:registrar", name="again"))
+    await healing
+    assert svc.calls == ["kill", "restart", "ready", "kill"]  # never killed while starting
+    [col] = [e for e in p.events if e["kind"] == "fault.collision"]
+    assert col["healing"] == "kill service:registrar" and col["step"] == "again"
+    assert col["waited_s"] > 0.1 and col["policy"] == "waited for the heal"
+    assert "late: waited for the heal of kill service:registrar" in second.detail
+    await eng.heal_all()
+    assert first.heal_error is None and second.heal_error is None
+
+
+async def test_crash_loop_heals_each_crash_before_the_next() -> None:
+    p: Any = FakePlatform([FakeNode("n1")])
+    svc = SlowService(restart_s=0.15)
+    p.services["registrar"] = svc
+    eng = FaultEngine(p)
+    loop = await eng.apply(step("crash-loop", "service:registrar", every_s=0.1, count=4,
+                                crash="pause-kill", duration_s=0.02))
+    assert loop.heal is not None
+    await eng.remove(loop)  # waits for the loop: every crash done and healed
+    assert svc.calls == ["pause", "kill", "restart", "ready"] * 4
+    crashes = [r for r in eng.records() if r.kind == "pause-kill"]
+    assert len(crashes) == 4 and all(r.removed_at is not None for r in crashes)
+    assert not any(e["kind"] == "fault.heal_failed" for e in p.events)
+    late = [e for e in p.events if e["kind"] == "fault.collision"]
+    assert late and all(e["crash"] > 1 for e in late)  # restarts (0.15 s) outlast every_s
+    assert all(e["policy"].startswith("postponed") for e in late)
+    [rec] = [r for r in eng.records() if r.kind == "crash-loop"]
+    assert "4 crash(es), 0 heal(s) failed" in rec.detail and "postponed" in rec.detail
+
+
+async def test_crash_loop_for_s_and_rollback_stops_it() -> None:
+    import asyncio
+
+    p: Any = FakePlatform([FakeNode("n1")])
+    svc = SlowService(restart_s=0.0)
+    p.services["registrar"] = svc
+    eng = FaultEngine(p)
+    await eng.apply(step("crash-loop", "service:registrar", every_s=0.05, for_s=60))
+    await asyncio.sleep(0.2)
+    await eng.heal_all()  # rollback mid-loop: no new crash starts, the current one heals
+    n = svc.calls.count("kill")
+    assert 1 <= n < 60 and svc.calls[-1] == "ready"
+    await asyncio.sleep(0.15)
+    assert svc.calls.count("kill") == n
