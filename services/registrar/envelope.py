@@ -51,6 +51,7 @@ _SLOT_OF: Final = {
 }
 _UNSET: Any = object()
 _fromisoformat: Final = datetime.fromisoformat
+_plain: Final = _ce._PLAIN_VALUE.fullmatch
 
 
 #: What :meth:`EnvelopeParser.parse` returns for a valid binary CloudEvent, the attributes
@@ -192,7 +193,16 @@ class EnvelopeParser:
                     continue
                 if slot == _BAIL:
                     return None
-                hit = _checked(slot, attr, value.strip().decode("utf-8", "replace"))
+                text = value.strip().decode("utf-8", "replace")
+                if slot == _ID:
+                    # Every event has its own id: its one check inlined (what _checked does).
+                    if text and _plain(text):
+                        if vals[_ID] is not _UNSET:
+                            return None
+                        vals[_ID] = text
+                        continue
+                    return None
+                hit = _checked(slot, attr, text)
                 if distinct.get(name, 0) < self.max_distinct:
                     self._remember(line, name, hit)
             slot, v = hit
