@@ -522,13 +522,15 @@ class PullConsumer:
     def _on_raw(self, subject: bytes, reply: bytes, data: bytes, headers: bytes | None) -> None:
         """The fast path (:func:`install_inbox_fast_path`): called by the parser, in order."""
         if data:
-            # A delivery (what _accept does for one, inlined: this runs once per event).
-            self._last_activity = _monotonic()
+            # A delivery (what _accept does for one, inlined: this runs once per event). The
+            # clock is read when the request completes or the batch is taken (take), not per
+            # message: the staleness check it serves has a margin of seconds.
             self._buf.append(Delivered(subject.decode(), reply.decode(), data, headers))
             self._owed -= 1
             self._arrived.set()
             if self._owed > self.batch * (self._requests - 1):
                 return
+            self._last_activity = _monotonic()
             self._requests = max(0, self._requests - 1)  # the oldest request is delivered
             self._control = [t for t in self._control if not t.done()]
             self._control.append(asyncio.ensure_future(self._top_up()))
@@ -593,6 +595,8 @@ class PullConsumer:
         buf = self._buf
         n = min(max_n, len(buf))
         out = [buf.popleft() for _ in range(n)]
+        # Deliveries arrived since the last take (see _on_raw): the server is answering.
+        self._last_activity = _monotonic()
         await self._top_up()
         return out
 
