@@ -8,6 +8,7 @@ and the HTTP endpoint serves; logs go to stderr. Exit codes: 0 after a clean dra
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import os
 import sys
@@ -121,6 +122,12 @@ async def _run(args: argparse.Namespace) -> int:
     except (BotSpecError, ValueError, OSError) as exc:
         raise UsageError(str(exc)) from exc
 
+    # Fewer young-generation collections (issue 13): the ingest makes several short-lived
+    # containers per event (a delivery, its row, decoded data), so CPython's default of a
+    # collection every 700 allocations ran one every few dozen events, each walking what the
+    # buffered batches hold. Passes ~30x rarer (still young objects only) cost less per object and
+    # saved ~7 % of the registrar's CPU per event (interleaved drains, 4 of 4 pairs better).
+    gc.set_threshold(20_000, 50, 100)
     stop_on_signals(registrar.request_stop)
     try:
         async with registrar:

@@ -29,7 +29,7 @@ names lower-case alphanumerics of at most 20 characters.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Final, NamedTuple
+from typing import Any, Final
 
 from services.common import cloudevents as _ce
 
@@ -51,20 +51,14 @@ _SLOT_OF: Final = {
 }
 _UNSET: Any = object()
 _fromisoformat: Final = datetime.fromisoformat
+_plain: Final = _ce._PLAIN_VALUE.fullmatch
 
 
-class Envelope(NamedTuple):
-    """The attributes of a valid binary CloudEvent that the registrar stores."""
-
-    id: str
-    source: str
-    type: str
-    #: ``time`` as ``datetime.isoformat()`` of the parsed value (what the store keeps), or None
-    time_iso: str | None
-    subject: str | None
-    datacontenttype: str | None
-    #: the content type says JSON (or is absent: JSON by default)
-    is_json: bool
+#: What :meth:`EnvelopeParser.parse` returns for a valid binary CloudEvent, the attributes
+#: the registrar stores: (id, source, type, time as ``datetime.isoformat()`` of the parsed
+#: value or None, subject or None, datacontenttype or None, whether the content type says
+#: JSON (or is absent: JSON by default)). A plain tuple: one is made per event.
+Envelope = tuple[str, str, str, "str | None", "str | None", "str | None", bool]
 
 
 def _header_name(name: bytes) -> str | None:
@@ -199,7 +193,16 @@ class EnvelopeParser:
                     continue
                 if slot == _BAIL:
                     return None
-                hit = _checked(slot, attr, value.strip().decode("utf-8", "replace"))
+                text = value.strip().decode("utf-8", "replace")
+                if slot == _ID:
+                    # Every event has its own id: its one check inlined (what _checked does).
+                    if text and _plain(text):
+                        if vals[_ID] is not _UNSET:
+                            return None
+                        vals[_ID] = text
+                        continue
+                    return None
+                hit = _checked(slot, attr, text)
                 if distinct.get(name, 0) < self.max_distinct:
                     self._remember(line, name, hit)
             slot, v = hit
@@ -223,7 +226,7 @@ class EnvelopeParser:
             ct, is_json = None, True
         else:
             ct, is_json = ct
-        return Envelope(
+        return (
             id_,
             source,
             type_,

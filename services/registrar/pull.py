@@ -52,6 +52,7 @@ _CRLF = b"\r\n"
 _MISSING: Any = object()
 _NAME_CACHE: dict[bytes, str | None] = {}
 _STATUS = "Status"
+_monotonic = time.monotonic
 _PENDING = "Nats-Pending-Messages"
 
 
@@ -298,12 +299,15 @@ def _install_batch_parser(
                                                    buf.startswith(_HMSG)):
             buf.extend(data)
             data = b""
-            pos, n, count, size = 0, len(buf), 0, 0
-            while buf.startswith(_HMSG, pos):
-                eol = buf.find(_CRLF, pos)
+            # One immutable copy of the read: slicing bytes copies once, slicing the
+            # bytearray and then making bytes of it copied twice per part.
+            view = bytes(buf)
+            pos, n, count, size = 0, len(view), 0, 0
+            while view.startswith(_HMSG, pos):
+                eol = view.find(_CRLF, pos)
                 if eol < 0:
                     break
-                parts = bytes(buf[pos + 5 : eol]).split()
+                parts = view[pos + 5 : eol].split()
                 if len(parts) == 5:
                     subject, sid_b, reply, hlen_b, tlen_b = parts
                 elif len(parts) == 4:
@@ -320,8 +324,8 @@ def _install_batch_parser(
                 end = start + tlen
                 if handler is None or end + 2 > n or hlen > tlen:
                     break
-                payload = bytes(buf[start + hlen : end])
-                headers = bytes(buf[start : start + hlen]) if hlen else None
+                payload = view[start + hlen : end]
+                headers = view[start : start + hlen] if hlen else None
                 pos = end + 2
                 count += 1
                 size += len(payload)
@@ -517,6 +521,20 @@ class PullConsumer:
 
     def _on_raw(self, subject: bytes, reply: bytes, data: bytes, headers: bytes | None) -> None:
         """The fast path (:func:`install_inbox_fast_path`): called by the parser, in order."""
+        if data:
+            # A delivery (what _accept does for one, inlined: this runs once per event). The
+            # clock is read when the request completes or the batch is taken (take), not per
+            # message: the staleness check it serves has a margin of seconds.
+            self._buf.append(Delivered(subject.decode(), reply.decode(), data, headers))
+            self._owed -= 1
+            self._arrived.set()
+            if self._owed > self.batch * (self._requests - 1):
+                return
+            self._last_activity = _monotonic()
+            self._requests = max(0, self._requests - 1)  # the oldest request is delivered
+            self._control = [t for t in self._control if not t.done()]
+            self._control.append(asyncio.ensure_future(self._top_up()))
+            return
         if self._accept(Delivered(subject.decode(), reply.decode(), data, headers)):
             # Top-ups publish (a coroutine); at most one per request delivered, so a task.
             self._control = [t for t in self._control if not t.done()]
@@ -577,6 +595,8 @@ class PullConsumer:
         buf = self._buf
         n = min(max_n, len(buf))
         out = [buf.popleft() for _ in range(n)]
+        # Deliveries arrived since the last take (see _on_raw): the server is answering.
+        self._last_activity = _monotonic()
         await self._top_up()
         return out
 

@@ -419,14 +419,14 @@ class Registrar:
                 env = parse(msg.raw_headers)
                 data = msg.data
                 if env is not None and len(data) <= max_bytes:
+                    event_id, source, type_, time_iso, subject, ctype, is_json = env
                     decoded: Any = _NO_JSON
-                    if env.is_json and data:
+                    if is_json and data:
                         try:
                             decoded = _loads(data)
                         except ValueError:  # not JSON (or not JSON orjson takes)
                             env = None
                     if env is not None:
-                        type_ = env.type
                         dcheck = decoded_checks.get(type_)
                         if dcheck is not None:
                             if decoded is _NO_JSON or dcheck(decoded):
@@ -436,20 +436,19 @@ class Registrar:
                                 env = None
                     if env is not None:
                         cls = (
-                            classify(type_, msg.subject, data, env.datacontenttype)
+                            classify(type_, msg.subject, data, ctype)
                             if decoded is _NO_JSON
-                            else classify(type_, msg.subject, data, env.datacontenttype,
-                                          decoded)
+                            else classify(type_, msg.subject, data, ctype, decoded)
                         )
                         rows.append(
                             (
                                 cls.code,
-                                env.source,
-                                env.id,
+                                source,
+                                event_id,
                                 type_,
-                                env.subject,
+                                subject,
                                 msg.subject,
-                                env.time_iso,
+                                time_iso,
                                 now,
                                 stream,
                                 sseq,

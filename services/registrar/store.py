@@ -27,6 +27,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from functools import lru_cache
 from hashlib import blake2b
+from itertools import chain
 from pathlib import Path
 from typing import Any, Literal
 
@@ -109,6 +110,7 @@ def _insert_rows(n: int) -> str:
 #: SQLite page cache of the writer connection, in KiB (64 MiB: the key index of ~3M records).
 WRITER_CACHE_KIB = 64 * 1024
 
+_chain = chain.from_iterable
 _MAX_PROBES = 1024  # far beyond any real collision chain (2^-64 per pair)
 _INT64 = 1 << 64
 
@@ -341,7 +343,7 @@ class RegistrarStore:
             if size == 1:
                 inserted += conn.execute(_INSERT, chunk[0]).rowcount
             else:
-                flat = [v for p in chunk for v in p]
+                flat = list(_chain(chunk))
                 inserted += conn.execute(_insert_rows(size), flat).rowcount
         return inserted
 
