@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from nats.aio.client import Client
     from nats.js import JetStreamContext
 
+    from harness._serial import SerialGate
     from harness.broker.base import Broker
     from harness.broker.process import NatsServer
     from harness.platform import Platform
@@ -44,7 +45,12 @@ MARKERS: dict[str, str] = {
                "fusermount3 unless QIKI_REQUIRE_FUSE=1)",
     "qiki_spec": "qiki_spec(path): the BotSpec the jetstream, qiki_platform and "
                  "qiki_platform_factory fixtures use (relative to the test file)",
+    "serial": "runs alone under pytest-xdist: the other workers finish their running tests "
+              "and start none until it ends (soaks, benchmarks, CPU-heavy tests)",
 }
+
+#: Markers whose tests run alone under pytest-xdist (see harness._serial).
+SERIAL_MARKERS = ("serial", "soak")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -120,6 +126,14 @@ def pytest_configure(config: pytest.Config) -> None:
     CTRF writer when ``--qiki-ctrf`` is given."""
     for name, text in MARKERS.items():
         config.addinivalue_line("markers", f"{name}: {text}")
+    # The controller names the session's run id (normally xdist draws one per session) so
+    # that it can remove the workers' serial gate files at the end.
+    if (not hasattr(config, "workerinput") and config.pluginmanager.hasplugin("xdist")
+            and config.getoption("dist", "no") != "no"
+            and config.getoption("testrunuid", None) is None):
+        import uuid
+
+        config.option.testrunuid = uuid.uuid4().hex
     ctrf = config.getoption("--qiki-ctrf", default=None)
     # xdist workers report to the controller; only it writes the file
     if ctrf and not hasattr(config, "workerinput"):
@@ -130,6 +144,13 @@ def pytest_configure(config: pytest.Config) -> None:
 
 _docker_gate_result: tuple[str, str] | None = None
 _docker_session_env_set = False
+_serial_gate: SerialGate | None = None
+
+
+def _serial_lock_dir(testrunuid: str) -> Path:
+    import tempfile
+
+    return Path(tempfile.gettempdir()) / "qiki-harness-locks" / f"session-{testrunuid}"
 
 
 def xdist_worker(config: pytest.Config) -> str | None:
@@ -156,6 +177,22 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     if worker is not None:
         os.environ[SESSION_ENV] = f"{os.environ[SESSION_ENV]}-{worker}"
         _docker_session_env_set = True
+        from harness._serial import SerialGate
+
+        global _serial_gate
+        uid = str(session.config.workerinput["testrunuid"])  # type: ignore[attr-defined]
+        _serial_gate = SerialGate(_serial_lock_dir(uid))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Any:
+    """Under pytest-xdist, a ``serial`` (or ``soak``) test runs alone; the others share."""
+    gate = _serial_gate
+    if gate is None:
+        return (yield)
+    alone = any(item.get_closest_marker(m) is not None for m in SERIAL_MARKERS)
+    with gate.exclusive() if alone else gate.shared():
+        return (yield)
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
@@ -167,6 +204,15 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         cleanup(session_selector(label))
     if _docker_session_env_set:
         os.environ.pop(SESSION_ENV, None)
+    global _serial_gate
+    if _serial_gate is not None:
+        _serial_gate.close()
+        _serial_gate = None
+    uid = session.config.getoption("testrunuid", None)
+    if uid and not hasattr(session.config, "workerinput"):
+        import shutil
+
+        shutil.rmtree(_serial_lock_dir(str(uid)), ignore_errors=True)
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
