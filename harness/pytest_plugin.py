@@ -143,8 +143,11 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 _docker_gate_result: tuple[str, str] | None = None
-_docker_session_env_set = False
-_serial_gate: SerialGate | None = None
+# Per session, not module globals: a pytester test runs an inner session in the same process
+# (and module), whose end must not close the outer session's gate or drop its label.
+_SERIAL_GATE: pytest.StashKey[SerialGate] = pytest.StashKey()
+#: The session label before this session set its own: (set by us, previous value).
+_SESSION_ENV_BEFORE: pytest.StashKey[tuple[bool, str | None]] = pytest.StashKey()
 
 
 def _serial_lock_dir(testrunuid: str) -> Path:
@@ -166,28 +169,27 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     Under pytest-xdist each worker labels its own (``<session>-gw0``...): workers inherit the
     controller's environment, and one shared label let the first worker to finish remove the
     containers of the others' running tests."""
-    global _docker_session_env_set
     from harness.containers.engine import SESSION_ENV, new_run_id
 
     os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")
     worker = xdist_worker(session.config)
-    if SESSION_ENV not in os.environ:
-        os.environ[SESSION_ENV] = f"pytest-{new_run_id()}"
-        _docker_session_env_set = True
+    before = os.environ.get(SESSION_ENV)
+    label = before or f"pytest-{new_run_id()}"
     if worker is not None:
-        os.environ[SESSION_ENV] = f"{os.environ[SESSION_ENV]}-{worker}"
-        _docker_session_env_set = True
+        label = f"{label}-{worker}"
         from harness._serial import SerialGate
 
-        global _serial_gate
         uid = str(session.config.workerinput["testrunuid"])  # type: ignore[attr-defined]
-        _serial_gate = SerialGate(_serial_lock_dir(uid))
+        session.config.stash[_SERIAL_GATE] = SerialGate(_serial_lock_dir(uid))
+    if label != before:
+        os.environ[SESSION_ENV] = label
+        session.config.stash[_SESSION_ENV_BEFORE] = (True, before)
 
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Any:
     """Under pytest-xdist, a ``serial`` (or ``soak``) test runs alone; the others share."""
-    gate = _serial_gate
+    gate = item.config.stash.get(_SERIAL_GATE, None)
     if gate is None:
         return (yield)
     alone = any(item.get_closest_marker(m) is not None for m in SERIAL_MARKERS)
@@ -202,12 +204,16 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     label = os.environ.get(SESSION_ENV)
     if _docker_gate_result is not None and _docker_gate_result[0] == "run" and label:
         cleanup(session_selector(label))
-    if _docker_session_env_set:
-        os.environ.pop(SESSION_ENV, None)
-    global _serial_gate
-    if _serial_gate is not None:
-        _serial_gate.close()
-        _serial_gate = None
+    changed, before = session.config.stash.get(_SESSION_ENV_BEFORE, (False, None))
+    if changed:
+        if before is None:
+            os.environ.pop(SESSION_ENV, None)
+        else:
+            os.environ[SESSION_ENV] = before
+    gate = session.config.stash.get(_SERIAL_GATE, None)
+    if gate is not None:
+        gate.close()
+        del session.config.stash[_SERIAL_GATE]
     uid = session.config.getoption("testrunuid", None)
     if uid and not hasattr(session.config, "workerinput"):
         import shutil
