@@ -18,8 +18,13 @@ install: $(STAMP)
 run: $(STAMP)
 	$(VENV)/bin/qiki-harness run scenarios/smoke.yaml --backend process
 
+# The suite on TEST_WORKERS pytest-xdist workers (many tests wait on servers and sleeps, so
+# more workers than cores pays; measured in the README's testing section). `soak`/`serial`
+# tests still run alone. TEST_WORKERS=0 runs it in one process, one test at a time.
+TEST_WORKERS ?= 4
+
 test: $(STAMP)
-	$(VENV)/bin/pytest
+	$(VENV)/bin/pytest -n $(TEST_WORKERS) --dist worksteal
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from nats.aio.client import Client
     from nats.js import JetStreamContext
 
+    from harness._serial import SerialGate
     from harness.broker.base import Broker
     from harness.broker.process import NatsServer
     from harness.platform import Platform
@@ -51,7 +52,12 @@ MARKERS: dict[str, str] = {
                      "unless QIKI_REQUIRE_NATS_FETCH=1)",
     "qiki_spec": "qiki_spec(path): the BotSpec the jetstream, qiki_platform and "
                  "qiki_platform_factory fixtures use (relative to the test file)",
+    "serial": "runs alone under pytest-xdist: the other workers finish their running tests "
+              "and start none until it ends (soaks, benchmarks, CPU-heavy tests)",
 }
+
+#: Markers whose tests run alone under pytest-xdist (see harness._serial).
+SERIAL_MARKERS = ("serial", "soak")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -132,6 +138,14 @@ def pytest_configure(config: pytest.Config) -> None:
     CTRF writer when ``--qiki-ctrf`` is given."""
     for name, text in MARKERS.items():
         config.addinivalue_line("markers", f"{name}: {text}")
+    # The controller names the session's run id (normally xdist draws one per session) so
+    # that it can remove the workers' serial gate files at the end.
+    if (not hasattr(config, "workerinput") and config.pluginmanager.hasplugin("xdist")
+            and config.getoption("dist", "no") != "no"
+            and config.getoption("testrunuid", None) is None):
+        import uuid
+
+        config.option.testrunuid = uuid.uuid4().hex
     ctrf = config.getoption("--qiki-ctrf", default=None)
     # xdist workers report to the controller; only it writes the file
     if ctrf and not hasattr(config, "workerinput"):
@@ -141,7 +155,17 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 _docker_gate_result: tuple[str, str] | None = None
-_docker_session_env_set = False
+# Per session, not module globals: a pytester test runs an inner session in the same process
+# (and module), whose end must not close the outer session's gate or drop its label.
+_SERIAL_GATE: pytest.StashKey[SerialGate] = pytest.StashKey()
+#: The session label before this session set its own: (set by us, previous value).
+_SESSION_ENV_BEFORE: pytest.StashKey[tuple[bool, str | None]] = pytest.StashKey()
+
+
+def _serial_lock_dir(testrunuid: str) -> Path:
+    import tempfile
+
+    return Path(tempfile.gettempdir()) / "qiki-harness-locks" / f"session-{testrunuid}"
 
 
 def xdist_worker(config: pytest.Config) -> str | None:
@@ -157,17 +181,32 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     Under pytest-xdist each worker labels its own (``<session>-gw0``...): workers inherit the
     controller's environment, and one shared label let the first worker to finish remove the
     containers of the others' running tests."""
-    global _docker_session_env_set
     from harness.containers.engine import SESSION_ENV, new_run_id
 
     os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")
     worker = xdist_worker(session.config)
-    if SESSION_ENV not in os.environ:
-        os.environ[SESSION_ENV] = f"pytest-{new_run_id()}"
-        _docker_session_env_set = True
+    before = os.environ.get(SESSION_ENV)
+    label = before or f"pytest-{new_run_id()}"
     if worker is not None:
-        os.environ[SESSION_ENV] = f"{os.environ[SESSION_ENV]}-{worker}"
-        _docker_session_env_set = True
+        label = f"{label}-{worker}"
+        from harness._serial import SerialGate
+
+        uid = str(session.config.workerinput["testrunuid"])  # type: ignore[attr-defined]
+        session.config.stash[_SERIAL_GATE] = SerialGate(_serial_lock_dir(uid))
+    if label != before:
+        os.environ[SESSION_ENV] = label
+        session.config.stash[_SESSION_ENV_BEFORE] = (True, before)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Any:
+    """Under pytest-xdist, a ``serial`` (or ``soak``) test runs alone; the others share."""
+    gate = item.config.stash.get(_SERIAL_GATE, None)
+    if gate is None:
+        return (yield)
+    alone = any(item.get_closest_marker(m) is not None for m in SERIAL_MARKERS)
+    with gate.exclusive() if alone else gate.shared():
+        return (yield)
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
@@ -177,8 +216,21 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     label = os.environ.get(SESSION_ENV)
     if _docker_gate_result is not None and _docker_gate_result[0] == "run" and label:
         cleanup(session_selector(label))
-    if _docker_session_env_set:
-        os.environ.pop(SESSION_ENV, None)
+    changed, before = session.config.stash.get(_SESSION_ENV_BEFORE, (False, None))
+    if changed:
+        if before is None:
+            os.environ.pop(SESSION_ENV, None)
+        else:
+            os.environ[SESSION_ENV] = before
+    gate = session.config.stash.get(_SERIAL_GATE, None)
+    if gate is not None:
+        gate.close()
+        del session.config.stash[_SERIAL_GATE]
+    uid = session.config.getoption("testrunuid", None)
+    if uid and not hasattr(session.config, "workerinput"):
+        import shutil
+
+        shutil.rmtree(_serial_lock_dir(str(uid)), ignore_errors=True)
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:

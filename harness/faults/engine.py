@@ -393,7 +393,10 @@ class ActiveFault:
 LATE_S = 0.05
 
 
-#: How long evidence collection waits for the broker to settle (new leader, routes back).
+#: How long evidence collection waits for the broker to settle (new leader, routes back);
+#: a fault that lasts longer gets its whole duration for the ``during`` evidence: a stream
+#: leader's successor is elected 4 to 9 s (Raft election timeout) after the kill, later on a
+#: loaded machine or after a split vote, and 10 s missed it at load 6-7.
 EVIDENCE_TIMEOUT_S = 10.0
 
 
@@ -705,8 +708,12 @@ class FaultEngine:
             routed = all(n.get("routes") == len(nodes) - 1 for n in state["nodes"].values())
             return routed and leaders_ok(state)
 
+        # The heal cancels a ``during`` collector still waiting: the fault's duration bounds it.
+        window = EVIDENCE_TIMEOUT_S
+        if phase == "during":
+            window = max(window, step.duration_s or 0.0)
         state, held, took = await wait_cluster_state(
-            nodes, streams, during if phase == "during" else after, timeout_s=EVIDENCE_TIMEOUT_S
+            nodes, streams, during if phase == "during" else after, timeout_s=window
         )
         self._evidence_event(step, phase, state, node=hit, settled=held,
                              waited_s=round(took, 3))

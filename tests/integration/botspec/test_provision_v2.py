@@ -13,49 +13,27 @@ from nats.js.client import JetStreamContext
 
 from services.common.botspec import load_runtime_config, provision
 
-ACME = """\
-version: "2.0"
-kind: BotSpec
-metadata: {id: ACME-GREENHOUSE}
-streams:
-  - name: ACME_CLIMATE
-    subjects: ["acme.climate.v1.>"]
-    storage: memory
-    retention: workqueue
-    max_msg_size: 65536
-    duplicate_window_s: 30
-  - name: ACME_DLQ
-    subjects: ["acme.dlq.>"]
-    storage: memory
-consumers:
-  - durable: climate-readings
-    stream: ACME_CLIMATE
-    filter_subjects: [acme.climate.v1.readings]
-    ack_wait_s: 7
-    max_deliver: 3
-    max_ack_pending: 100
+_CLIMATE_ALL = """\
   - durable: climate-all
     stream: ACME_CLIMATE
     filter_subjects: [acme.climate.v1.alarms, acme.climate.v1.readings.raw]
-channels:
-  - name: Reading
-    subjects: [acme.climate.v1.readings, acme.climate.v1.readings.raw]
-    types: [{type: acme.climate.v1.Reading}]
-  - name: Alarm
-    subjects: [acme.climate.v1.alarms]
-    types: [{type: acme.climate.v1.Alarm}]
-dead_letter: {subject: acme.dlq.registrar}
-codes:
-  rules:
-    - {type: acme.climate.v1.Reading, code: 201}
-  default: {code: 900}
 """
+#: The greenhouse platform's spec (shared with the unit tests of the format) plus a consumer
+#: with two filters, one of them on a second subject of the Reading channel.
+ACME = (
+    (Path(__file__).resolve().parents[2] / "data" / "acme-v2.yaml").read_text()
+    .replace("    subjects: [acme.climate.v1.readings]\n",
+             "    subjects: [acme.climate.v1.readings, acme.climate.v1.readings.raw]\n")
+    .replace("channels:\n", _CLIMATE_ALL + "channels:\n")
+)
 
 
 @pytest.fixture
 def acme_spec(tmp_path: Path) -> Path:
     path = tmp_path / "acme.yaml"
     path.write_text(ACME)
+    (tmp_path / "schemas").mkdir()
+    (tmp_path / "schemas" / "reading.schema.json").write_text('{"type": "object"}')
     return path
 
 
@@ -64,7 +42,7 @@ async def test_provision_creates_exactly_the_spec_layout(
     config = load_runtime_config(acme_spec)
     first = await provision(js, config)
     assert first.created_streams == ["ACME_CLIMATE", "ACME_DLQ"]
-    assert first.created_consumers == ["climate-readings", "climate-all"]
+    assert first.created_consumers == ["climate-reader", "climate-all"]
     # Exactly the spec's streams: nothing of QIKI's.
     names = [s async for s in _stream_names(js)]
     assert sorted(names) == ["ACME_CLIMATE", "ACME_DLQ"]
@@ -75,7 +53,7 @@ async def test_provision_creates_exactly_the_spec_layout(
     assert info.retention == api.RetentionPolicy.WORK_QUEUE
     assert info.max_msg_size == 65536
     assert info.duplicate_window == pytest.approx(30.0)
-    c1 = (await js.consumer_info("ACME_CLIMATE", "climate-readings")).config
+    c1 = (await js.consumer_info("ACME_CLIMATE", "climate-reader")).config
     assert c1.filter_subject == "acme.climate.v1.readings"
     assert (c1.max_deliver, c1.max_ack_pending) == (3, 100)
     assert c1.ack_wait == pytest.approx(7.0)
@@ -85,7 +63,7 @@ async def test_provision_creates_exactly_the_spec_layout(
 
     second = await provision(js, config)
     assert not second.changed
-    assert second.unchanged_consumers == ["climate-readings", "climate-all"]
+    assert second.unchanged_consumers == ["climate-reader", "climate-all"]
 
     # A message on a channel subject is stored by the stream the spec says.
     ack = await js.publish("acme.climate.v1.readings", b"{}")

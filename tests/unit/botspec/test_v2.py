@@ -16,44 +16,8 @@ from services.common.botspec import (
     parse_botspec,
 )
 
-ACME = """\
-version: "2.0"
-kind: BotSpec
-metadata: {id: ACME-GREENHOUSE}
-streams:
-  - name: ACME_CLIMATE
-    subjects: ["acme.climate.v1.>"]
-    storage: memory
-    retention: limits
-    max_msg_size: 65536
-  - name: ACME_DLQ
-    subjects: ["acme.dlq.>"]
-consumers:
-  - durable: climate-reader
-    stream: ACME_CLIMATE
-    filter_subjects: ["acme.climate.v1.readings"]
-    ack_policy: explicit
-    max_deliver: 3
-    lag_threshold: 50
-channels:
-  - name: Reading
-    subjects: [acme.climate.v1.readings]
-    types:
-      - type: acme.climate.v1.Reading
-        contract: schemas/reading.schema.json
-  - name: Alarm
-    subjects: [acme.climate.v1.alarms]
-    types:
-      - type: acme.climate.v1.Alarm
-        contract: {pydantic: "services.radar_sim.models:RadarFrame"}
-dead_letter: {subject: acme.dlq.registrar}
-codes:
-  classes: {2: climate, 7: alarm}
-  rules:
-    - {type: acme.climate.v1.Reading, code: 201, name: READING}
-    - {type: "acme.climate.*", where: {severity: high}, code: 702, name: ALARM_HIGH}
-  default: {code: 900, name: UNKNOWN}
-"""
+#: The greenhouse platform's spec, shared with the provisioning tests on a real server.
+ACME = (Path(__file__).resolve().parents[2] / "data" / "acme-v2.yaml").read_text()
 
 
 @pytest.fixture

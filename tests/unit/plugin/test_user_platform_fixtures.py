@@ -3,47 +3,18 @@ async tests, driven through pytester the way a user's project would use them (re
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 ASYNC_INI = "[pytest]\nasyncio_mode = auto\nasyncio_default_fixture_loop_scope = function\n"
 
-GREENHOUSE_SPEC = """\
-version: "2.0"
-kind: BotSpec
-metadata: {id: ACME-GREENHOUSE}
-streams:
-  - {name: ACME_CLIMATE, subjects: ["acme.climate.v1.>"], storage: memory}
-  - {name: ACME_DLQ, subjects: ["acme.dlq.>"], storage: memory}
-consumers:
-  - {durable: climate-reader, stream: ACME_CLIMATE, filter_subjects: [acme.climate.v1.readings]}
-channels:
-  - {name: Reading, subjects: [acme.climate.v1.readings], types: [{type: acme.climate.v1.Reading}]}
-  - {name: Alarm, subjects: [acme.climate.v1.alarms], types: [{type: acme.climate.v1.Alarm}]}
-dead_letter: {subject: acme.dlq.registrar}
-codes:
-  rules: [{type: acme.climate.v1.Reading, code: 201, name: READING}]
-  default: {code: 900, name: UNKNOWN}
-"""
-
-# A user service written with plain nats-py: raises one alarm when it starts.
-GREENHOUSE_SERVICE = """\
-import asyncio, json, os, uuid
-import nats
-
-async def main():
-    nc = await nats.connect(os.environ["GH_NATS_URL"])
-    js = nc.jetstream()
-    print("listening on", os.environ["GH_NATS_URL"], flush=True)
-    eid = str(uuid.uuid4())
-    headers = {"ce-specversion": "1.0", "ce-id": eid, "ce-source": "urn:acme:greenhouse",
-               "ce-type": "acme.climate.v1.Alarm", "ce-datacontenttype": "application/json",
-               "Nats-Msg-Id": eid}
-    await js.publish("acme.climate.v1.alarms", json.dumps({"severity": "high"}).encode(),
-                     headers=headers)
-    await asyncio.Event().wait()
-
-asyncio.run(main())
-"""
+#: The greenhouse user project of the events e2e (tests/e2e/events_data): its spec and its
+#: service written with plain nats-py (raises one alarm when it starts). One copy of each,
+#: shared by the e2e and these plugin tests.
+GREENHOUSE = Path(__file__).resolve().parents[2] / "e2e" / "events_data"
+GREENHOUSE_SPEC = (GREENHOUSE / "specs" / "greenhouse.yaml").read_text()
+GREENHOUSE_SERVICE = (GREENHOUSE / "greenhouse.py").read_text()
 
 # Publishes one custom event; the events check expects it (min is filled in per test).
 EVENT_SCENARIO = """\
