@@ -385,8 +385,11 @@ class ActiveFault:
     node: str | None = None
     #: collecting the ``during`` evidence (cancelled if the heal comes first)
     evidence: asyncio.Task[None] | None = None
-    #: the process it holds (``service:NAME``, ``broker:nN``): one heal at a time per key
+    #: the process it holds (``service:NAME``, ``broker:nN``): one fault at a time per key
     key: str | None = None
+    #: it holds its key's slot until its heal is done
+    holds_slot: bool = False
+    healing: bool = False
 
 
 #: A crash-loop's crash postponed by more than this is journalled (``fault.collision``).
@@ -420,9 +423,10 @@ class FaultEngine:
         self.progress = progress or ProgressSink()
         self.active: list[ActiveFault] = []
         self._evidence: list[asyncio.Task[None]] = []
-        #: process key -> (heal finished, what is healing): a fault reaching a target whose
-        #: previous fault is still healing waits for that heal (issue 11 §5)
-        self._healing: dict[str, tuple[asyncio.Event, str]] = {}
+        #: process key -> its slot (FIFO) and the fault holding it: a fault reaching a
+        #: target whose previous fault is not healed yet waits for that heal (issue 11 §5)
+        self._slots: dict[str, asyncio.Lock] = {}
+        self._holders: dict[str, ActiveFault] = {}
         #: running crash-loops (held here: asyncio keeps only weak references to tasks)
         self._loops: list[asyncio.Task[None]] = []
         self._stopping = False
@@ -430,8 +434,14 @@ class FaultEngine:
     def _now(self) -> float:
         return time.monotonic() - self.t0
 
-    async def apply(self, step: FaultStep) -> ActiveFault:
-        """Apply ``step`` now; raises ConfigError for a combination nobody handles."""
+    async def apply(self, step: FaultStep, *, healed_here: bool | None = None) -> ActiveFault:
+        """Apply ``step`` now; raises ConfigError for a combination nobody handles.
+
+        A process fault takes its target's slot and keeps it until :meth:`remove` healed it,
+        so the next fault on that target waits (journalled) instead of hitting a process
+        that is still restarting. ``healed_here``: the caller will call :meth:`remove`
+        during the method (default: the step has ``duration_s``); otherwise the slot is
+        given back at once, the fault lasting until the rollbacks."""
         kind, _, arg = step.target.partition(":")
         handler = _HANDLERS.get((kind, step.action))
         if handler is None:
@@ -445,19 +455,33 @@ class FaultEngine:
         node = (await resolve_node_name(self.platform, step.target)
                 if kind in ("broker", "route") and step.target not in MANY_NODES else None)
         key = _process_key(step, node)
-        collision = await self._wait_for_heal(step, key)
-        before = await self._observe(step)
-        self._evidence_event(step, "before", before, node=node)
-        applied = self._now()
-        fault = ActiveFault(step=step, applied_s=applied, detail="", heal=None, key=key)
-        heal: Heal | None
-        if step.action == "crash-loop":
-            heal, detail = self._start_crash_loop(fault)
-        else:
-            heal, detail = await handler(self.platform, step, target)
+        slot = key is not None and step.action != "crash-loop"
+        collision = await self._take_slot(step, key) if slot else ""
+        try:
+            before = await self._observe(step)
+            self._evidence_event(step, "before", before, node=node)
+            applied = self._now()
+            fault = ActiveFault(step=step, applied_s=applied, detail="", heal=None, key=key)
+            heal: Heal | None
+            if step.action == "crash-loop":
+                heal, detail = self._start_crash_loop(fault)
+            else:
+                heal, detail = await handler(self.platform, step, target)
+        except BaseException:
+            if slot:
+                self._give_slot(key)
+            raise
         fault.heal, fault.detail = heal, detail + collision
         if heal is None:
             fault.removed_s = applied
+        if slot:
+            if heal is not None and (step.duration_s is not None if healed_here is None
+                                     else healed_here):
+                fault.holds_slot = True
+                assert key is not None
+                self._holders[key] = fault
+            else:
+                self._give_slot(key)
         self.active.append(fault)
         self.platform.event("fault.applied", action=step.action, target=step.target,
                             detail=fault.detail)
@@ -479,11 +503,7 @@ class FaultEngine:
             await cancel_and_wait(pending)
             self._evidence_event(fault.step, "during", await self._observe(fault.step),
                                  node=fault.node, settled=False)
-        # A crash-loop's own "heal" is waiting for its crashes, each healed on its own.
-        key = fault.key if fault.step.action != "crash-loop" else None
-        done = asyncio.Event()
-        if key is not None:
-            self._healing[key] = (done, f"{fault.step.action} {fault.step.target}")
+        fault.healing = True
         try:
             await heal()
         except Exception as exc:
@@ -491,9 +511,11 @@ class FaultEngine:
             self.platform.event("fault.heal_failed", target=fault.step.target,
                                 error=fault.heal_error)
         finally:
-            if key is not None and self._healing.get(key, (None,))[0] is done:
-                del self._healing[key]
-            done.set()
+            fault.healing = False
+            if fault.holds_slot:
+                fault.holds_slot = False
+                self._holders.pop(fault.key or "", None)
+                self._give_slot(fault.key)
         fault.removed_s = self._now()
         self.progress.fault_healed(id(fault), fault.heal_error)
         self.platform.event("fault.removed", action=fault.step.action, target=fault.step.target)
@@ -522,37 +544,41 @@ class FaultEngine:
 
     # ------------------------------------------------------------------ collisions
 
-    async def _wait_for_heal(self, step: FaultStep, key: str | None) -> str:
-        """Wait while ``key``'s previous fault is still healing (a restart still waiting for
-        readiness); journal the collision. Returns the text the fault's detail gets."""
-        if key is None:
-            return ""
-        keys = ([k for k in self._healing if k.startswith("broker:")] if key == "broker:all"
-                else [key])
+    async def _take_slot(self, step: FaultStep, key: str | None) -> str:
+        """Wait (first come, first served) until the target's previous fault is healed;
+        journal the collision. Returns the text the fault's detail gets."""
+        assert key is not None
+        lock = self._slots.setdefault(key, asyncio.Lock())
         notes = []
-        for k in keys:
-            entry = self._healing.get(k)
-            if entry is None:
-                continue
-            done, what = entry
+        if lock.locked():
+            holder = self._holders.get(key)
+            what = f"{holder.step.action} {holder.step.target}" if holder else "another fault"
+            state = "healing" if holder is not None and holder.healing else "in force"
             start = self._now()
-            await done.wait()
+            await lock.acquire()
             waited = self._now() - start
             self.platform.event("fault.collision", action=step.action, target=step.target,
-                                step=step.name, healing=what, waited_s=round(waited, 3),
-                                policy="waited for the heal")
-            notes.append(f"; applied {waited:.2f} s late: waited for the heal of {what}")
-        held = [f for f in self.active
-                if f.key is not None and f.key in keys and f.heal is not None
+                                step=step.name, healing=what, state=state,
+                                waited_s=round(waited, 3), policy="waited for the heal")
+            notes.append(f"; applied {waited:.2f} s late: waited for the heal of {what} "
+                         f"({state} when this fault was due)")
+        else:
+            await lock.acquire()
+        # Faults without duration_s give their slot back at once (nobody heals them before
+        # the rollbacks): a later fault lands on top of them, and says so.
+        held = [f for f in self.active if f.key == key and f.heal is not None
                 and f.step.action != "crash-loop"]
         for f in held:
-            # Only when the target resolved at run time (a stream leader): a statically
-            # known overlap is refused when the scenario is validated.
             self.platform.event("fault.collision", action=step.action, target=step.target,
                                 step=step.name, holding=f"{f.step.action} {f.step.target}",
                                 waited_s=0.0, policy="applied on top of a fault in force")
             notes.append(f"; applied on top of {f.step.action} {f.step.target} (in force)")
         return "".join(notes)
+
+    def _give_slot(self, key: str | None) -> None:
+        lock = self._slots.get(key or "")
+        if lock is not None and lock.locked():
+            lock.release()
 
     # ------------------------------------------------------------------ crash-loop
 
@@ -600,7 +626,7 @@ class FaultEngine:
                 "action": step.crash, "name": None, "duration_s": down or None,
                 "every_s": None, "count": None, "for_s": None})
             try:
-                crash = await self.apply(one)
+                crash = await self.apply(one, healed_here=True)
             except Exception as exc:  # the target vanished: the loop ends, said so
                 self.platform.event("fault.crash_loop_stopped", target=step.target,
                                     crash=crashes + 1, error=f"{type(exc).__name__}: {exc}")

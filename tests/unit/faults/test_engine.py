@@ -373,6 +373,9 @@ class SlowService:
     async def pause(self) -> None:
         self.calls.append("pause" + (" WHILE STARTING" if self.starting else ""))
 
+    async def resume(self) -> None:
+        self.calls.append("resume")
+
     async def restart(self) -> None:
         import asyncio
 
@@ -393,7 +396,7 @@ async def test_a_fault_on_a_target_still_healing_waits_and_is_journalled() -> No
     svc = SlowService(restart_s=0.3)
     p.services["registrar"] = svc
     eng = FaultEngine(p)
-    first = await eng.apply(step("kill", "service:registrar"))
+    first = await eng.apply(step("kill", "service:registrar", duration_s=0.1))
     healing = asyncio.create_task(eng.remove(first))
     await asyncio.sleep(0.05)  # the restart is under way
     second = await eng.apply(step("kill", "service:registrar", name="again"))
@@ -402,7 +405,8 @@ async def test_a_fault_on_a_target_still_healing_waits_and_is_journalled() -> No
     [col] = [e for e in p.events if e["kind"] == "fault.collision"]
     assert col["healing"] == "kill service:registrar" and col["step"] == "again"
     assert col["waited_s"] > 0.1 and col["policy"] == "waited for the heal"
-    assert "late: waited for the heal of kill service:registrar" in second.detail
+    assert col["state"] == "healing"
+    assert "late: waited for the heal of kill service:registrar (healing" in second.detail
     await eng.heal_all()
     assert first.heal_error is None and second.heal_error is None
 
@@ -441,3 +445,36 @@ async def test_crash_loop_for_s_and_rollback_stops_it() -> None:
     assert 1 <= n < 60 and svc.calls[-1] == "ready"
     await asyncio.sleep(0.15)
     assert svc.calls.count("kill") == n
+
+
+async def test_faults_waiting_for_one_target_go_one_at_a_time() -> None:
+    """Two faults due while a third holds the target: the heal wakes one, the other waits
+    for that one's heal in turn (never two crashes on top of each other)."""
+    import asyncio
+
+    p: Any = FakePlatform([FakeNode("n1")])
+    svc = SlowService(restart_s=0.1)
+    p.services["registrar"] = svc
+    eng = FaultEngine(p)
+
+    async def fault(name: str) -> None:
+        f = await eng.apply(step("pause-kill", "service:registrar", name=name, duration_s=0.05))
+        await asyncio.sleep(0.05)
+        await eng.remove(f)
+
+    await asyncio.gather(fault("a"), fault("b"), fault("c"))
+    assert svc.calls == ["pause", "kill", "restart", "ready"] * 3
+    waits = [e for e in p.events if e["kind"] == "fault.collision"]
+    assert [e["step"] for e in waits] == ["b", "c"]
+    assert not [e for e in p.events if e.get("policy", "").startswith("applied on top")]
+
+
+async def test_a_fault_without_duration_is_landed_on_and_said_so() -> None:
+    p: Any = FakePlatform([FakeNode("n1")])
+    svc = SlowService(restart_s=0.0)
+    p.services["registrar"] = svc
+    eng = FaultEngine(p)
+    await eng.apply(step("kill", "service:registrar"))  # healed by the rollbacks only
+    second = await eng.apply(step("pause", "service:registrar", name="then"))
+    assert "applied on top of kill service:registrar (in force)" in second.detail
+    await eng.heal_all()
