@@ -31,3 +31,13 @@ def test_the_locust_fast_publisher_uses_the_prefix() -> None:
     mux = PubAckMux(WireClient(["nats://127.0.0.1:4222"]), inbox_prefix="_INBOX.load")
     assert mux._inbox.startswith("_INBOX.load.")
     assert PubAckMux(WireClient(["nats://127.0.0.1:4222"]))._inbox.startswith("_INBOX.")
+
+
+def test_an_external_broker_keeps_the_operators_inbox_prefix(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from harness.broker.factory import open_broker
+
+    monkeypatch.setenv("QIKI_NATS_INBOX_PREFIX", "_INBOX_ops.qiki")
+    broker = open_broker("external", url="nats://127.0.0.1:14222", verify=False)
+    assert broker.nats_settings().inbox_prefix == "_INBOX_ops.qiki"
+    assert broker.nats_settings(name="x").connect_kwargs()["inbox_prefix"] == "_INBOX_ops.qiki"
