@@ -38,6 +38,7 @@ from harness.faults.storage.mount import ORPHAN_DIR_PREFIX
 from harness.scenario.model import Topology
 from harness.security import Identity
 from harness.security.credentials import RunCredentials, default_identities
+from harness.security.permissions import inbox_prefix
 from harness.services.catalog import reference_service
 from harness.services.runtime import ServiceLauncher, ServiceProcess
 from services.common.botspec import (
@@ -167,9 +168,15 @@ class Platform(AsyncResource):
         """
         assert self.broker is not None
         base: dict[str, Any] = {"ping_interval_s": self.topology.ping_interval_s}
+        who = identity
         if self.credentials is not None:
             who = identity if identity in self.credentials.credentials else "harness"
             base.update(self.credentials.client_fields(who))
+        # Replies (PubAcks, API answers, pull deliveries) on the identity's own inbox: under
+        # auth: accounts it may subscribe there and nowhere else (harness.security.permissions).
+        # An external broker's own QIKI_NATS_INBOX_PREFIX (its operator's rules) is kept.
+        if self.backend != "external" or self.broker.nats_settings().inbox_prefix is None:
+            base["inbox_prefix"] = inbox_prefix(who)
         base.update(overrides)
         return self.broker.nats_settings(**base)
 
@@ -226,6 +233,9 @@ class Platform(AsyncResource):
                           ("QIKI_NATS_KEY", settings.tls_key_file)):
             if path is not None:
                 env[var] = str(path)
+        if settings.inbox_prefix is not None:
+            # A user service under auth: accounts must pass it to nats.connect(inbox_prefix=...)
+            env["QIKI_NATS_INBOX_PREFIX"] = settings.inbox_prefix
         env["QIKI_BOTSPEC"] = str(self.botspec)
         env["PYTHONUNBUFFERED"] = "1"
         return env

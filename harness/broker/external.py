@@ -85,6 +85,7 @@ class ExternalBroker:
         tls_ca_file: str | Path | None = None,
         tls_cert_file: str | Path | None = None,
         tls_key_file: str | Path | None = None,
+        inbox_prefix: str | None = None,
         verify: bool = True,
         connect_timeout_s: float = 2.0,
     ) -> None:
@@ -110,6 +111,8 @@ class ExternalBroker:
             user=user,
             password=password,
             connect_timeout_s=connect_timeout_s,
+            # the operator's reply prefix (QIKI_NATS_INBOX_PREFIX), kept for every client
+            inbox_prefix=inbox_prefix,
             **files,
         )
         try:

@@ -8,6 +8,7 @@ first use from ``harness.broker.container:create_broker`` when that module exist
 from __future__ import annotations
 
 import importlib
+import os
 from collections.abc import Callable
 from typing import Any, Literal
 
@@ -62,6 +63,9 @@ def _external(*, nodes: int = 1, url: str | None = None, **options: Any) -> Brok
         # every client of a run (tap, lag sampler, load, services) gets them from the
         # broker's settings, so they are read here, once.
         options.update(credentials_from_env())
+    if not options.get("inbox_prefix") and os.environ.get("QIKI_NATS_INBOX_PREFIX"):
+        # The operator's reply prefix, if its permissions name one (README "Security").
+        options["inbox_prefix"] = os.environ["QIKI_NATS_INBOX_PREFIX"]
     return ExternalBroker(url, **options)
 
 

@@ -335,7 +335,10 @@ class PubAckMux:
     All methods run in the event loop's thread.
     """
 
-    def __init__(self, client: WireClient) -> None:
+    def __init__(self, client: WireClient, inbox_prefix: str | None = None) -> None:
+        """``inbox_prefix``: where PubAcks come back (``<prefix>.<random>.<seq>``), the
+        identity's own under least privilege (``NatsSettings.inbox_prefix``); default
+        nats-py's ``_INBOX``."""
         import itertools
         import time
         import uuid
@@ -344,7 +347,7 @@ class PubAckMux:
         self._seq = itertools.count(1)
         self._pending: dict[int, tuple[Done, asyncio.TimerHandle, float]] = {}
         self._clock = time.perf_counter
-        self._inbox = f"_INBOX.{uuid.uuid4().hex}"
+        self._inbox = f"{inbox_prefix or '_INBOX'}.{uuid.uuid4().hex}"
         self._reply = self._inbox.encode() + b"."
 
     @property

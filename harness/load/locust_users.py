@@ -65,8 +65,10 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: ``nats.connect`` keyword arguments that carry credentials or TLS (what QIKI_NATS_* give).
-_AUTH_KEYS = ("token", "user", "password", "user_credentials", "nkeys_seed", "tls")
+#: ``nats.connect`` keyword arguments that carry credentials or TLS (what QIKI_NATS_* give),
+#: and the identity's reply prefix (least privilege: its own inbox only).
+_AUTH_KEYS = ("token", "user", "password", "user_credentials", "nkeys_seed", "tls",
+              "inbox_prefix")
 _env_kwargs: dict[str, Any] | None = None
 
 
@@ -147,7 +149,7 @@ def _shared_mux(environment: Environment, servers: list[str],
             token=connect_kwargs.get("token"), tls=connect_kwargs.get("tls")),
             name="qiki-harness-locust",
             on_event=on_event)
-        mux = PubAckMux(client)
+        mux = PubAckMux(client, inbox_prefix=connect_kwargs.get("inbox_prefix"))
         bridge.run(mux.start(), timeout_s=30)
         _muxes[key] = mux
         return mux

@@ -170,6 +170,11 @@ class _Run:
     step_healed: dict[str, float] = field(default_factory=dict)
     #: results of each security check's probes, by check entry (issue 10)
     security: dict[int, list[Any]] = field(default_factory=dict)
+    #: the same for the steady-state phase being evaluated: its polls probe once, so each
+    #: denial is published (and stored by the registrar as an 8xx) once per phase
+    steady_security: dict[int, list[Any]] = field(default_factory=dict)
+    #: server-logged permission violations already journalled and published, by detail
+    violations_seen: Counter[str] = field(default_factory=Counter)
     #: the broker's secret values and the argv of every process the run started, read
     #: before teardown for the secret scan
     secrets: tuple[str, ...] = ()
@@ -446,6 +451,7 @@ class ScenarioRunner:
             return []
         start = p.now()
         deadline = time.monotonic() + spec.timeout_s
+        state.steady_security = {}  # probes run once per phase, not once per poll
         while True:
             state.lag.extend(await p.sample_lag(p.now()))
             results = await self._evaluate(p, None, state, spec.checks, steady=True)
@@ -794,7 +800,8 @@ class ScenarioRunner:
         """Run the probes of every ``security`` check (results judged in the checks)."""
         for entry in self.scenario.checks:
             if isinstance(entry, SecurityEntry) and id(entry) not in state.security:
-                state.security[id(entry)] = await security.probe_platform(p, entry.security)
+                state.security[id(entry)] = await security.probe_platform(
+                    p, entry.security, seen_violations=state.violations_seen)
 
     async def _checks(self, p: Platform, engine: FaultEngine, state: _Run) -> list[CheckResult]:
         return await self._evaluate(p, engine, state, self.scenario.checks, steady=False)
@@ -820,9 +827,12 @@ class ScenarioRunner:
             if isinstance(entry_, SecurityEntry):
                 from harness.checks.security import check_security
 
-                results = state.security.get(id(entry_)) if not steady else None
+                done = state.steady_security if steady else state.security
+                results = done.get(id(entry_))
                 if results is None:
-                    results = await security.probe_platform(p, entry_.security)
+                    results = await security.probe_platform(
+                        p, entry_.security, seen_violations=state.violations_seen)
+                    done[id(entry_)] = results
                 out.append(check_security(results, mode=p.topology.broker.auth))
                 continue
             if isinstance(entry_, DeadLettersEntry):

@@ -16,7 +16,11 @@ the spec, never from a list of QIKI names here:
 What each kind of NATS use needs (nats-py 2.x, nats-server 2.10+, no JetStream domain):
 
 - a JetStream publish is a request: publish on the subject, the PubAck comes back on the
-  client's ``_INBOX.>``; so does every JetStream API answer;
+  client's inbox; so does every JetStream API answer and every pull delivery. Each identity
+  has its own inbox prefix (:func:`inbox_prefix`: ``_INBOX.<identity>``, handed to its
+  clients as ``QIKI_NATS_INBOX_PREFIX`` / ``NatsSettings.inbox_prefix``, nats-py's
+  ``inbox_prefix``) and may subscribe only below it (:func:`inbox_subjects`): never the
+  shared ``_INBOX.>``, where it could read the PubAcks and pull deliveries of others;
 - pulling from durable D of stream S: ``$JS.API.CONSUMER.INFO.S.D`` (the services look the
   durable up first), ``$JS.API.CONSUMER.MSG.NEXT.S.D`` (pull requests) and ``$JS.ACK.S.D.>``
   (acks go to the reply subject of each delivered message);
@@ -33,7 +37,7 @@ What each kind of NATS use needs (nats-py 2.x, nats-server 2.10+, no JetStream d
 The ``harness`` identity (provisioning, the tap, the lag sampler, probes) is unrestricted; the
 ``load`` identity publishes only what the load may send (default: the subjects the spec's
 streams capture, wildcards included: a load step may name any subject a stream stores) and
-reads its PubAcks; never the JetStream API.
+reads its PubAcks on its own inbox; never the JetStream API.
 """
 
 from __future__ import annotations
@@ -54,6 +58,8 @@ __all__ = [
     "LOAD",
     "UndeclaredServiceError",
     "identities_for_run",
+    "inbox_prefix",
+    "inbox_subjects",
     "service_permissions",
 ]
 
@@ -61,9 +67,24 @@ __all__ = [
 HARNESS = "harness"
 LOAD = "load"
 
-#: Where nats-py (and the fast injector) receive replies: PubAcks, JetStream API answers,
-#: pull deliveries. Inboxes are random per connection.
+#: nats-py's shared default inbox (every client's replies unless it sets a prefix). Granted
+#: to no restricted identity: whoever may subscribe to it reads everybody's replies.
 INBOX = "_INBOX.>"
+
+
+def inbox_prefix(identity: str) -> str:
+    """The reply prefix of ``identity``'s clients: ``_INBOX.<identity>`` (nats-py then uses
+    ``_INBOX.<identity>.<random>``). ``identity`` is a service name (``[a-z][a-z0-9_-]*``),
+    ``harness`` or ``load``: one subject token."""
+    if not identity or any(c in identity for c in ".*> \t\r\n"):
+        raise ValueError(f"identity {identity!r} cannot name an inbox: expected one subject "
+                         "token (no dots, wildcards or spaces)")
+    return f"_INBOX.{identity}"
+
+
+def inbox_subjects(identity: str) -> str:
+    """What ``identity`` may subscribe to for its replies: ``_INBOX.<identity>.>``."""
+    return f"{inbox_prefix(identity)}.>"
 
 _API = "$JS.API"
 #: The lag monitor's read-back consumer (kept in step with services/lagmon/state.py).
@@ -77,6 +98,8 @@ class UndeclaredServiceError(ConfigError):
 
 @dataclass
 class _Grants:
+    #: the identity's own reply subjects (:func:`inbox_subjects`)
+    inbox: str
     publish: set[str] = field(default_factory=set)
     subscribe: set[str] = field(default_factory=set)
 
@@ -92,7 +115,7 @@ def _pull(grants: _Grants, stream: str, durable: str) -> None:
         f"{_API}.CONSUMER.MSG.NEXT.{stream}.{durable}",
         f"$JS.ACK.{stream}.{durable}.>",
     })
-    grants.subscribe.add(INBOX)
+    grants.subscribe.add(grants.inbox)
 
 
 def _provision(grants: _Grants, config: RuntimeConfig) -> None:
@@ -108,14 +131,14 @@ def _provision(grants: _Grants, config: RuntimeConfig) -> None:
             f"{_API}.CONSUMER.CREATE.{c.stream}.{c.durable}.>",
             f"{_API}.CONSUMER.DURABLE.CREATE.{c.stream}.{c.durable}",
         })
-    grants.subscribe.add(INBOX)
+    grants.subscribe.add(grants.inbox)
 
 
 def _js_publish(grants: _Grants, subjects: Iterable[str]) -> None:
     found = [s for s in subjects if s]
     if found:
         grants.publish.update(found)
-        grants.subscribe.add(INBOX)  # the PubAck
+        grants.subscribe.add(grants.inbox)  # the PubAck
 
 
 def _reference_grants(name: str, config: RuntimeConfig, grants: _Grants) -> None:
@@ -130,7 +153,7 @@ def _reference_grants(name: str, config: RuntimeConfig, grants: _Grants) -> None
         for stream in dict.fromkeys(w.stream for w in svc.watch):
             grants.publish.update({f"{_API}.CONSUMER.LIST.{stream}",
                                    f"{_API}.STREAM.MSG.GET.{stream}"})
-        grants.subscribe.add(INBOX)
+        grants.subscribe.add(grants.inbox)
         for subject in svc.publishes:
             stream_cfg = config.stream_for(subject)
             if stream_cfg is None:
@@ -149,7 +172,7 @@ def service_permissions(name: str, config: RuntimeConfig) -> Permissions:
     Raises :class:`UndeclaredServiceError` when the spec neither configures a reference
     service of that name nor has a component called so.
     """
-    grants = _Grants()
+    grants = _Grants(inbox_subjects(name))
     known = False
     if name in config.services:
         known = True
@@ -197,14 +220,14 @@ def identities_for_run(
         raise ConfigError(f"service name(s) {', '.join(reserved)} are reserved for the "
                          "harness's own identities; rename the service")
     out = [Identity(n, service_permissions(n, config)) for n in names]
-    load = _Grants()
+    load = _Grants(inbox_subjects(LOAD))
     # Default: what the spec's streams capture. A load step may name any subject (not only a
     # channel's), and one no stream captures gets no PubAck anyway; the JetStream API and the
     # inboxes of others stay out of reach.
     subjects = (list(load_subjects) if load_subjects is not None
                 else [f for s in config.streams for f in s.subjects])
     load.publish.update(s for s in subjects if s)
-    load.subscribe.add(INBOX)
+    load.subscribe.add(load.inbox)
     out.append(Identity(HARNESS, ALLOW_ALL))
     out.append(Identity(LOAD, load.permissions()))
     return out

@@ -7,6 +7,7 @@ the journal keeps. Kept out of the runner so the runner only sequences (issue 10
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import TYPE_CHECKING, Any
 
 from harness.security.probes import (
@@ -76,13 +77,18 @@ def _identity_settings(p: Platform) -> Any:
     return settings_for
 
 
-async def probe_platform(p: Platform, check: SecurityCheck, *,
-                         timeout_s: float = 3.0) -> list[ProbeResult]:
+async def probe_platform(p: Platform, check: SecurityCheck, *, timeout_s: float = 3.0,
+                         seen_violations: Counter[str] | None = None) -> list[ProbeResult]:
     """Run ``check``'s probes against the platform's broker; each is recorded as a
     ``security.probe`` platform event, and each denial observed becomes a
     ``qiki.security.v1.permission_denied`` CloudEvent (the registrar's 830). Under
     ``auth: accounts`` every violation the server logged for a client that is not a probe
-    (a service stepping outside its permissions) is a failed result too."""
+    (a service stepping outside its permissions) is a failed result too.
+
+    ``seen_violations``: the run's count of logged violations already reported (by detail).
+    The server's log keeps every line, so a later evaluation reads the earlier ones again:
+    those are still failed results, but are neither journalled nor published again (one
+    830 per logged violation in the whole run). The caller keeps it across evaluations."""
     auth, tls, verify_client = _mode(p)
     names = check.probes if check.probes is not None else applicable_probes(
         auth, tls=tls, verify_client=verify_client)
@@ -96,18 +102,29 @@ async def probe_platform(p: Platform, check: SecurityCheck, *,
         _identity_settings(p), timeout_s=timeout_s)
     # A service that stepped outside its permissions during the run: only the server's log
     # says so (no advisory exists for it).
+    fresh = list(results)
     if auth == "accounts" and p.broker is not None:
+        seen = seen_violations if seen_violations is not None else Counter()
+        in_logs: Counter[str] = Counter()
         for node in p.broker.nodes:
             try:
-                results += violations_in_log(node.log_text())
+                logged = violations_in_log(node.log_text())
             except Exception as exc:  # a node whose log cannot be read: say so, go on
                 p.event("security.log_unreadable", node=node.name,
                         reason=f"{type(exc).__name__}: {exc}")
-    for r in results:
+                continue
+            for v in logged:
+                results.append(v)
+                key = f"{node.name}: {v.reason}"
+                in_logs[key] += 1
+                if in_logs[key] > seen[key]:  # a line not reported by an earlier evaluation
+                    seen[key] += 1
+                    fresh.append(v)
+    for r in fresh:
         p.event("security.probe", **r.to_dict())
     subject = security_subject(p.config)
     if subject is not None and p.nc is not None:
-        sent = await publish_denials(p.nc.jetstream(), subject, results, timeout_s=timeout_s)
+        sent = await publish_denials(p.nc.jetstream(), subject, fresh, timeout_s=timeout_s)
         if sent:
             p.event("security.denials_published", count=sent, subject=subject)
     return results

@@ -73,6 +73,11 @@ class NatsSettings(BaseModel):
     #: client certificate and key, for servers that verify clients (mTLS)
     tls_cert_file: Path | None = None
     tls_key_file: Path | None = None
+    #: where this client receives replies (PubAcks, JetStream API answers, pull deliveries):
+    #: ``<inbox_prefix>.<random>``; default nats-py's shared ``_INBOX``. Under least privilege
+    #: (``auth: accounts``) each identity may subscribe only to its own prefix, so a client
+    #: that keeps ``_INBOX`` is refused ("Permissions Violation for Subscription to _INBOX...")
+    inbox_prefix: str | None = None
     ping_interval_s: float = Field(default=2.0, gt=0)
     max_outstanding_pings: int = Field(default=2, ge=1)
     reconnect_time_wait_s: float = Field(default=0.25, ge=0)
@@ -94,6 +99,20 @@ class NatsSettings(BaseModel):
                     "nats://HOST:PORT (or tls://, ws://, wss://)"
                 )
         return cleaned
+
+    @field_validator("inbox_prefix")
+    @classmethod
+    def _check_inbox_prefix(cls, prefix: str | None) -> str | None:
+        if prefix is None:
+            return None
+        tokens = prefix.split(".")
+        if not prefix or any(not t or t in ("*", ">") or any(c.isspace() for c in t)
+                             for t in tokens):
+            raise ValueError(
+                f"inbox_prefix: {prefix!r} is not a subject prefix; expected literal tokens "
+                "separated by dots, no wildcards or spaces, e.g. _INBOX.registrar "
+                "(QIKI_NATS_INBOX_PREFIX)")
+        return prefix
 
     @model_validator(mode="after")
     def _check_tls_pair(self) -> NatsSettings:
@@ -117,8 +136,9 @@ class NatsSettings(BaseModel):
 
         Reads ``{prefix}URL`` (comma-separated server URLs), ``{prefix}TOKEN``, ``{prefix}USER``,
         ``{prefix}PASSWORD``, ``{prefix}CREDS`` (creds file path), ``{prefix}NKEY_SEED_FILE``,
-        ``{prefix}CA`` / ``{prefix}CERT`` / ``{prefix}KEY`` (TLS files), ``{prefix}NAME`` and
-        ``{prefix}PING_INTERVAL_S``. Unset or empty variables keep the defaults.
+        ``{prefix}CA`` / ``{prefix}CERT`` / ``{prefix}KEY`` (TLS files), ``{prefix}NAME``,
+        ``{prefix}INBOX_PREFIX`` (the client's reply prefix) and ``{prefix}PING_INTERVAL_S``.
+        Unset or empty variables keep the defaults.
         """
         env = os.environ if environ is None else environ
         values: dict[str, Any] = {}
@@ -139,6 +159,7 @@ class NatsSettings(BaseModel):
             ("CERT", "tls_cert_file"),
             ("KEY", "tls_key_file"),
             ("NAME", "name"),
+            ("INBOX_PREFIX", "inbox_prefix"),
         ):
             if (raw := get(key)) is not None:
                 values[field] = raw
@@ -181,6 +202,8 @@ class NatsSettings(BaseModel):
             kwargs["user_credentials"] = str(self.creds_file)
         if self.nkey_seed_file is not None:
             kwargs["nkeys_seed"] = str(self.nkey_seed_file)
+        if self.inbox_prefix is not None:
+            kwargs["inbox_prefix"] = self.inbox_prefix
         if (ctx := self.ssl_context()) is not None:
             kwargs["tls"] = ctx
         return kwargs
@@ -230,6 +253,7 @@ class NatsSettings(BaseModel):
             "tls": self.tls,
             "tls_ca_file": str(self.tls_ca_file) if self.tls_ca_file else None,
             "tls_cert_file": str(self.tls_cert_file) if self.tls_cert_file else None,
+            "inbox_prefix": self.inbox_prefix,
         }
 
     @property

@@ -29,10 +29,11 @@ def test_least_privilege_scenario_passes_with_denials_and_8xx_codes(
     assert observed[(None, None, "anonymous")] == "refused"
     assert observed[("radar_sim", "publish", "qiki.events.v1.registrar")] == "denied"
     assert observed[("radar_sim", "publish", "qiki.radar.v1.frames")] == "allowed"
+    assert observed[("radar_sim", "subscribe", "_INBOX.registrar.>")] == "denied"
     # 820 from the server's auth-failure advisories (the two refused probes at least),
     # 830 from each denial the probes saw.
     assert j["registrar_counts"].get("820", 0) >= 2
-    assert j["registrar_counts"].get("830", 0) == 6
+    assert j["registrar_counts"].get("830", 0) == 7
     assert any(e["kind"] == "security.relay" and e["started"] for e in j["events"])
 
 
@@ -47,6 +48,7 @@ def test_least_privilege_broken_exits_1_naming_what_was_allowed(
     assert not sec["passed"]
     assert sec["observed"]["radar_sim publish qiki.events.v1.registrar"] == "allowed"
     assert sec["observed"]["load subscribe qiki.events.v1.>"] == "allowed"
+    assert sec["observed"]["radar_sim subscribe _INBOX.registrar.>"] == "allowed"
     assert "expected denied, observed allowed" in sec["details"][0]
 
 
@@ -59,7 +61,7 @@ def test_least_privilege_on_the_container_backend(
     [run_dir] = [p for p in report_dir.iterdir() if p.is_dir()]
     j = json.loads((run_dir / "journal.json").read_text())
     assert j["backend"] == "container"
-    assert j["registrar_counts"].get("820", 0) >= 2 and j["registrar_counts"].get("830") == 6
+    assert j["registrar_counts"].get("820", 0) >= 2 and j["registrar_counts"].get("830") == 7
     [scan] = [c for c in j["checks"] if c["kind"] == "secret_scan"]
     assert scan["passed"] and scan["observed"]["secrets"] > 0
 

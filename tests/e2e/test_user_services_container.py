@@ -87,3 +87,39 @@ def test_container_user_service_crash_exits_2_quoting_its_log(
     assert "cannot open the frobnicator" in proc.stdout
     run_dir = next(p for p in report_dir.iterdir() if p.is_dir())
     assert "cannot open the frobnicator" in (run_dir / "logs" / "echo.log").read_text()
+
+
+#: The same service next to a container broker under mTLS with per-identity passwords: it
+#: dials ``n1`` (which the server certificate names) with the CA, its client certificate and
+#: key from ``QIKI_NATS_*`` (the files through the run dir mount), never argv.
+MTLS_SCENARIO = SCENARIO.replace(
+    "name: user-echo-container\n", "name: user-echo-container-mtls\n").replace(
+    "  broker: {backend: container}\n",
+    "  broker: {backend: container, auth: user, tls: {enabled: true, verify_client: true}}\n")
+
+
+@pytest.mark.security
+def test_container_user_service_under_mtls_loses_nothing(
+    qiki: Qiki, tmp_path: Path, report_dir: Path
+) -> None:
+    assert "verify_client: true" in MTLS_SCENARIO
+    root = tmp_path / "project"
+    (root / "echo").mkdir(parents=True)
+    shutil.copy(ECHO, root / "echo" / "echo.py")
+    (root / "echo" / "Dockerfile").write_text(DOCKERFILE)
+    (root / "scenario.yaml").write_text(MTLS_SCENARIO)
+    proc = qiki("run", "scenario.yaml", "--report-dir", str(report_dir), "--quiet",
+                cwd=root, timeout_s=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    run_dir = next(p for p in report_dir.iterdir() if p.is_dir())
+    journal = json.loads((run_dir / "journal.json").read_text())
+    assert journal["backend"] == "container"
+    sec = journal["broker"]["security"]
+    assert sec["tls"] and sec["verify_client"] and sec["auth"] == "user"
+    delivery = next(c for c in journal["checks"] if c["kind"] == "delivery")["observed"]
+    assert delivery["acked"] > 500 and delivery["lost"] == 0, delivery
+    log = (run_dir / "logs" / "echo.log").read_text()
+    assert log.count("listening on") == 3, log
+    assert "connected to n1:4222 (tls)" in log
+    [scan] = [c for c in journal["checks"] if c["kind"] == "secret_scan"]
+    assert scan["passed"], scan

@@ -6,9 +6,11 @@ by ``Nats-Msg-Id``), acking the input only after the answer is stored: a kill lo
 
 Environment: ECHO_NATS_URL (required), ECHO_IN (default ``echo.v1.in.>``), ECHO_OUT
 (``echo.v1.out``), ECHO_DURABLE (``echo``), ECHO_STREAMS (stream name prefix, ``ECHO``);
-credentials as QIKI_NATS_TOKEN / QIKI_NATS_USER / QIKI_NATS_PASSWORD when the harness sets
-them. ECHO_CRASH=1 fails at start; ECHO_SILENT=1
-never says it is listening (a service that never gets ready). Prints ``listening on ...``.
+credentials as QIKI_NATS_TOKEN / QIKI_NATS_USER / QIKI_NATS_PASSWORD, TLS as QIKI_NATS_CA
+(and QIKI_NATS_CERT / QIKI_NATS_KEY under mTLS) and its reply prefix QIKI_NATS_INBOX_PREFIX
+(required under ``auth: accounts``) when the harness sets them. ECHO_CRASH=1 fails at
+start; ECHO_SILENT=1 never says it is listening (a service that never gets ready). Prints
+``listening on ...``.
 ECHO_HTTP_PORT: answers any HTTP request with 200 there (a health endpoint); ECHO_STATUS:
 publishes a heartbeat on that subject every 0.3 s.
 """
@@ -18,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import ssl
 import sys
 
 import nats
@@ -49,8 +52,16 @@ async def main() -> int:
     prefix = os.environ.get("ECHO_STREAMS", "ECHO")
     auth = {k: os.environ[v] for k, v in (("token", "QIKI_NATS_TOKEN"), ("user", "QIKI_NATS_USER"),
                                          ("password", "QIKI_NATS_PASSWORD")) if v in os.environ}
+    opts: dict[str, object] = dict(auth)
+    if os.environ.get("QIKI_NATS_CA") or os.environ.get("QIKI_NATS_CERT"):
+        ctx = ssl.create_default_context(cafile=os.environ.get("QIKI_NATS_CA"))
+        if os.environ.get("QIKI_NATS_CERT"):
+            ctx.load_cert_chain(os.environ["QIKI_NATS_CERT"], os.environ["QIKI_NATS_KEY"])
+        opts["tls"] = ctx
+    if os.environ.get("QIKI_NATS_INBOX_PREFIX"):
+        opts["inbox_prefix"] = os.environ["QIKI_NATS_INBOX_PREFIX"]
     nc = await nats.connect(url.split(","), name="echo", max_reconnect_attempts=-1,
-                            reconnect_time_wait=0.25, ping_interval=1, **auth)
+                            reconnect_time_wait=0.25, ping_interval=1, **opts)  # type: ignore[arg-type]
     js = nc.jetstream(timeout=5.0)
     # A user's service makes sure its streams exist; when the spec already provisioned
     # them (same subjects), that is fine too.
@@ -62,9 +73,9 @@ async def main() -> int:
     # A short ack wait: what a killed instance had in hand comes back within seconds.
     sub = await js.pull_subscribe(subject_in, durable=durable, stream=f"{prefix}_IN",
                                   config=ConsumerConfig(ack_wait=2.0, max_ack_pending=1000))
-    print(f"echo: connected to {nc.connected_url.netloc if nc.connected_url else url}",
-          flush=True)
-    background = []
+    print(f"echo: connected to {nc.connected_url.netloc if nc.connected_url else url}"
+          f" ({'tls' if 'tls' in opts else 'plain'})", flush=True)
+    background: list[object] = []
     if os.environ.get("ECHO_HTTP_PORT"):
         background.append(await asyncio.start_server(
             _http_ok, "0.0.0.0", int(os.environ["ECHO_HTTP_PORT"])))

@@ -15,6 +15,7 @@ from typing import Any
 
 from harness.broker import NatsServer
 from harness.security import Identity, Permissions
+from harness.security.permissions import inbox_prefix
 from services.common.settings import NatsSettings
 
 SYS_USER = "qiki-sys"
@@ -45,14 +46,16 @@ class AccountsBroker:
     passwords: dict[str, str]
 
     def settings(self, name: str) -> NatsSettings:
-        """Connection settings of identity ``name`` (or the system user)."""
+        """Connection settings of identity ``name`` (or the system user), replies on its own
+        inbox (``_INBOX.<name>``), as the platform gives them."""
         return self.server.nats_settings(name=f"test-{name}").with_overrides(
-            user=name, password=self.passwords[name])
+            user=name, password=self.passwords[name], inbox_prefix=inbox_prefix(name))
 
     def env(self, name: str) -> dict[str, str]:
         """QIKI_NATS_* variables a service process connects with."""
         return {"QIKI_NATS_URL": self.server.client_url, "QIKI_NATS_USER": name,
-                "QIKI_NATS_PASSWORD": self.passwords[name]}
+                "QIKI_NATS_PASSWORD": self.passwords[name],
+                "QIKI_NATS_INBOX_PREFIX": inbox_prefix(name)}
 
     def log_text(self) -> str:
         """The server's log so far."""

@@ -99,6 +99,9 @@ async def test_reference_services_work_under_least_privilege(tmp_path: Path) -> 
             ("lagmon", "publish", "qiki.events.v1.registrar"),
             ("load", "publish", "$JS.API.STREAM.PURGE.QIKI_EVENTS_V1"),
             ("load", "subscribe", "qiki.events.v1.>"),
+            # nobody reads another identity's replies (PubAcks, pull deliveries)
+            ("radar_sim", "subscribe", "_INBOX.registrar.>"),
+            ("load", "subscribe", "_INBOX.>"),
         ]
         for who, action, subject in outside:
             r = await probe_permission(who, broker.settings(who), action=action,  # type: ignore[arg-type]
@@ -111,7 +114,7 @@ async def test_reference_services_work_under_least_privilege(tmp_path: Path) -> 
         logged = {(r.identity, r.action, r.subject) for r in violations_in_log(broker.log_text())}
         assert logged == set(outside), logged ^ set(outside)
         inside = [("radar_sim", "publish", "qiki.radar.v1.frames"),
-                  ("registrar", "subscribe", "_INBOX.abc"),
+                  ("registrar", "subscribe", "_INBOX.registrar.abc"),
                   ("harness", "subscribe", "qiki.events.v1.>")]
         for who, action, subject in inside:
             r = await probe_permission(who, broker.settings(who), action=action,  # type: ignore[arg-type]

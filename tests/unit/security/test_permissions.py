@@ -9,6 +9,8 @@ from harness.security.permissions import (
     INBOX,
     UndeclaredServiceError,
     identities_for_run,
+    inbox_prefix,
+    inbox_subjects,
     service_permissions,
 )
 from services.common.botspec import (
@@ -36,7 +38,7 @@ def test_identities_cover_every_service_then_harness_and_load(qiki: RuntimeConfi
     assert by["harness"] == Identity("harness", ALLOW_ALL)
     assert by["load"].permissions.publish == (
         "qiki.dlq.v1.>", "qiki.events.v1.>", "qiki.radar.v1.>")
-    assert by["load"].permissions.subscribe == (INBOX,)
+    assert by["load"].permissions.subscribe == ("_INBOX.load.>",)
     for name in ("registrar", "lagmon", "radar_sim"):
         assert not by[name].permissions.unrestricted
 
@@ -49,7 +51,7 @@ def test_radar_sim_publishes_only_its_roles(qiki: RuntimeConfig) -> None:
     for subject in ("qiki.events.v1.x", "qiki.events.v1.registrar", "qiki.dlq.v1.registrar",
                     "$JS.API.STREAM.DELETE.QIKI_RADAR_V1", "$JS.API.CONSUMER.INFO.X.Y"):
         assert not _allowed(perms.publish, subject), subject
-    assert perms.subscribe == (INBOX,)
+    assert perms.subscribe == ("_INBOX.radar_sim.>",)
 
 
 def test_registrar_pulls_acks_and_dead_letters(qiki: RuntimeConfig) -> None:
@@ -69,7 +71,7 @@ def test_registrar_pulls_acks_and_dead_letters(qiki: RuntimeConfig) -> None:
                     "$JS.ACK.QIKI_EVENTS_V1.other.1.2.3.4.5"):
         assert not _allowed(pub, subject), subject
     # Pull deliveries and API answers come to the inbox; no core subscription to the streams.
-    assert perms.subscribe == (INBOX,)
+    assert perms.subscribe == ("_INBOX.registrar.>",)
 
 
 def test_lagmon_lists_consumers_and_owns_only_its_read_back_consumer(qiki: RuntimeConfig) -> None:
@@ -156,3 +158,30 @@ def test_the_spec_codes_security_events_8xx(qiki: RuntimeConfig) -> None:
     assert mapper.classify(PERMISSION_DENIED, subject).code == 830
     # the stream the registrar reads captures it
     assert qiki.stream_for(subject) is not None
+
+
+def test_each_identity_subscribes_only_to_its_own_inbox(qiki: RuntimeConfig) -> None:
+    """The shared ``_INBOX.>`` would let any identity read the PubAcks and pull deliveries of
+    every other one (issue 10): each gets ``_INBOX.<identity>.>`` and nothing of the others."""
+    ids = identities_for_run(qiki, ["registrar", "lagmon", "radar_sim"])
+    restricted = [i for i in ids if not i.permissions.unrestricted]
+    assert {i.name for i in restricted} == {"registrar", "lagmon", "radar_sim", "load"}
+    for ident in restricted:
+        sub = ident.permissions.subscribe or ()
+        assert INBOX not in sub and "_INBOX.*" not in sub and ">" not in sub
+        assert inbox_subjects(ident.name) in sub
+        own = f"{inbox_prefix(ident.name)}.AbC123.7"
+        assert _allowed(sub, own)
+        for other in restricted:
+            if other.name != ident.name:
+                theirs = f"{inbox_prefix(other.name)}.AbC123.7"
+                assert not _allowed(sub, theirs), (ident.name, other.name)
+        assert not _allowed(sub, "_INBOX.AbC123.7")  # nats-py's default prefix
+
+
+def test_inbox_prefix_is_one_token_per_identity() -> None:
+    assert inbox_prefix("radar_sim") == "_INBOX.radar_sim"
+    assert inbox_subjects("load") == "_INBOX.load.>"
+    for bad in ("", "a.b", "x*", "y>", "with space"):
+        with pytest.raises(ValueError, match="cannot name an inbox"):
+            inbox_prefix(bad)
