@@ -23,7 +23,8 @@ from pydantic import (
     model_validator,
 )
 
-MarkerName = Literal["smoke", "chaos", "load", "contract", "security"]
+# serial: runs alone under pytest-xdist (latency/throughput gates a busy machine would fail)
+MarkerName = Literal["smoke", "chaos", "load", "contract", "security", "serial"]
 
 #: Fault target syntax: ``broker`` (first node), ``broker:n2``, ``broker:stream-leader:STREAM``,
 #: ``broker:meta-leader``, ``broker:all`` (every node at once: ``power-loss`` only),
