@@ -519,15 +519,16 @@ class Platform(AsyncResource):
         info = await self.js.stream_info(stream.name)
         return int(info.state.messages)
 
-    async def registrar_records(self) -> list[RegistrarRecord]:
-        """Every record the registrar stored, paged through its ``/records`` endpoint."""
+    async def registrar_records(self, after_seq: int = 0) -> list[RegistrarRecord]:
+        """Every record the registrar stored (after ``after_seq``, the store's insertion
+        order), paged through its ``/records`` endpoint."""
         # The service whose catalog definition keeps the store (QIKI's: the registrar).
         svc = next((s for n, s in self.services.items()
                     if (ref := reference_service(n)) is not None and ref.keeps_records), None)
         if svc is None or svc.http_url is None:
             return []
         out: list[RegistrarRecord] = []
-        after = 0
+        after = after_seq
         page = 10_000  # the endpoint's maximum page
         while True:
             data = await asyncio.to_thread(
