@@ -407,6 +407,18 @@ def cmd_load(args: argparse.Namespace) -> int:
             _err("load: the BotSpec has no sensor channel (runtime.radar_sim.sensor); "
                  "pass --subject")
             return EXIT_ERROR
+    # The injector reconnects endlessly (a broker restart must not end a load), so a server
+    # that refuses us (wrong credentials, no TLS) would make it wait forever: connect once
+    # first, as `run` does for an external broker, and say what was tried.
+    from harness.broker.errors import BrokerError
+    from harness.broker.factory import open_broker
+
+    try:
+        broker = open_broker("external", url=",".join(servers))
+        asyncio.run(broker.check())  # type: ignore[attr-defined]
+    except (BrokerError, ValueError) as exc:
+        _err(f"load: {exc}")
+        return EXIT_ERROR
     from harness.progress import make_view
 
     label = f"{rate!r} on {subject} for {args.duration:g}s"

@@ -204,7 +204,9 @@ class Platform(AsyncResource):
         try:
             identities = self.identities()
         except ValueError as exc:  # a service the spec cannot derive permissions for
-            raise SetupError(f"topology.broker.auth: {b.auth}: {exc}") from None
+            # Name the spec file: the fix goes there (topology.spec, or the default QIKI one).
+            raise SetupError(f"topology.broker.auth: {b.auth}: {exc} (spec: {self.botspec}; "
+                             "a scenario's own is topology.spec)") from None
         creds = RunCredentials.issue(
             self.run_dir / "secrets", b.auth, identities, tls=b.tls.enabled,
             verify_client=b.tls.verify_client, hostnames=hostnames,

@@ -214,6 +214,8 @@ def test_ctrl_c_mid_run(tmp_path: Path, to: str) -> None:
     assert "checks did not run" in journal["error"]
     assert journal["faults"] and journal["faults"][0]["removed_s"] is not None, "healed"
     assert journal["lag_samples"], "what was observed before the interruption is kept"
+    # healed by the teardown, not the scenario: no "never recovered" figure
+    assert journal["recoveries"] == [] and journal["recovery_s"] is None, journal["recoveries"]
     [load] = journal["load"]  # the load cut short: what it sent until then
     assert 0 < load["acked"] <= load["attempted"] < 4500, load
     assert any(t["kind"] == "load" for t in journal["timeline"])

@@ -222,3 +222,5 @@ def test_accounts_with_an_undeclared_service_is_a_setup_error(scenario_runner: R
     j = scenario_runner(text, report_dir=tmp_path)
     assert j.verdict == "error" and j.exit_code == 2
     assert j.error is not None and "authprobe" in j.error and "Traceback" not in j.error
+    # the error names the spec file the components: entry goes into
+    assert "(spec: " in j.error and "BotSpec.yaml" in j.error, j.error

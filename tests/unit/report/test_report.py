@@ -68,3 +68,12 @@ def test_html_timeline_names_the_step_and_journal_keeps_what_was_published() -> 
     assert "kill service:gh [kill-gh]" in to_html(j)
     again = Journal.model_validate_json(j.model_dump_json())
     assert again.published[0].acked == 2 and again.timeline[0].step == "kill-gh"
+
+
+def test_the_error_wraps_instead_of_scrolling_sideways() -> None:
+    """An interrupted run's error is one long line; the report shows it whole (wrapped)."""
+    j = Journal(run_id="r", scenario="s", verdict="error",
+                error="interrupted during method (t=3.1s of 6s; running: load 300/s)" * 5)
+    html = to_html(j)
+    assert '<pre class="errmsg">interrupted during method' in html
+    assert "pre.errmsg{white-space:pre-wrap" in html
