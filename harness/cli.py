@@ -118,6 +118,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             nats_server_version=version,
             report_dir=Path(args.report_dir),
             progress=not (args.quiet or args.no_progress),
+            keep_secrets=args.keep_secrets,
         )
         runner = ScenarioRunner(scenario, options=opts, scenario_file=path)
         try:
@@ -508,6 +509,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "once into ~/.cache/qiki-harness) instead of the scenario's or the "
                         "installed one")
     r.add_argument("-q", "--quiet", action="store_true", help="no progress display")
+    r.add_argument("--keep-secrets", action="store_true",
+                   help="keep the run's credentials in <run_dir>/secrets/ after it ends "
+                        "(debugging; deleted by default)")
     r.add_argument("--no-progress", action="store_true",
                    help="no live view / progress lines (stderr); the result lines remain")
     r.set_defaults(func=cmd_run)

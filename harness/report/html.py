@@ -49,7 +49,7 @@ def run_files(run_dir: Path) -> list[str]:
             break
         rel = p.relative_to(run_dir)
         if (p.is_file() and p.suffix in _LINKED_SUFFIXES and len(rel.parts) <= 3
-                and rel.name != "report.html"):
+                and rel.name != "report.html" and rel.parts[0] != "secrets"):
             out.append(rel.as_posix())
     return out
 

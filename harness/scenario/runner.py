@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shutil
 import time
 import traceback
 import uuid
@@ -110,6 +111,8 @@ class RunOptions:
     progress: bool | ProgressSink | None = None
     #: run this nats-server release instead of ``topology.broker.version`` (issue 11)
     nats_server_version: str | None = None
+    #: keep ``<run_dir>/secrets/`` after the run (debugging); by default it is deleted
+    keep_secrets: bool = False
 
 
 def new_run_id(name: str) -> str:
@@ -268,6 +271,10 @@ class ScenarioRunner:
             self._write_outputs(j)
             if state.secrets:
                 self._scan_secrets(j, state)
+            if not self.options.keep_secrets:
+                # The run's credentials die with its broker: a reports dir uploaded as a CI
+                # artifact must not carry keys and passwords (even throwaway ones).
+                shutil.rmtree(self.run_dir / "secrets", ignore_errors=True)
         return j
 
     def _phase(self, name: str, detail: str = "", *, planned_s: float | None = None) -> None:
@@ -313,10 +320,15 @@ class ScenarioRunner:
         """Secret hygiene (issue 10): the run failed if any secret value is in anything it
         wrote or on any command line it ran. Scans, records the ``secret_scan`` check and
         writes the outputs again; a hit in those rewritten outputs is scanned for once more."""
+        from harness.security.credentials import check_private
         from harness.security.scan import scan_command_lines, scan_files
 
-        findings = scan_command_lines(state.argv, state.secrets)
+        findings: list[Any] = list(scan_command_lines(state.argv, state.secrets))
         findings += scan_files(self.run_dir, state.secrets, exclude=[self.run_dir / "secrets"])
+        # The credentials themselves: only the run's user may read them (0700 / 0600).
+        private = (check_private(self.run_dir / "secrets")
+                   if (self.run_dir / "secrets").is_dir() else [])
+        findings += [f"not private: {p}" for p in private]
         secrets_dir = str(self.run_dir / "secrets")
         files = sum(len(f) for d, _, f in os.walk(self.run_dir)
                     if not (d == secrets_dir or d.startswith(secrets_dir + os.sep)))
@@ -324,7 +336,8 @@ class ScenarioRunner:
             name="secret_scan", kind="secret_scan", passed=not findings,
             expected="no secret value in any file or command line of the run",
             observed={"secrets": len(state.secrets), "files": files,
-                      "processes": len(state.argv), "hits": len(findings)},
+                      "processes": len(state.argv), "hits": len(findings) - len(private),
+                      "secrets_dir_private": not private},
             details=[str(f) for f in findings[:50]]
             + ([f"... and {len(findings) - 50} more"] if len(findings) > 50 else []))
         j.checks = [c for c in j.checks if c.kind != "secret_scan"] + [result]

@@ -15,7 +15,6 @@ from typing import Any
 import pytest
 
 from harness.report.journal import Journal
-from harness.security.credentials import check_private
 
 pytestmark = pytest.mark.security
 
@@ -37,26 +36,16 @@ def _security(j: Journal) -> dict[str, Any]:
 
 
 def _secrets_kept_private(j: Journal) -> None:
-    """0700/0600 secrets dir, and no secret value in any other file the run wrote."""
+    """The run's own scan (which holds every secret value) found none outside ``secrets/``,
+    the directory was 0700 with 0600 files, and it is gone once the run ended."""
     secrets_dir = Path(_security(j)["secrets_dir"])
-    assert check_private(secrets_dir) == []
-    values: list[bytes] = []
-    for f in secrets_dir.iterdir():
-        if f.name == "token":
-            values.append(f.read_bytes().strip())
-        elif f.name == "passwords.json":
-            import json
-
-            values += [v.encode() for v in json.loads(f.read_text()).values()]
-        elif f.suffix == ".nk":
-            values.append(f.read_bytes().strip())
-    run_dir = secrets_dir.parent
-    for path in run_dir.rglob("*"):
-        if not path.is_file() or secrets_dir in path.parents:
-            continue
-        data = path.read_bytes()
-        for v in values:
-            assert v not in data, f"a secret of the run is in {path.relative_to(run_dir)}"
+    [scan] = [c for c in j.checks if c.kind == "secret_scan"]
+    assert scan.passed, scan.details
+    observed = scan.observed
+    assert isinstance(observed, dict)
+    assert observed["secrets"] >= 1 and observed["files"] > 3, observed
+    assert observed["secrets_dir_private"] is True, observed
+    assert not secrets_dir.exists(), "the run's credentials outlived it"
 
 
 def _engines(j: Journal) -> set[str]:
