@@ -200,6 +200,10 @@ def _interrupted(runner: ScenarioRunner) -> int:
     where = runner.interrupted or runner.phase
     _err(f"interrupted during {where}")
     j = runner.journal
+    # stdout keeps its one result line per scenario for scripts, interrupted or not
+    report = runner.run_dir / "report.html"
+    print(f"{'ERROR':7} {runner.scenario.name}  (interrupted during {where})"
+          + (f"  report: {report}" if report.exists() else ""))
     if j is not None and (runner.run_dir / "journal.json").exists():
         _err(f"partial journal: {runner.run_dir / 'journal.json'}")
         _err(f"partial report:  {runner.run_dir / 'report.html'}")

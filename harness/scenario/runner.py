@@ -805,6 +805,10 @@ class ScenarioRunner:
         what = ", ".join(sorted(required)) or "no consumer is read"
         if unstored:
             what += f"; {len(unstored)} acked load message(s) not stored"
+        if not ok:
+            # Say it where the user looks: the checks now run on what is there so far.
+            self.progress.note(f"drain gave up after {self.scenario.drain_timeout_s:g}s: "
+                               f"not caught up ({what}); checking what is there")
         self._timeline(state.journal, "drain", f"consumers caught up ({what})", start, p.now(),
                        ok=ok,
                        detail="" if ok else f"lag not 0 after {self.scenario.drain_timeout_s}s")

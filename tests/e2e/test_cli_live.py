@@ -208,6 +208,9 @@ def test_ctrl_c_mid_run(tmp_path: Path, to: str) -> None:
     [run_dir] = [p for p in reports.iterdir() if p.is_dir()]
     assert f"qiki-harness: partial journal: {run_dir / 'journal.json'}" in err
     assert f"qiki-harness: partial report:  {run_dir / 'report.html'}" in err
+    # stdout: the one result line a script reads, as for any run
+    assert re.fullmatch(r"ERROR +\S+ +\(interrupted during method \(t=.*\)\) +report: "
+                        + re.escape(str(run_dir / "report.html")) + "\n", out), out
     journal = json.loads((run_dir / "journal.json").read_text())
     assert journal["verdict"] == "error"
     assert journal["error"].startswith("interrupted during method (t="), journal["error"]

@@ -9,10 +9,11 @@ from typing import Any
 import pytest
 
 from harness.checks.observations import LagSample, RegistrarRecord
+from harness.progress import ProgressSink
 from harness.report.journal import Journal
 from harness.scenario import runner as runner_mod
 from harness.scenario.loader import parse_scenario
-from harness.scenario.runner import LOAD_SOURCE, ScenarioRunner, _Run
+from harness.scenario.runner import LOAD_SOURCE, RunOptions, ScenarioRunner, _Run
 
 SCENARIO = """
 name: t
@@ -77,7 +78,17 @@ async def test_a_store_that_never_completes_times_out_naming_the_missing() -> No
     ids = [f"id-{i}" for i in range(5)]
     p = StaleLagPlatform(ids, store_after=10**9)
     state = _state(ids)
-    await ScenarioRunner(parse_scenario(SCENARIO))._drain(p, state)  # type: ignore[arg-type]
+    notes: list[str] = []
+
+    class Notes(ProgressSink):
+        def note(self, text: str) -> None:
+            notes.append(text)
+
+    runner = ScenarioRunner(parse_scenario(SCENARIO), options=RunOptions(progress=Notes()))
+    await runner._drain(p, state)  # type: ignore[arg-type]
     (drain,) = [e for e in state.journal.timeline if e.kind == "drain"]
     assert not drain.ok
     assert "5 acked load message(s) not stored" in drain.name
+    # and the user hears it, not only the journal
+    assert notes == ["drain gave up after 3s: not caught up (registrar-events; 5 acked load "
+                     "message(s) not stored); checking what is there"]
