@@ -385,7 +385,7 @@ def cmd_init(args: argparse.Namespace) -> int:
 def cmd_load(args: argparse.Namespace) -> int:
     """Publish at a controlled rate with pipelined acks; gates set the exit code."""
     from harness.load.gates import LoadGates
-    from harness.load.injector import bytes_factory, cloudevent_factory, run_load
+    from harness.load.injector import LoadResult, bytes_factory, cloudevent_factory, run_load
     from harness.load.rates import Constant, Ramp
     from services.common.settings import NatsSettings
 
@@ -427,11 +427,23 @@ def cmd_load(args: argparse.Namespace) -> int:
     from harness.progress import make_view
 
     label = f"{rate!r} on {subject} for {args.duration:g}s"
+    ended: list[LoadResult] = []
     with make_view(not args.no_progress, "load") as view:
         view.phase("load", label, planned_s=args.duration)
-        result = asyncio.run(run_load(servers, subject, rate=rate, duration_s=args.duration,
-                                      window=args.window, factory=factory,
-                                      connect_kwargs=kwargs, progress=view, label=label))
+        try:
+            result = asyncio.run(run_load(servers, subject, rate=rate, duration_s=args.duration,
+                                          window=args.window, factory=factory,
+                                          connect_kwargs=kwargs, progress=view, label=label,
+                                          on_result=ended.append))
+        except KeyboardInterrupt:
+            # Ctrl-C: what was sent until then is still a result; scripts read it on stdout.
+            view.note("interrupted: the partial result follows")
+            if not ended:
+                _err("interrupted before the load started")
+                return EXIT_INTERRUPTED
+            summary = {"interrupted": True, **ended[-1].summary()}
+            print(json.dumps(summary, indent=2))
+            return EXIT_INTERRUPTED
     summary = result.summary()
     gates = LoadGates(puback_p50_ms=args.p50_ms, puback_p95_ms=args.p95_ms,
                       puback_p99_ms=args.p99_ms, min_rate_ratio=args.min_rate_ratio,

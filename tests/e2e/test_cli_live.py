@@ -293,3 +293,29 @@ def test_ctrl_c_during_start_up(tmp_path: Path) -> None:
     assert journal["verdict"] == "error"
     assert journal["error"].startswith("interrupted during start-up;")
     assert (run_dir / "report.html").exists()
+
+
+async def test_ctrl_c_during_load_prints_the_partial_result(nats_server: NatsServer,
+                                                            nats_client: Client,
+                                                            tmp_path: Path) -> None:
+    """``qiki-harness load`` interrupted: exit 130, and stdout still carries the JSON
+    summary of what was sent until then, marked interrupted."""
+    import asyncio
+
+    await nats_client.jetstream().add_stream(name="LIVEINT", subjects=["liveint.>"])
+    proc = await asyncio.create_subprocess_exec(
+        str(EXE), "load", "--nats-url", nats_server.client_url, "--subject", "liveint.x",
+        "--rate", "200", "--duration", "60", stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        cwd=tmp_path, env=_env())
+    assert proc.stderr is not None
+    seen = ""
+    async with asyncio.timeout(60):
+        while "acked" not in seen:  # a status line with acked events: the load is running
+            seen += (await proc.stderr.readline()).decode()
+    await asyncio.sleep(1.5)
+    proc.send_signal(signal.SIGINT)
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 130, seen + err.decode()
+    summary = json.loads(out)
+    assert summary["interrupted"] is True
+    assert 0 < summary["acked"] < 200 * 60, summary
