@@ -24,7 +24,7 @@ run: $(STAMP)
 TEST_WORKERS ?= 4
 
 test: $(STAMP)
-	$(VENV)/bin/pytest -n $(TEST_WORKERS) --dist worksteal
+	$(VENV)/bin/pytest -n $(TEST_WORKERS) --dist worksteal --durations=25
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
