@@ -172,16 +172,31 @@ def test_corrupt_truncate_is_repaired_from_the_peers(run_shipped: Runner) -> Non
 
 def test_corrupt_bitflip_leaves_a_diverged_replica(qiki: Qiki, tmp_path: Path) -> None:
     """Measured on nats-server 2.15.1 (see the scenario's description): the cluster loses
-    nothing acked, but n2's own store lacks what follows the flipped record."""
+    nothing acked, but n2's own store lacks what follows the flipped record.
+
+    Not every run diverges: when the restarted n2 catches up from the leader by a snapshot,
+    it repairs (seen in 1 of 3 CI runs on a loaded machine). The outcome is a probability,
+    so it is measured as one: up to three runs, each must lose nothing acked, and at least
+    one must diverge. A server that never diverges turns this red, as it should."""
     path = SCENARIOS / "expected-failures" / "corrupt-r3-bitflip.yaml"
-    res = qiki("run", str(path), "--report-dir", str(tmp_path), "-q", timeout_s=240)
-    assert res.returncode == 1, res.stdout + res.stderr
-    j = _journal(tmp_path)
-    flip = _event(j, "storage.corrupt")
-    assert flip["node"] == "n2" and flip["mode"] == "bitflip" and flip["seed"] == 0
-    assert flip["byte_before"] ^ flip["byte_after"] == 1 << flip["bit"]
-    assert j["delivery"]["lost"] == 0  # the cluster still serves every acked event
-    r = j["replicas"]
+    outcomes: list[dict[str, Any]] = []
+    for attempt in range(3):
+        reports = tmp_path / f"attempt{attempt}"
+        res = qiki("run", str(path), "--report-dir", str(reports), "-q", timeout_s=240)
+        assert res.returncode in (0, 1), res.stdout + res.stderr
+        j = _journal(reports)
+        flip = _event(j, "storage.corrupt")
+        assert flip["node"] == "n2" and flip["mode"] == "bitflip" and flip["seed"] == 0
+        assert flip["byte_before"] ^ flip["byte_after"] == 1 << flip["bit"]
+        assert j["delivery"]["lost"] == 0  # the cluster still serves every acked event
+        r = j["replicas"]
+        outcomes.append({"exit": res.returncode, "divergent": r["divergent"],
+                         "missing": r["missing"], "offset": flip["offset"]})
+        if res.returncode == 1:
+            break
+        assert r["divergent"] == 0, r  # exit 0: the replicas agree (n2 repaired)
+    else:
+        pytest.fail(f"the bit flip never left a diverged replica in 3 runs: {outcomes}")
     assert r["divergent"] > 0, r
     assert r["missing"]["n2"] > 0 and r["missing"]["n1"] == r["missing"]["n3"] == 0
     assert r["lost"]["n2"] > 0 and r["lost"]["n1"] == r["lost"]["n3"] == 0
