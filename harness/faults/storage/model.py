@@ -89,6 +89,8 @@ class StorageStats:
     """Counters for the journal: bytes written, made durable by fsync, dropped by a power loss."""
 
     bytes_written: int = 0
+    #: write requests the filesystem served (bytes_written / writes: bytes per request)
+    writes: int = 0
     bytes_synced: int = 0
     bytes_dropped: int = 0
     bytes_pending: int = 0
@@ -200,7 +202,9 @@ class WriteTracker:
             old = os.pread(fd, min(end, size) - offset, offset) if offset < size else b""
             n = os.pwrite(fd, data, offset)
             _record(st, offset, old, size, n)
-            st.counters.bytes_written += n
+            c = st.counters
+            c.bytes_written += n
+            c.writes += 1
             return n
 
     def truncate(self, rel: str, length: int, fd: int | None = None) -> None:

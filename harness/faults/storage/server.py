@@ -237,6 +237,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("mountpoint", type=Path)
     ap.add_argument("--control", type=Path, required=True, help="unix socket path")
     ap.add_argument("--fsname", default="qiki-fusefs")
+    ap.add_argument("--direct-io", action="store_true",
+                    help="no kernel page cache: one request per write() however it sits "
+                         "across pages, and nothing cached can outlive a drop; refuses "
+                         "shared mmap (SQLite's WAL needs it)")
     ap.add_argument("--parent", type=int, default=None,
                     help="unmount and exit when this process (the harness) is gone")
     args = ap.parse_args(argv)
@@ -251,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
     # attr/entry caching off: after a drop the kernel must not serve the sizes it saw before.
     _FUSE(ops, str(args.mountpoint), foreground=True, nothreads=False,
               fsname=args.fsname, attr_timeout=0, entry_timeout=0, negative_timeout=0,
-              default_permissions=True)
+              default_permissions=True, direct_io=args.direct_io)
     return 0
 
 
