@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import statistics
 import tempfile
 from pathlib import Path
@@ -51,8 +52,12 @@ async def _one(store: str, sync_always: bool, duration_s: float) -> dict[str, An
         finally:
             if fs is not None:
                 await fs.close()
-    return {"acked_per_s": res.achieved_rate_per_s, "acked": len(res.acked),
-            "bytes_written": stats.get("bytes_written"), "bytes_synced": stats.get("bytes_synced")}
+    acked = len(res.acked)
+    writes = stats.get("writes")
+    return {"acked_per_s": res.achieved_rate_per_s, "acked": acked,
+            "bytes_written": stats.get("bytes_written"), "bytes_synced": stats.get("bytes_synced"),
+            # FUSE write requests per acked message (nats-server: one pwrite per message)
+            "writes_per_msg": round(writes / acked, 2) if writes and acked else None}
 
 
 async def main(rounds: int, duration_s: float) -> dict[str, Any]:
@@ -65,12 +70,14 @@ async def main(rounds: int, duration_s: float) -> dict[str, Any]:
             runs.setdefault(name, []).append(await _one(store, sync_always, duration_s))
     out = {name: round(statistics.median(r["acked_per_s"] for r in rs), 1)
            for name, rs in runs.items()}
+    print(f"load average {os.getloadavg()[0]:.1f}")
     print(f"{'store/fsync':<20} {'acked msg/s':>12} {'vs disk':>8}")
     for name, rate in out.items():
         base = out[name.replace("fuse", "disk")]
         print(f"{name:<20} {rate:>12,.0f} {rate / base if base else 0:>8.2f}")
     fuse_lazy = out["fuse/lazy"]
-    return {"acked_per_s": out, "goal_fuse_lazy_per_s": GOAL_FUSE_LAZY_PER_S,
+    return {"acked_per_s": out, "load_avg_1m": round(os.getloadavg()[0], 2),
+            "goal_fuse_lazy_per_s": GOAL_FUSE_LAZY_PER_S,
             "goal_met": fuse_lazy >= GOAL_FUSE_LAZY_PER_S,
             "fuse_runs": {k: v for k, v in runs.items() if k.startswith("fuse")}}
 

@@ -306,8 +306,10 @@ class Platform(AsyncResource):
             prefix=f"{ORPHAN_DIR_PREFIX}{self.run_dir.name[:40]}-{name[:20]}-"))
         self._stack.callback(shutil.rmtree, root, ignore_errors=True)
         (self.run_dir / "logs").mkdir(parents=True, exist_ok=True)
+        # Page cache on (no direct_io): the registrar's SQLite runs in WAL mode, which maps its
+        # -shm file shared, and FUSE refuses a shared mmap of a direct_io file.
         fs = FaultFS(root / "backing", root / "data", run_id=self.run_dir.name,
-                     log_path=self.run_dir / "logs" / f"fusefs-{name}.log")
+                     log_path=self.run_dir / "logs" / f"fusefs-{name}.log", direct_io=False)
         self.service_storage[name] = await self._stack.enter_async_context(fs)
 
         def keep() -> None:

@@ -37,25 +37,51 @@ from typing import Any
 MAX_LISTED = 20
 
 
-@dataclass
 class _Undo:
-    """One unsynced write or truncate: how to put the file back as it was before it."""
+    """One unsynced write or truncate: how to put the file back as it was before it.
 
-    offset: int
-    old: bytes  # bytes the write overwrote (only those inside the old size)
-    old_size: int
-    length: int  # bytes this operation wrote (for the dropped counter)
+    A record whose ``old`` is empty only says "truncate to ``old_size``" (an append, or a
+    truncate that did not shrink the file). Such records coalesce: see :func:`_record`.
+    """
+
+    __slots__ = ("length", "offset", "old", "old_size")
+
+    def __init__(self, offset: int, old: bytes, old_size: int, length: int) -> None:
+        self.offset = offset
+        self.old = old  # bytes the write overwrote (only those inside the old size)
+        self.old_size = old_size
+        self.length = length  # bytes written (for the dropped counter); coalesced appends add up
 
 
-@dataclass
 class _FileState:
-    undo: list[_Undo] = field(default_factory=list)
-    #: created since the last drop and never fsynced: a power loss makes it vanish
-    never_synced: bool = False
+    __slots__ = ("counters", "never_synced", "pending_bytes", "undo")
 
-    @property
-    def pending_bytes(self) -> int:
-        return sum(u.length for u in self.undo)
+    def __init__(self, counters: StorageStats, never_synced: bool = False) -> None:
+        self.undo: list[_Undo] = []
+        #: created since the last drop and never fsynced: a power loss makes it vanish
+        self.never_synced = never_synced
+        #: bytes written since the last fsync (kept as a sum: fsync and stats do not walk undo)
+        self.pending_bytes = 0
+        #: lifetime counters of the file's top-level prefix (looked up once, not per write)
+        self.counters = counters
+
+
+def _record(st: _FileState, offset: int, old: bytes, old_size: int, length: int) -> None:
+    """Keep the undo of one write/truncate, coalescing pure extensions of the file.
+
+    Undoing an ``old``-less record is ``truncate(old_size)``. Two such records in a row,
+    X then Y, undo as ``truncate(Y.old_size)`` then ``truncate(X.old_size)``; X did not
+    shrink the file, so ``X.old_size <= Y.old_size`` and the pair undoes exactly as X alone.
+    So an append after an append only adds its length to the previous record: a file that
+    only grows keeps one record between fsyncs however many writes it takes (nats-server
+    appends every message with its own pwrite).
+    """
+    undo = st.undo
+    if not old and undo and not undo[-1].old:
+        undo[-1].length += length
+    else:
+        undo.append(_Undo(offset, old, old_size, length))
+    st.pending_bytes += length
 
 
 @dataclass
@@ -63,6 +89,8 @@ class StorageStats:
     """Counters for the journal: bytes written, made durable by fsync, dropped by a power loss."""
 
     bytes_written: int = 0
+    #: write requests the filesystem served (bytes_written / writes: bytes per request)
+    writes: int = 0
     bytes_synced: int = 0
     bytes_dropped: int = 0
     bytes_pending: int = 0
@@ -146,22 +174,37 @@ class WriteTracker:
 
     # ------------------------------------------------------------------ operations
 
+    def _state(self, rel: str) -> _FileState:
+        st = self._files.get(rel)
+        if st is None:
+            st = self._files[rel] = _FileState(self._count(rel))
+        return st
+
     def created(self, rel: str) -> None:
         """A new file exists (create/mknod): it vanishes on a drop until it is fsynced."""
         with self._lock:
-            self._files[rel] = _FileState(never_synced=True)
+            self._files[rel] = _FileState(self._count(rel), never_synced=True)
 
     def write(self, fd: int, rel: str, data: bytes, offset: int) -> int:
-        """Write ``data`` at ``offset`` through ``fd`` (the backing file), keeping the undo."""
+        """Write ``data`` at ``offset`` through ``fd`` (the backing file), keeping the undo.
+
+        The hot path of the filesystem (one call per FUSE write request): no per-call
+        allocation for an append, no quota walk when no quota is set.
+        """
         with self._lock:
+            st = self._files.get(rel)
+            if st is None:
+                st = self._files[rel] = _FileState(self._count(rel))
             size = os.fstat(fd).st_size
             end = offset + len(data)
-            self._grow(rel, max(0, end - size))
+            if self._quota and end > size:
+                self._grow(rel, end - size)
             old = os.pread(fd, min(end, size) - offset, offset) if offset < size else b""
             n = os.pwrite(fd, data, offset)
-            st = self._files.setdefault(rel, _FileState())
-            st.undo.append(_Undo(offset=offset, old=old, old_size=size, length=n))
-            self._count(rel).bytes_written += n
+            _record(st, offset, old, size, n)
+            c = st.counters
+            c.bytes_written += n
+            c.writes += 1
             return n
 
     def truncate(self, rel: str, length: int, fd: int | None = None) -> None:
@@ -179,8 +222,7 @@ class WriteTracker:
                 os.ftruncate(fd, length)
             else:
                 os.truncate(path, length)
-            st = self._files.setdefault(rel, _FileState())
-            st.undo.append(_Undo(offset=length, old=old, old_size=size, length=0))
+            _record(self._state(rel), length, old, size, 0)
 
     def fsync(self, rel: str) -> float:
         """The file's writes are durable now; returns the latency to sleep (outside locks)."""
@@ -191,6 +233,7 @@ class WriteTracker:
             if st is not None:
                 c.bytes_synced += st.pending_bytes
                 st.undo.clear()
+                st.pending_bytes = 0
                 st.never_synced = False
             return self.latency_for(rel)
 
@@ -204,7 +247,9 @@ class WriteTracker:
         with self._lock:
             self._files.pop(new, None)
             for rel in [r for r in self._files if _under(r, old)]:
-                self._files[new + rel[len(old):]] = self._files.pop(rel)
+                moved = new + rel[len(old):]
+                st = self._files[moved] = self._files.pop(rel)
+                st.counters = self._count(moved)
 
     def unlinked(self, rel: str) -> None:
         """The file is gone for good: forget its unsynced writes."""

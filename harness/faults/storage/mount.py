@@ -55,10 +55,17 @@ def _is_mounted(path: Path) -> bool:
 
 
 class FaultFS(AsyncResource):
-    """One mount of the filesystem: ``backing`` (real files) seen through ``mountpoint``."""
+    """One mount of the filesystem: ``backing`` (real files) seen through ``mountpoint``.
+
+    ``direct_io`` (default): the kernel keeps no page cache for the mount, so each write()
+    is one request to the filesystem (with the page cache, one that straddles a page
+    boundary is two) and no cached page can outlive a drop. It refuses shared mmap: a
+    SQLite database in WAL mode (its ``-shm`` file) needs ``direct_io=False``.
+    """
 
     def __init__(self, backing: str | Path, mountpoint: str | Path, *, run_id: str = "adhoc",
-                 ready_timeout_s: float = 10.0, log_path: str | Path | None = None) -> None:
+                 ready_timeout_s: float = 10.0, log_path: str | Path | None = None,
+                 direct_io: bool = True) -> None:
         self.backing = Path(backing)
         self.mountpoint = Path(mountpoint)
         self.run_id = run_id
@@ -66,6 +73,7 @@ class FaultFS(AsyncResource):
         self.label = self.mountpoint.parent / f"{self.mountpoint.name}{LABEL_SUFFIX}"
         self.ready_timeout_s = ready_timeout_s
         self.log_path = Path(log_path) if log_path else None
+        self.direct_io = direct_io
         self._proc: asyncio.subprocess.Process | None = None
 
     @property
@@ -92,6 +100,7 @@ class FaultFS(AsyncResource):
                 sys.executable, "-m", "harness.faults.storage.server",
                 str(self.backing), str(self.mountpoint), "--control", str(self.control),
                 "--fsname", self.fsname, "--parent", str(os.getpid()),
+                *(["--direct-io"] if self.direct_io else []),
                 stdout=log, stderr=log, start_new_session=True,
             )
         finally:

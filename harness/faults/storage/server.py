@@ -15,6 +15,7 @@ remain by their fsname (``qiki-fusefs:<run id>``) and the label file next to the
 from __future__ import annotations
 
 import argparse
+import ctypes
 import errno
 import json
 import os
@@ -30,6 +31,25 @@ from typing import Any
 import mfusepy as fuse
 
 from harness.faults.storage.model import WriteTracker
+
+_pinned = threading.local()
+
+
+class _FUSE(fuse.FUSE):  # type: ignore[misc]
+    """mfusepy's FUSE, with a Python thread state kept per libfuse worker thread.
+
+    libfuse's worker threads are not Python threads: ctypes makes a thread state for each
+    callback on such a thread (PyGILState_Ensure) and destroys it when the callback returns,
+    which was about half of the cost of a write request (nats-server issues one per message).
+    One extra, never released PyGILState_Ensure on a thread's first callback keeps its state
+    alive; the workers live as long as the mount (libfuse keeps up to ``max_idle_threads``).
+    """
+
+    def _wrapper(self, func: Any, *args: Any, **kwargs: Any) -> Any:
+        if not getattr(_pinned, "done", False):
+            ctypes.pythonapi.PyGILState_Ensure()
+            _pinned.done = True
+        return super()._wrapper(func, *args, **kwargs)
 
 
 class PassthroughOps(fuse.Operations):  # type: ignore[misc]
@@ -217,6 +237,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("mountpoint", type=Path)
     ap.add_argument("--control", type=Path, required=True, help="unix socket path")
     ap.add_argument("--fsname", default="qiki-fusefs")
+    ap.add_argument("--direct-io", action="store_true",
+                    help="no kernel page cache: one request per write() however it sits "
+                         "across pages, and nothing cached can outlive a drop; refuses "
+                         "shared mmap (SQLite's WAL needs it)")
     ap.add_argument("--parent", type=int, default=None,
                     help="unmount and exit when this process (the harness) is gone")
     args = ap.parse_args(argv)
@@ -229,9 +253,9 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     ops = PassthroughOps(args.backing.resolve(), tracker)
     # attr/entry caching off: after a drop the kernel must not serve the sizes it saw before.
-    fuse.FUSE(ops, str(args.mountpoint), foreground=True, nothreads=False,
+    _FUSE(ops, str(args.mountpoint), foreground=True, nothreads=False,
               fsname=args.fsname, attr_timeout=0, entry_timeout=0, negative_timeout=0,
-              default_permissions=True)
+              default_permissions=True, direct_io=args.direct_io)
     return 0
 
 

@@ -180,3 +180,34 @@ def test_down_unmounts_what_a_crashed_run_left(tmp_path: Path) -> None:
         other.send_signal(signal.SIGKILL)  # its filesystem unmounts itself (test above)
         other.wait()
     assert _wait_unmounted(neighbour / "m")
+
+
+async def test_direct_io_one_request_per_write_and_no_stale_page_after_drop(fs: FaultFS) -> None:
+    # direct_io (the default): a write across a page boundary is one request (through the
+    # page cache it would be two), and a file still open after a drop reads the rewound
+    # bytes, not a page the kernel kept.
+    path = fs.mountpoint / "x.blk"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        os.pwrite(fd, b"s" * 4000, 0)
+        os.fsync(fd)
+        before = await fs.stats()
+        os.pwrite(fd, b"u" * 554, 4000)  # straddles the 4 KiB boundary
+        after = await fs.stats()
+        assert after["writes"] - before["writes"] == 1
+        await fs.drop()
+        assert os.pread(fd, 8192, 0) == b"s" * 4000
+    finally:
+        os.close(fd)
+
+
+async def test_page_cache_mount_splits_writes_at_pages(tmp_path: Path) -> None:
+    # The registrar's SQLite (WAL, shared mmap) needs the page cache: direct_io=False.
+    async with FaultFS(tmp_path / "b", tmp_path / "m", run_id=f"test-pc-{os.getpid()}",
+                       direct_io=False) as fs:
+        fd = os.open(fs.mountpoint / "y.blk", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            os.pwrite(fd, b"u" * 554, 4000)
+        finally:
+            os.close(fd)
+        assert (await fs.stats())["writes"] == 2
