@@ -9,15 +9,12 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from harness.broker._binary import find_nats_server
-from harness.broker._config import free_ports
+from tests.e2e.conftest import OUTSIDE_BASE, outside_nats_server
 
 TOKEN = "tok-load-Qa7781zz"
 WRONG = "wrong-load-Pp1290aa"
@@ -25,26 +22,9 @@ WRONG = "wrong-load-Pp1290aa"
 
 @pytest.fixture
 def token_server(tmp_path: Path) -> Iterator[str]:
-    port, http = free_ports(2)
-    log = (tmp_path / "server.log").open("w")
-    proc = subprocess.Popen([str(find_nats_server()), "-a", "127.0.0.1", "-p", str(port),
-                             "-m", str(http), "--auth", TOKEN],
-                            stdout=log, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{http}/healthz", timeout=1):
-                    break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError((tmp_path / "server.log").read_text()) from None
-                time.sleep(0.1)
-        yield f"nats://127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-        log.close()
+    with outside_nats_server(tmp_path, OUTSIDE_BASE
+                             + f'authorization {{{{ token: "{TOKEN}" }}}}\n') as url:
+        yield url
 
 
 def test_load_with_a_wrong_token_exits_2_naming_what_was_tried(

@@ -13,14 +13,12 @@ import json
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from harness.broker._binary import find_nats_server
-from harness.broker._config import free_ports
+from tests.e2e.conftest import OUTSIDE_BASE, outside_nats_server
 
 REPO = Path(__file__).resolve().parents[2]
 TOKEN = "tok-e2e-Zq81xV7pLm3"  # distinctive, so a scan cannot miss or falsely find it
@@ -41,35 +39,9 @@ USER_SERVICE = (
 @pytest.fixture
 def token_server(tmp_path: Path) -> Iterator[str]:
     """nats-server with ``authorization { token }`` and JetStream on 127.0.0.1: its URL."""
-    port, http = free_ports(2)
-    store = tmp_path / "js"
-    conf = tmp_path / "server.conf"
-    conf.write_text(
-        f"listen: 127.0.0.1:{port}\nhttp: 127.0.0.1:{http}\n"
-        f'jetstream {{ store_dir: "{store}" }}\n'
-        f'authorization {{ token: "{TOKEN}" }}\n'
-    )
-    log = (tmp_path / "server.log").open("w")
-    proc = subprocess.Popen([str(find_nats_server()), "-c", str(conf)], stdout=log,
-                            stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 20
-        import urllib.request
-
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{http}/healthz?js-enabled-only=true",
-                                            timeout=1):
-                    break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError((tmp_path / "server.log").read_text()) from None
-                time.sleep(0.1)
-        yield f"nats://127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-        log.close()
+    with outside_nats_server(tmp_path, OUTSIDE_BASE
+                             + f'authorization {{{{ token: "{TOKEN}" }}}}\n') as url:
+        yield url
 
 
 def _scenario(tmp_path: Path) -> Path:

@@ -13,17 +13,14 @@ import json
 import os
 import subprocess
 import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from harness.broker._binary import find_nats_server
-from harness.broker._config import free_ports
 from harness.security import Identity
 from harness.security.credentials import RunCredentials
+from tests.e2e.conftest import OUTSIDE_BASE, outside_nats_server
 
 pytestmark = pytest.mark.security
 
@@ -33,34 +30,13 @@ PASSWORD = "pw-ext-Rr93kQ0vXy"
 
 def _start(tmp_path: Path, auth_block: str, creds: RunCredentials) -> Iterator[str]:
     assert creds.tls is not None
-    port, http = free_ports(2)
-    conf = tmp_path / "server.conf"
-    conf.write_text(
-        f"listen: 127.0.0.1:{port}\nhttp: 127.0.0.1:{http}\n"
-        f'jetstream {{ store_dir: "{tmp_path / "js"}" }}\n'
-        f'tls {{ cert_file: "{creds.tls.server_cert_file}", '
-        f'key_file: "{creds.tls.server_key_file}", ca_file: "{creds.tls.ca_file}", '
-        "verify: true }\n" + auth_block
-    )
-    log = (tmp_path / "server.log").open("w")
-    proc = subprocess.Popen([str(find_nats_server()), "-c", str(conf)], stdout=log,
-                            stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                with urllib.request.urlopen(
-                        f"http://127.0.0.1:{http}/healthz?js-enabled-only=true", timeout=1):
-                    break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError((tmp_path / "server.log").read_text()) from None
-                time.sleep(0.1)
-        yield f"nats://127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-        log.close()
+    tls = (f'tls {{{{ cert_file: "{creds.tls.server_cert_file}", '
+           f'key_file: "{creds.tls.server_key_file}", ca_file: "{creds.tls.ca_file}", '
+           "verify: true }}\n")
+    # the auth block is literal config text: its braces must survive the format() call
+    auth = auth_block.replace("{", "{{").replace("}", "}}")
+    with outside_nats_server(tmp_path, OUTSIDE_BASE + tls + auth) as url:
+        yield url
 
 
 @pytest.fixture
