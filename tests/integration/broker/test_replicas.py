@@ -7,6 +7,8 @@ throwaway standalone server.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from pathlib import Path
 
 import nats
@@ -27,6 +29,15 @@ async def _fill(cluster: NatsCluster) -> set[str]:
     nc = await nats.connect(cluster.client_urls[0])
     js = nc.jetstream(timeout=5.0)
     await js.add_stream(StreamConfig(name=STREAM, subjects=["repl.>"], num_replicas=3))
+    # The create answers before the new stream's own Raft group has a leader; a publish in
+    # that gap gets no response (seen on a loaded machine). Wait for the leader.
+    async with asyncio.timeout(30):
+        while True:
+            with contextlib.suppress(Exception):
+                info = await js.stream_info(STREAM)
+                if info.cluster is not None and info.cluster.leader:
+                    break
+            await asyncio.sleep(0.1)
     ids = set()
     for i in range(N):
         mid = f"m-{i}"
