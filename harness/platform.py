@@ -469,24 +469,27 @@ class Platform(AsyncResource):
             return self.settings("load", name="qiki-load", servers=[self.proxies["load"].url])
         return self.settings("load", name="qiki-load")
 
-    async def consumers_read(self) -> set[str] | None:
-        """The durables of the layout that something reads (delivered at least once, or a
-        pull request waiting); None when the broker did not answer for every consumer.
+    async def drain_sample(self, t: float) -> tuple[list[LagSample], set[str]] | None:
+        """One lag sample per durable of the layout, and the durables something reads
+        (delivered at least once, or a pull request waiting), from one ``consumer_info``
+        each; None when the broker did not answer for every consumer.
 
         A consumer no running service reads never drains: waiting for it would only burn
         the drain timeout.
         """
         if self.js is None or self.nc is None or not self.nc.is_connected:
             return None
-        out: set[str] = set()
+        samples: list[LagSample] = []
+        read: set[str] = set()
         for c in self.config.consumers:
             try:
                 info = await self.js.consumer_info(c.stream, c.durable, timeout=1.0)
             except Exception:
                 return None
+            samples.append(_lag_sample(t, c.stream, c.durable, info))
             if (info.delivered is not None and info.delivered.consumer_seq) or info.num_waiting:
-                out.add(c.durable)
-        return out
+                read.add(c.durable)
+        return samples, read
 
     async def sample_lag(self, t: float) -> list[LagSample]:
         """One lag sample per durable consumer of the layout (answered by its leader)."""
@@ -498,19 +501,7 @@ class Platform(AsyncResource):
                 info = await self.js.consumer_info(c.stream, c.durable, timeout=1.0)
             except Exception:
                 continue
-            pending = int(info.num_pending or 0)
-            ack_pending = int(info.num_ack_pending or 0)
-            out.append(
-                LagSample(
-                    t=t,
-                    stream=c.stream,
-                    consumer=c.durable,
-                    lag=pending + ack_pending,
-                    num_pending=pending,
-                    num_ack_pending=ack_pending,
-                    num_redelivered=int(info.num_redelivered or 0),
-                )
-            )
+            out.append(_lag_sample(t, c.stream, c.durable, info))
         return out
 
     async def dead_letter_count(self) -> int:
@@ -552,6 +543,15 @@ def _epoch(value: Any) -> float | None:
         return datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp()
     except ValueError:
         return None
+
+
+def _lag_sample(t: float, stream: str, durable: str, info: Any) -> LagSample:
+    """A consumer's ``ConsumerInfo`` as a lag sample: lag = pending + awaiting ack."""
+    pending = int(info.num_pending or 0)
+    ack_pending = int(info.num_ack_pending or 0)
+    return LagSample(t=t, stream=stream, consumer=durable, lag=pending + ack_pending,
+                     num_pending=pending, num_ack_pending=ack_pending,
+                     num_redelivered=int(info.num_redelivered or 0))
 
 
 def record_from_json(r: dict[str, Any]) -> RegistrarRecord:

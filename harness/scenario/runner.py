@@ -789,12 +789,13 @@ class ScenarioRunner:
             # One lag-0 answer can be stale (a consumer leader that has not yet noticed a
             # partition healed answers for a moment); it must hold for DRAIN_STABLE_S.
             nonlocal zero_since
-            read = await p.consumers_read()
-            if read is None:  # the broker did not answer for every consumer: not yet
+            sampled = await p.drain_sample(p.now())
+            if sampled is None:  # the broker did not answer for every consumer: not yet
                 zero_since = None
                 return False
+            samples, read = sampled
             required.update(read)
-            lags = {s.consumer: s.lag for s in await p.sample_lag(p.now())}
+            lags = {s.consumer: s.lag for s in samples}
             if any(lags.get(c, 1) >= 1 for c in required):
                 zero_since = None
                 return False

@@ -38,12 +38,10 @@ class StaleLagPlatform:
     def now(self) -> float:
         return 0.0
 
-    async def consumers_read(self) -> set[str]:
-        return {"registrar-events"}
-
-    async def sample_lag(self, t: float) -> list[LagSample]:
-        return [LagSample(t=t, stream="S", consumer="registrar-events", lag=0,
-                          num_pending=0, num_ack_pending=0, num_redelivered=0)]
+    async def drain_sample(self, t: float) -> tuple[list[LagSample], set[str]]:
+        return ([LagSample(t=t, stream="S", consumer="registrar-events", lag=0,
+                           num_pending=0, num_ack_pending=0, num_redelivered=0)],
+                {"registrar-events"})
 
     async def registrar_records(self, after_seq: int = 0) -> list[RegistrarRecord]:
         self.reads += 1
