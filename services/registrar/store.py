@@ -95,11 +95,19 @@ _INSERT = (
     "event_time, stored_at, stream, stream_seq, reason, data, data_size) "
     "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
 )
-#: Largest multi-row INSERT (rows x 14 parameters stays under SQLite's 32,766 variables).
-_MULTI_ROWS = 512
+#: Largest multi-row INSERT: rows x 14 parameters stays under SQLite's default limit of
+#: 32,766 variables (the connection's own limit is read too: a build may set it lower).
+_MULTI_ROWS = 1024
+#: Multi-row INSERTs are sized in steps of this many rows, plus one statement for the
+#: remainder, so a batch is at most two statements and the distinct statements (and their
+#: prepared copies in the connection's cache) number at most _MULTI_ROWS // _ROW_STEP +
+#: _ROW_STEP.
+_ROW_STEP = 64
+_STATEMENT_CACHE = 256
+_PARAMS_PER_ROW = 14
 
 
-@lru_cache(maxsize=16)
+@lru_cache(maxsize=_STATEMENT_CACHE)
 def _insert_rows(n: int) -> str:
     """The INSERT OR IGNORE statement of ``n`` rows (one VALUES tuple each)."""
     return _INSERT.removesuffix("(?,?,?,?,?,?,?,?,?,?,?,?,?,?)") + ",".join(
@@ -231,7 +239,8 @@ class RegistrarStore:
             # The writer runs in the service's single DB thread; readers use their own
             # connections, so sharing across threads is safe here.
             self._conn = sqlite3.connect(
-                self.path, isolation_level=None, check_same_thread=False
+                self.path, isolation_level=None, check_same_thread=False,
+                cached_statements=_STATEMENT_CACHE,
             )
             self._conn.execute("PRAGMA busy_timeout=5000")
             self._conn.execute("PRAGMA journal_mode=WAL")
@@ -250,6 +259,9 @@ class RegistrarStore:
         self._conn.execute("PRAGMA busy_timeout=5000")
         self._check_schema()
         self._last_seq = self._max_seq()
+        self._last_rowid = self._last_seq
+        limit = self._conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
+        self._max_rows = max(1, min(_MULTI_ROWS, limit // _PARAMS_PER_ROW))
 
     # -- lifecycle ----------------------------------------------------------------------
     def close(self) -> None:
@@ -318,7 +330,11 @@ class RegistrarStore:
         except BaseException:
             conn.execute("ROLLBACK")
             raise
-        self._last_seq = self._max_seq()
+        # Every statement releases and re-takes the GIL, and each re-take waits for the event
+        # loop thread to let go of it (issue 13: the writer spent most of its wall time so).
+        # A batch that stored every row ends at the last rowid this single writer allocated,
+        # so no query is needed then.
+        self._last_seq = self._last_rowid if inserted == len(rows) else self._max_seq()
         return counts
 
     def _insert_many(self, params: list[tuple[Any, ...]]) -> int:
@@ -327,24 +343,30 @@ class RegistrarStore:
         ``executemany`` steps the statement once per row, and every step releases and
         re-takes the GIL: while the event loop thread is busy validating the next batch,
         each re-take waits, and a 1,000-row batch took 3x longer inside the registrar than
-        alone (bench.registrar_ingest). Multi-row ``VALUES`` lists of power-of-two sizes
-        (each size's statement prepared once and cached by sqlite3) insert the same rows, in
-        the same order, with at most ~10 steps per batch.
+        alone (bench.registrar_ingest). Multi-row ``VALUES`` lists (each size's statement
+        prepared once and cached by sqlite3) insert the same rows, in the same order: a
+        multiple of ``_ROW_STEP`` rows, then the remainder, so at most two statements per
+        batch of up to ``_MULTI_ROWS`` rows. Records the last rowid allocated.
         """
         conn = self._conn
         inserted = 0
         i, n = 0, len(params)
+        step = _ROW_STEP
+        max_rows = self._max_rows
         while i < n:
-            size = _MULTI_ROWS
-            while size > n - i:
-                size //= 2
+            left = n - i
+            size = min(left, max_rows)
+            if size > step:
+                size -= size % step
             chunk = params[i : i + size]
             i += size
             if size == 1:
-                inserted += conn.execute(_INSERT, chunk[0]).rowcount
+                cur = conn.execute(_INSERT, chunk[0])
             else:
-                flat = list(_chain(chunk))
-                inserted += conn.execute(_insert_rows(size), flat).rowcount
+                cur = conn.execute(_insert_rows(size), list(_chain(chunk)))
+            inserted += cur.rowcount
+            if cur.lastrowid:
+                self._last_rowid = cur.lastrowid
         return inserted
 
     def _place(self, p: tuple[Any, ...]) -> None:

@@ -139,8 +139,8 @@ def test_checkpoint_from_a_second_connection_while_writing(tmp_path: Path) -> No
 
 
 def test_large_batches_keep_every_row_once_and_in_order(tmp_path: Path) -> None:
-    # Rows go in as multi-row INSERTs of several sizes (512, 256, ..., 1): every row of an
-    # odd-sized batch must be stored exactly once, in batch order, also when redelivered
+    # Rows go in as multi-row INSERTs of several sizes (multiples of 64, then the rest): every
+    # row of an odd-sized batch must be stored exactly once, in batch order, also when redelivered
     # rows are mixed with new ones.
     with RegistrarStore(tmp_path / "r.db") as st:
         first = [row(210, "a", str(i), data=str(i).encode()) for i in range(1000)]
@@ -154,3 +154,26 @@ def test_large_batches_keep_every_row_once_and_in_order(tmp_path: Path) -> None:
         ]
         assert [r.data for r in recs[:1000]] == [str(i).encode() for i in range(1000)]
         assert [r.seq for r in recs] == list(range(1, 1078))
+
+
+def test_a_batch_is_a_few_statements_and_new_counts_stay_exact(tmp_path: Path) -> None:
+    # Each statement hands the GIL back and forth with the event loop thread (issue 13), so a
+    # batch is BEGIN, at most two INSERTs and COMMIT, with no query for the last rowid. The
+    # rowid it remembers instead must stay right: the per-code counts of a later batch that
+    # mixes redelivered rows in are read from it.
+    with RegistrarStore(tmp_path / "r.db") as st:
+        seen: list[str] = []
+        st._conn.set_trace_callback(seen.append)
+        for n in (1000, 1, 63, 64, 65, 777):
+            base = st.count()
+            seen.clear()
+            assert st.write_batch([row(210, "a", f"{n}-{i}") for i in range(n)]) == {210: n}
+            inserts = [s for s in seen if s.startswith("INSERT")]
+            assert seen[0] == "BEGIN IMMEDIATE" and seen[-1] == "COMMIT", seen[:1] + seen[-1:]
+            assert 1 <= len(inserts) <= 2 and len(seen) == len(inserts) + 2, (n, len(seen))
+            assert st.count() == base + n
+        st._conn.set_trace_callback(None)
+        again = [row(210, "a", f"777-{i}") for i in range(5)] + [row(702, "b", "x")]
+        assert st.write_batch(again) == {702: 1}
+        assert st.write_batch([row(703, "c", "y"), row(703, "c", "z")]) == {703: 2}
+        assert st.counts_by_code() == {210: 1970, 702: 1, 703: 2}
