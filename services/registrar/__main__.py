@@ -134,7 +134,7 @@ async def _run(args: argparse.Namespace) -> int:
     # and the writer spent most of a drain waiting (issue 13: 8.4 s of wall time for 3.2 s of
     # CPU over 200,000 events). 1 ms hands the GIL over sooner; a drain went 26,500 -> 30,700
     # events/s (bench.registrar_ingest, interleaved).
-    sys.setswitchinterval(float(os.environ.get("QIKI_EXP_SWITCH", "0.001")))
+    sys.setswitchinterval(0.001)
     stop_on_signals(registrar.request_stop)
     try:
         async with registrar:
