@@ -28,6 +28,7 @@ names lower-case alphanumerics of at most 20 characters.
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Any, Final
 
@@ -52,6 +53,11 @@ _SLOT_OF: Final = {
 _UNSET: Any = object()
 _fromisoformat: Final = datetime.fromisoformat
 _plain: Final = _ce._PLAIN_VALUE.fullmatch
+#: ``YYYY-MM-DDTHH:MM:SS.ffffffZ`` in ASCII digits: a subset of what _time_iso's fast case
+#: takes (its regex and _PLAIN_VALUE both accept every such string).
+_usual_time: Final = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{6}Z"
+).fullmatch
 
 
 #: What :meth:`EnvelopeParser.parse` returns for a valid binary CloudEvent, the attributes
@@ -202,6 +208,19 @@ class EnvelopeParser:
                         vals[_ID] = text
                         continue
                     return None
+                if slot == _TIME and _usual_time(text) and text[20:26] != "000000":
+                    # Every event has its own time too. The producers' form (see _time_iso)
+                    # in ASCII digits passes every check of _checked's path, which is three
+                    # times slower (its RFC 3339 regex captures eleven groups); only the
+                    # date's existence is left to check.
+                    try:
+                        _fromisoformat(text)
+                    except ValueError:
+                        return None  # no such date: the general path says so
+                    if vals[_TIME] is not _UNSET:
+                        return None
+                    vals[_TIME] = text[:26] + "+00:00"
+                    continue
                 hit = _checked(slot, attr, text)
                 if distinct.get(name, 0) < self.max_distinct:
                     self._remember(line, name, hit)

@@ -104,6 +104,28 @@ def test_rejections_are_left_to_the_general_path(tmp_path: Path) -> None:
     assert all(r[0] >= 920 for r in rows)
 
 
+_TIMES = [
+    b"2026-01-01T00:00:00.123456Z",  # the producers' form: the fused path's own time check
+    b"2026-02-30T00:00:00.123456Z",  # no such date
+    b"2026-12-31T23:59:60.500000Z",  # a leap second
+    b"2026-01-01T25:00:00.123456Z",  # no such hour
+    b"2026-01-01T00:00:00.000000Z",  # a zero fraction: isoformat() drops it
+    "2026-01-01T00:00:00.12345\u0663Z".encode(),  # a non-ASCII digit
+    b"2026-01-01t00:00:00.123456z", b"2026-01-01T00:00:00Z", b"2026-01-01T00:00:00.1+02:00",
+    b"2026-01-01T00:00:00.1234567Z", b"2026-01-01 00:00:00.123456Z", b"x",
+]
+
+
+@pytest.mark.parametrize("time_", _TIMES, ids=lambda t: t.decode("utf-8", "replace"))
+def test_event_times_decide_alike_on_both_paths(tmp_path: Path, time_: bytes) -> None:
+    fused, general = _registrars(tmp_path)
+    data = b'{"sensor_id":"s1","status":"ok","timestamp":"2026-01-01T00:00:00Z","frames_sent":1}'
+    lines = [(n, time_ if n == b"ce-time" else v) for n, v in _valid()]
+    rows, rejects = _same(fused, general, [_delivered(_block(lines), data, 1)])
+    if time_ == _TIMES[0]:
+        assert not rejects and rows[0][6] == "2026-01-01T00:00:00.123456+00:00"
+
+
 _NAMES = st.sampled_from([b"ce-id", b"ce-source", b"ce-type", b"ce-specversion", b"ce-time",
                           b"ce-subject", b"ce-datacontenttype", b"ce-dataschema", b"CE-ID",
                           b"ce-ext1", b"ce-Ext", b"ce-data", b"ce-", b"ce_id", b"Content-Type",
@@ -111,6 +133,8 @@ _NAMES = st.sampled_from([b"ce-id", b"ce-source", b"ce-type", b"ce-specversion",
 _VALUES = st.sampled_from([b"", b"1.0", b"0.3", b"urn:x", b"a b", b"%41", b"caf\xc3\xa9",
                            b"\xff", b"2026-01-01T00:00:00Z", b"2026-01-01T00:00:00.123456Z",
                            b"2026-02-30T00:00:00.123456Z", b"2026-12-31T23:59:60.500000Z",
+                           b"2026-01-01T00:00:00.000000Z", b"2026-01-01T25:00:00.123456Z",
+                           "2026-01-01T00:00:00.12345\u0663Z".encode(),
                            b"2026-01-01t00:00:00+02:00", b"application/json", b"text/plain",
                            b"application/x+json; charset=utf-8", b"http://s/x", b"rel/x",
                            b"qiki.sensor.v1.IoStatus", b"qiki.sensor.v1.io_failed",
