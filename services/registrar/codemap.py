@@ -120,7 +120,8 @@ class _Rule:
     def matches_data(self, data: Any) -> bool:
         if not self.where:
             return True
-        if not isinstance(data, Mapping):
+        # dict first: decoded JSON objects are dicts, and the ABC check costs ~10x more
+        if not (isinstance(data, dict) or isinstance(data, Mapping)):
             return False
         return all(k in data and data[k] in values for k, values in self.where)
 
@@ -266,7 +267,7 @@ class CodeMapper:
                 types[key] = code
             if code is not None:
                 return self._plain_of(code)
-            if isinstance(data, Mapping):
+            if isinstance(data, dict) or isinstance(data, Mapping):
                 values = self._value_outcomes
                 for name in self._fields:
                     value = data.get(name)
