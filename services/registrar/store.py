@@ -98,12 +98,10 @@ _INSERT = (
 #: Largest multi-row INSERT: rows x 14 parameters stays under SQLite's default limit of
 #: 32,766 variables (the connection's own limit is read too: a build may set it lower).
 _MULTI_ROWS = 1024
-#: Multi-row INSERTs are sized in steps of this many rows, plus one statement for the
-#: remainder, so a batch is at most two statements and the distinct statements (and their
-#: prepared copies in the connection's cache) number at most _MULTI_ROWS // _ROW_STEP +
-#: _ROW_STEP.
+#: A batch larger than one statement takes is inserted in statements of a multiple of this
+#: many rows, plus one for the remainder.
 _ROW_STEP = 64
-_STATEMENT_CACHE = 256
+_STATEMENT_CACHE = 128
 _PARAMS_PER_ROW = 14
 
 
@@ -113,6 +111,20 @@ def _insert_rows(n: int) -> str:
     return _INSERT.removesuffix("(?,?,?,?,?,?,?,?,?,?,?,?,?,?)") + ",".join(
         ["(?,?,?,?,?,?,?,?,?,?,?,?,?,?)"] * n
     )
+
+
+def _padded_rows(n: int, max_rows: int) -> int:
+    """The statement size for a batch of ``n`` rows: ``n`` up to 16, else ``n`` rounded up to
+    one of four steps per doubling (at most a quarter more rows; capped at ``max_rows``).
+
+    Every size is a prepared statement kept in the connection's cache, and a prepared
+    1,000-row INSERT holds about 0.8 MB: 40 sizes up to 1,024 rows hold ~5 MB, where one
+    statement per batch size would hold ~56 MB once every size had been seen.
+    """
+    if n <= 16:
+        return n
+    step = 1 << (n.bit_length() - 3)
+    return min(max_rows, -(-n // step) * step)
 
 
 #: SQLite page cache of the writer connection, in KiB (64 MiB: the key index of ~3M records).
@@ -259,7 +271,6 @@ class RegistrarStore:
         self._conn.execute("PRAGMA busy_timeout=5000")
         self._check_schema()
         self._last_seq = self._max_seq()
-        self._last_rowid = self._last_seq
         limit = self._conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
         self._max_rows = max(1, min(_MULTI_ROWS, limit // _PARAMS_PER_ROW))
 
@@ -294,10 +305,18 @@ class RegistrarStore:
 
     # -- writing ------------------------------------------------------------------------
     def write_batch(self, rows: Sequence[Row]) -> dict[int, int]:
-        """Insert ``rows`` in ONE transaction; return {code: number of rows newly stored}.
+        """Store ``rows``; return {code: number of rows newly stored}.
 
         Rows whose (source, event_id) is already stored are ignored (redeliveries). When the
-        call returns, the transaction is committed (and fsynced with ``synchronous=FULL``).
+        call returns, every row is committed (and fsynced with ``synchronous=FULL``).
+
+        A batch is normally ONE multi-row ``INSERT OR IGNORE`` run as its own transaction:
+        every SQLite call hands the GIL to the event loop thread and must take it back, and
+        an explicit BEGIN / INSERT / COMMIT cost three such round trips where this costs one
+        (issue 13). When some rows were not inserted (a redelivery, or in theory another
+        event with the same key hash), a second transaction walks each row's probe chain.
+        The caller acknowledges the batch only after this returns, so a crash between the
+        two transactions redelivers it and the store, being idempotent, completes it.
         """
         if self.readonly:
             raise StoreError(f"{self.path} was opened read-only")
@@ -305,11 +324,34 @@ class RegistrarStore:
             return {}
         conn = self._conn
         params = [(record_key(r[1], r[2]), *r) for r in rows]
+        n = len(params)
+        before = self._last_seq
+        if n <= self._max_rows:
+            size = _padded_rows(n, self._max_rows)
+            flat = list(_chain(params))
+            if size > n:
+                # Copies of the last row fill the statement up to a size whose prepared form
+                # is cached (so sizes stay few); its key makes every copy a no-op.
+                flat.extend(params[-1] * (size - n))
+            try:
+                cur = conn.execute(_insert_rows(size), flat)
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+            inserted = cur.rowcount
+            if inserted == n:
+                self._last_seq = cur.lastrowid or before
+                counts: dict[int, int] = {}
+                for row in rows:
+                    counts[row[0]] = counts.get(row[0], 0) + 1
+                return counts
         conn.execute("BEGIN IMMEDIATE")
         try:
-            inserted = self._insert_many(params)
-            if inserted == len(rows):
-                counts: dict[int, int] = {}
+            if n > self._max_rows:
+                inserted = self._insert_many(params)
+            if inserted == n:
+                counts = {}
                 for row in rows:
                     counts[row[0]] = counts.get(row[0], 0) + 1
             else:
@@ -318,23 +360,19 @@ class RegistrarStore:
                 for p in params:
                     self._place(p)
                 # Rowids are allocated max+1 by this single writer, so the new rows are
-                # exactly those above the previous maximum.
+                # exactly those above the maximum before this call.
                 counts = {
-                    int(code): int(n)
-                    for code, n in conn.execute(
+                    int(code): int(c)
+                    for code, c in conn.execute(
                         "SELECT code, count(*) FROM records WHERE seq > ? GROUP BY code",
-                        (self._last_seq,),
+                        (before,),
                     )
                 }
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
             raise
-        # Every statement releases and re-takes the GIL, and each re-take waits for the event
-        # loop thread to let go of it (issue 13: the writer spent most of its wall time so).
-        # A batch that stored every row ends at the last rowid this single writer allocated,
-        # so no query is needed then.
-        self._last_seq = self._last_rowid if inserted == len(rows) else self._max_seq()
+        self._last_seq = self._max_seq()
         return counts
 
     def _insert_many(self, params: list[tuple[Any, ...]]) -> int:
@@ -345,8 +383,8 @@ class RegistrarStore:
         each re-take waits, and a 1,000-row batch took 3x longer inside the registrar than
         alone (bench.registrar_ingest). Multi-row ``VALUES`` lists (each size's statement
         prepared once and cached by sqlite3) insert the same rows, in the same order: a
-        multiple of ``_ROW_STEP`` rows, then the remainder, so at most two statements per
-        batch of up to ``_MULTI_ROWS`` rows. Records the last rowid allocated.
+        multiple of ``_ROW_STEP`` rows, then the remainder (only for batches larger than
+        one statement takes; see :meth:`write_batch`).
         """
         conn = self._conn
         inserted = 0
@@ -365,8 +403,6 @@ class RegistrarStore:
             else:
                 cur = conn.execute(_insert_rows(size), list(_chain(chunk)))
             inserted += cur.rowcount
-            if cur.lastrowid:
-                self._last_rowid = cur.lastrowid
         return inserted
 
     def _place(self, p: tuple[Any, ...]) -> None:
