@@ -130,6 +130,8 @@ async def test_r3_stream_survives_stream_leader_kill(cluster: NatsCluster) -> No
     try:
         js = nc.jetstream()
         await js.add_stream(StreamConfig(name="R3", subjects=["r3.>"], num_replicas=3))
+        # the create answers before the stream's Raft group has a leader: wait for it
+        await cluster.stream_leader("R3", timeout_s=30)
         await js.publish("r3.a", b"1", timeout=5)
         leader = await cluster.stream_leader("R3")
         await leader.kill()

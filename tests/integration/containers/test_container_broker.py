@@ -154,6 +154,8 @@ async def test_cluster_r3_stream_survives_kill_and_partition() -> None:
         try:
             js = nc.jetstream(timeout=10)
             await js.add_stream(StreamConfig(name="R", subjects=["r.>"], num_replicas=3))
+            # the create answers before the stream's Raft group has a leader: wait for it
+            await cluster.stream_leader("R", timeout_s=30)
             for i in range(3):
                 await js.publish("r.x", str(i).encode())
 

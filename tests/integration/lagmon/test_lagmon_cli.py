@@ -118,6 +118,8 @@ async def test_cluster_counts_each_consumer_once_from_its_leader() -> None:
             await js.add_stream(
                 api.StreamConfig(name="R3", subjects=["r3.>"], num_replicas=3)
             )
+            # the create answers before the stream's Raft group has a leader: wait for it
+            await cluster.stream_leader("R3", timeout_s=30)
             await js.add_consumer(
                 "R3",
                 api.ConsumerConfig(

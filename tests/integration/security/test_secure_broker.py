@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from pathlib import Path
 
@@ -35,6 +36,15 @@ async def publish_acked(settings: NatsSettings, stream: str, replicas: int = 1) 
     try:
         js = nc.jetstream(timeout=10)
         await js.add_stream(name=stream, subjects=[f"{stream}.>"], num_replicas=replicas)
+        if replicas > 1:
+            # The create answers before the new stream's Raft group has a leader; a publish in
+            # that gap gets no response on a loaded machine.
+            async with asyncio.timeout(30):
+                while True:
+                    info = await js.stream_info(stream)
+                    if info.cluster is not None and info.cluster.leader:
+                        break
+                    await asyncio.sleep(0.1)
         return (await js.publish(f"{stream}.x", b"hello")).seq
     finally:
         with contextlib.suppress(Exception):
