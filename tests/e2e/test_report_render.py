@@ -15,6 +15,7 @@ import re
 import shutil
 import subprocess
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -69,25 +70,32 @@ def console_errors(log: str) -> list[str]:
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """A reports dir with a passed smoke, a failed variant, a chaos run, an errored run and
-    a truncated journal; name -> run dir."""
+    a truncated journal; name -> run dir.
+
+    The four runs are independent CLI processes, started together: one after the other they
+    held this worker 30-45 s, mostly waiting on servers (each run's dir is the one its
+    ``report:`` line names)."""
     reports = tmp_path_factory.mktemp("reports")
-    out: dict[str, Path] = {}
-
-    def run(name: str, *args: str, expect: int) -> None:
-        before = {p.name for p in reports.iterdir()}
-        res = run_qiki("run", *args, "--report-dir", str(reports), "-q", timeout_s=180)
-        assert res.returncode == expect, res.stdout + res.stderr
-        [new] = [p for p in reports.iterdir() if p.is_dir() and p.name not in before]
-        out[name] = new
-
-    run("smoke", str(SCENARIOS / "smoke.yaml"), "--backend", "process", expect=0)
-    run("chaos", str(SCENARIOS / "chaos-broker-kill.yaml"), expect=0)
     broken = tmp_path_factory.mktemp("variant") / "smoke-failing.yaml"
     broken.write_text((SCENARIOS / "smoke.yaml").read_text()
                       .replace("excludes: [702,", "excludes: [210, 702,"))
-    run("failed", str(broken), "--backend", "process", expect=1)
-    # nothing listens on port 9: the broker cannot be reached, the run errors
-    run("error", str(SCENARIOS / "smoke.yaml"), "--nats-url", "nats://127.0.0.1:9", expect=2)
+    plan: dict[str, tuple[int, tuple[str, ...]]] = {
+        "smoke": (0, (str(SCENARIOS / "smoke.yaml"), "--backend", "process")),
+        "chaos": (0, (str(SCENARIOS / "chaos-broker-kill.yaml"),)),
+        "failed": (1, (str(broken), "--backend", "process")),
+        # nothing listens on port 9: the broker cannot be reached, the run errors
+        "error": (2, (str(SCENARIOS / "smoke.yaml"), "--nats-url", "nats://127.0.0.1:9")),
+    }
+
+    def run(name: str) -> Path:
+        expect, args = plan[name]
+        res = run_qiki("run", *args, "--report-dir", str(reports), "-q", timeout_s=180)
+        assert res.returncode == expect, res.stdout + res.stderr
+        [html] = re.findall(r"report: (\S+report\.html)", res.stdout)
+        return Path(html).parent
+
+    with ThreadPoolExecutor(len(plan)) as pool:
+        out = dict(zip(plan, pool.map(run, plan), strict=True))
     trunc = reports / "20990101-000000-smoke-truncated"
     shutil.copytree(out["smoke"], trunc)
     text = (trunc / "journal.json").read_text()
