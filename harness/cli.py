@@ -11,9 +11,9 @@ import asyncio
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from harness.errors import ConfigError, HarnessError
 from harness.services.catalog import REFERENCE_SERVICES
@@ -26,6 +26,7 @@ EXIT_OK, EXIT_FAILED, EXIT_ERROR = 0, 1, 2
 #: Ctrl-C (SIGINT): 128 + 2, as shells report it
 EXIT_INTERRUPTED = 130
 BACKENDS = ("auto", "process", "container", "external")
+_T = TypeVar("_T")
 
 
 def _err(msg: str) -> None:
@@ -431,10 +432,10 @@ def cmd_load(args: argparse.Namespace) -> int:
     with make_view(not args.no_progress, "load") as view:
         view.phase("load", label, planned_s=args.duration)
         try:
-            result = asyncio.run(run_load(servers, subject, rate=rate, duration_s=args.duration,
-                                          window=args.window, factory=factory,
-                                          connect_kwargs=kwargs, progress=view, label=label,
-                                          on_result=ended.append))
+            result = asyncio.run(_cancelled_by_sigint(run_load(
+                servers, subject, rate=rate, duration_s=args.duration, window=args.window,
+                factory=factory, connect_kwargs=kwargs, progress=view, label=label,
+                on_result=ended.append)))
         except KeyboardInterrupt:
             # Ctrl-C: what was sent until then is still a result; scripts read it on stdout.
             view.note("interrupted: the partial result follows")
@@ -452,6 +453,39 @@ def cmd_load(args: argparse.Namespace) -> int:
     summary["gates"] = [str(g) for g in verdicts]
     print(json.dumps(summary, indent=2))
     return EXIT_OK if all(g.passed for g in verdicts) else EXIT_FAILED
+
+
+async def _cancelled_by_sigint(coro: Coroutine[Any, Any, _T]) -> _T:
+    """Await ``coro``; each SIGINT cancels it, which then raises :class:`KeyboardInterrupt`.
+
+    Our own handler rather than ``asyncio.run``'s: that one is installed only when SIGINT
+    still has Python's default handler, and a process started with SIGINT ignored (anything
+    launched in the background by a non-interactive shell, e.g. ``make test &`` from a
+    script, passes that on to every child) then ran its whole load through Ctrl-C and exited 0.
+    """
+    import signal
+
+    loop = asyncio.get_running_loop()
+    task = asyncio.ensure_future(coro)
+    interrupted = False
+
+    def on_sigint() -> None:
+        nonlocal interrupted
+        interrupted = True
+        task.cancel()
+
+    try:
+        loop.add_signal_handler(signal.SIGINT, on_sigint)
+    except (NotImplementedError, RuntimeError, ValueError):  # not the main thread
+        return await task
+    try:
+        return await task
+    except asyncio.CancelledError:
+        if interrupted:
+            raise KeyboardInterrupt from None
+        raise
+    finally:
+        loop.remove_signal_handler(signal.SIGINT)
 
 
 def cmd_locust(args: Sequence[str]) -> int:

@@ -54,6 +54,9 @@ MARKERS: dict[str, str] = {
                  "qiki_platform_factory fixtures use (relative to the test file)",
     "serial": "runs alone under pytest-xdist: the other workers finish their running tests "
               "and start none until it ends (soaks, benchmarks, CPU-heavy tests)",
+    "covers_scenario": "covers_scenario(*paths): this test runs those scenario files (relative "
+                       "to the test file) and asserts at least that they pass; it takes their "
+                       "markers, and while it is selected their collected items are not",
 }
 
 #: Markers whose tests run alone under pytest-xdist (see harness._serial).
@@ -146,6 +149,8 @@ def pytest_configure(config: pytest.Config) -> None:
         import uuid
 
         config.option.testrunuid = uuid.uuid4().hex
+    if not config.pluginmanager.has_plugin("qiki-scenario-coverage"):
+        config.pluginmanager.register(ScenarioCoverage(), "qiki-scenario-coverage")
     ctrf = config.getoption("--qiki-ctrf", default=None)
     # xdist workers report to the controller; only it writes the file
     if ctrf and not hasattr(config, "workerinput"):
@@ -288,6 +293,56 @@ def _versions_gate() -> None:
     if os.environ.get("QIKI_REQUIRE_NATS_FETCH") == "1":
         pytest.fail(f"QIKI_REQUIRE_NATS_FETCH=1 but {_versions_gate_result}", pytrace=False)
     pytest.skip(_versions_gate_result)
+
+
+def _covered_paths(item: pytest.Item) -> list[Path]:
+    """The scenario files ``item``'s ``covers_scenario`` markers name (resolved)."""
+    base = item.path.parent
+    return [(base / str(arg)).resolve()
+            for m in item.iter_markers("covers_scenario") for arg in m.args]
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config,
+                                  items: list[pytest.Item]) -> None:
+    """A test covering a collected scenario takes that scenario's markers, before ``-m``
+    selects: ``pytest -m chaos`` must pick the test that now runs a chaos scenario."""
+    scenarios = {i.path.resolve(): i for i in items if isinstance(i, ScenarioItem)}
+    for item in items:
+        for path in _covered_paths(item):
+            scenario = scenarios.get(path)
+            if scenario is None:
+                continue
+            have = {m.name for m in item.iter_markers()}
+            for marker in scenario.own_markers:
+                if marker.name not in have:
+                    item.add_marker(marker.name)
+
+
+class ScenarioCoverage:
+    """Runs each shipped scenario once (issue 12 §4): a scenario item is deselected when a
+    selected test declares ``@pytest.mark.covers_scenario(path)`` for its file. That test
+    runs the same file and asserts its verdict and more, so the item's run was duplicated work
+    (up to a minute for some). The rule looks at the tests still selected after ``-m`` and
+    ``-k``: when the covering test is not selected (not collected, another marker, another
+    path) the item runs. ``--qiki-backend`` and ``--qiki-nats-server-version`` change how
+    the items run and not the tests, so with either given every item runs."""
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_collection_modifyitems(self, session: pytest.Session, config: pytest.Config,
+                                      items: list[pytest.Item]) -> None:
+        """Deselect the scenario items a selected test covers."""
+        if config.getoption("--qiki-backend") or config.getoption("--qiki-nats-server-version"):
+            return
+        covered = {p for i in items for p in _covered_paths(i)}
+        if not covered:
+            return
+        dropped = [i for i in items
+                   if isinstance(i, ScenarioItem) and i.path.resolve() in covered]
+        if dropped:
+            config.hook.pytest_deselected(items=dropped)
+            gone = {id(i) for i in dropped}
+            items[:] = [i for i in items if id(i) not in gone]
 
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:

@@ -627,11 +627,16 @@ def warm_up(environment: Environment) -> None:
     """Start the bridge and connect before the run starts (not on a master, which runs no
     users): Locust's ``--run-time`` clock starts before the first user does, so a slow first
     connect would eat into a short run. A failed connect is only logged here; the users'
-    requests then fail and say why."""
+    requests then fail and say why.
+
+    With the users' default credentials and TLS (``QIKI_NATS_*``): connecting without them
+    warmed a client no user shares, and against a TLS broker it failed the handshake and
+    retried until the bridge gave up, 30 s before every such run."""
     if isinstance(environment.runner, MasterRunner) or not environment.host:
         return
     try:
-        _shared_client(environment, [u.strip() for u in environment.host.split(",")], {})
+        _shared_client(environment, [u.strip() for u in environment.host.split(",")],
+                       env_connect_kwargs())
     except Exception as e:
         log.warning("warm-up connect to %s failed: %r", environment.host, e)
 

@@ -92,6 +92,7 @@ def reconnected(j: Journal) -> None:
 # ------------------------------------------------------------------ broker process faults
 
 
+@pytest.mark.covers_scenario(SCENARIOS / "chaos-broker-kill.yaml")
 def test_broker_kill_restarts_the_server_and_the_registrar_reconnects(
     chaos_run: Callable[[str], Journal],
 ) -> None:
@@ -108,6 +109,7 @@ def test_broker_kill_restarts_the_server_and_the_registrar_reconnects(
     reconnected(j)
 
 
+@pytest.mark.covers_scenario(SCENARIOS / "chaos-broker-kill-sync-always.yaml")
 def test_broker_kill_with_sync_always(chaos_run: Callable[[str], Journal]) -> None:
     j = chaos_run("chaos-broker-kill-sync-always")
     passed(j)
@@ -117,6 +119,7 @@ def test_broker_kill_with_sync_always(chaos_run: Callable[[str], Journal]) -> No
     reconnected(j)
 
 
+@pytest.mark.covers_scenario(SCENARIOS / "chaos-broker-pause.yaml")
 def test_broker_pause_freezes_and_resumes(chaos_run: Callable[[str], Journal]) -> None:
     j = chaos_run("chaos-broker-pause")
     passed(j)
@@ -132,6 +135,7 @@ def test_broker_pause_freezes_and_resumes(chaos_run: Callable[[str], Journal]) -
 # ------------------------------------------------------------------ service and link faults
 
 
+@pytest.mark.covers_scenario(SCENARIOS / "chaos-registrar-kill.yaml")
 def test_registrar_kill_mid_batch_is_exact(chaos_run: Callable[[str], Journal]) -> None:
     j = chaos_run("chaos-registrar-kill")
     passed(j)
@@ -143,6 +147,7 @@ def test_registrar_kill_mid_batch_is_exact(chaos_run: Callable[[str], Journal]) 
     assert codes(j)[101] == 2, "booted twice"
 
 
+@pytest.mark.covers_scenario(SCENARIOS / "chaos-link-latency.yaml")
 def test_link_latency_slows_the_registrar_link(chaos_run: Callable[[str], Journal]) -> None:
     j = chaos_run("chaos-link-latency")
     passed(j)
@@ -153,6 +158,7 @@ def test_link_latency_slows_the_registrar_link(chaos_run: Callable[[str], Journa
     assert ev["after"]["state"]["bytes_downstream"] > ev["before"]["state"]["bytes_downstream"]
 
 
+@pytest.mark.covers_scenario(SCENARIOS / "chaos-link-blackhole.yaml")
 def test_link_blackhole_drops_bytes_and_the_registrar_reconnects(
     chaos_run: Callable[[str], Journal],
 ) -> None:
@@ -169,6 +175,7 @@ def test_link_blackhole_drops_bytes_and_the_registrar_reconnects(
 # ------------------------------------------------------------------ cluster faults
 
 
+@pytest.mark.covers_scenario(SCENARIOS / "chaos-stream-leader-kill.yaml")
 def test_stream_leader_kill_moves_the_leader(chaos_run: Callable[[str], Journal]) -> None:
     j = chaos_run("chaos-stream-leader-kill")
     passed(j)
@@ -184,6 +191,7 @@ def test_stream_leader_kill_moves_the_leader(chaos_run: Callable[[str], Journal]
     assert restarts[killed] == 1 and sum(restarts.values()) == 1
 
 
+@pytest.mark.covers_scenario(SCENARIOS / "chaos-partition-minority.yaml")
 def test_minority_partition_cuts_and_restores_routes(
     chaos_run: Callable[[str], Journal],
 ) -> None:

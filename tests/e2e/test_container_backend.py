@@ -117,6 +117,7 @@ def test_registrar_kill_in_a_container(scenario_runner: Runner) -> None:
     assert during and during[0]["state"]["running"] is False
 
 
+@pytest.mark.covers_scenario(SCENARIOS / "chaos-container-partition.yaml")
 def test_container_partition_disconnect(scenario_journal: Runner) -> None:
     j = scenario_journal(SCENARIOS / "chaos-container-partition.yaml")
     _passed(j)

@@ -19,6 +19,7 @@ SCENARIO = Path(__file__).resolve().parents[2] / "scenarios" / "chaos-registrar-
 Qiki = Callable[..., subprocess.CompletedProcess[str]]
 
 
+@pytest.mark.covers_scenario(SCENARIO)
 def test_registrar_crash_loop_through_a_slow_link(qiki: Qiki, report_dir: Path) -> None:
     res = qiki("run", str(SCENARIO), "--report-dir", str(report_dir), "-q", timeout_s=280)
     assert res.returncode == 0, res.stdout + res.stderr

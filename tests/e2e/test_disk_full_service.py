@@ -18,6 +18,7 @@ SCENARIO = Path(__file__).resolve().parents[2] / "scenarios" / "disk-full-regist
 Qiki = Callable[..., subprocess.CompletedProcess[str]]
 
 
+@pytest.mark.covers_scenario(SCENARIO)
 def test_registrar_disk_full_loses_nothing_acked_and_records_the_episode(
     qiki: Qiki, report_dir: Path
 ) -> None:

@@ -14,7 +14,9 @@ import os
 import re
 import shutil
 import subprocess
+import xml.etree.ElementTree as ET
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -66,37 +68,92 @@ def console_errors(log: str) -> list[str]:
             or "Refused to" in line]
 
 
+class Runs(dict[str, Path]):
+    """name -> run dir; ``stdout[name]``: what ``qiki-harness run`` printed for it."""
+
+    def __init__(self, dirs: dict[str, Path], stdout: dict[str, str]) -> None:
+        super().__init__(dirs)
+        self.stdout = stdout
+
+
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+def runs(tmp_path_factory: pytest.TempPathFactory) -> Runs:
     """A reports dir with a passed smoke, a failed variant, a chaos run, an errored run and
-    a truncated journal; name -> run dir."""
+    a truncated journal; name -> run dir. The CLI's own checks of a passed smoke run and of
+    its failing variant use these runs too (they used to make the same two runs again).
+
+    The four runs are independent CLI processes, started together: one after the other they
+    held this worker 30-45 s, mostly waiting on servers (each run's dir is the one its
+    ``report:`` line names)."""
     reports = tmp_path_factory.mktemp("reports")
-    out: dict[str, Path] = {}
-
-    def run(name: str, *args: str, expect: int) -> None:
-        before = {p.name for p in reports.iterdir()}
-        res = run_qiki("run", *args, "--report-dir", str(reports), "-q", timeout_s=180)
-        assert res.returncode == expect, res.stdout + res.stderr
-        [new] = [p for p in reports.iterdir() if p.is_dir() and p.name not in before]
-        out[name] = new
-
-    run("smoke", str(SCENARIOS / "smoke.yaml"), "--backend", "process", expect=0)
-    run("chaos", str(SCENARIOS / "chaos-broker-kill.yaml"), expect=0)
     broken = tmp_path_factory.mktemp("variant") / "smoke-failing.yaml"
     broken.write_text((SCENARIOS / "smoke.yaml").read_text()
                       .replace("excludes: [702,", "excludes: [210, 702,"))
-    run("failed", str(broken), "--backend", "process", expect=1)
-    # nothing listens on port 9: the broker cannot be reached, the run errors
-    run("error", str(SCENARIOS / "smoke.yaml"), "--nats-url", "nats://127.0.0.1:9", expect=2)
+    plan: dict[str, tuple[int, tuple[str, ...]]] = {
+        "smoke": (0, (str(SCENARIOS / "smoke.yaml"), "--backend", "process")),
+        "chaos": (0, (str(SCENARIOS / "chaos-broker-kill.yaml"),)),
+        "failed": (1, (str(broken), "--backend", "process")),
+        # nothing listens on port 9: the broker cannot be reached, the run errors
+        "error": (2, (str(SCENARIOS / "smoke.yaml"), "--nats-url", "nats://127.0.0.1:9")),
+    }
+
+    def run(name: str) -> tuple[Path, str]:
+        expect, args = plan[name]
+        res = run_qiki("run", *args, "--report-dir", str(reports), "-q", timeout_s=180)
+        assert res.returncode == expect, res.stdout + res.stderr
+        [html] = re.findall(r"report: (\S+report\.html)", res.stdout)
+        return Path(html).parent, res.stdout
+
+    with ThreadPoolExecutor(len(plan)) as pool:
+        done = dict(zip(plan, pool.map(run, plan), strict=True))
+    out = {name: d for name, (d, _) in done.items()}
     trunc = reports / "20990101-000000-smoke-truncated"
     shutil.copytree(out["smoke"], trunc)
     text = (trunc / "journal.json").read_text()
     (trunc / "journal.json").write_text(text[: len(text) // 3])
     out["truncated"] = trunc
-    return out
+    return Runs(out, {name: o for name, (_, o) in done.items()})
 
 
-def test_run_writes_ctrf_next_to_junit(runs: dict[str, Path]) -> None:
+def test_run_smoke_passes_and_writes_reports(runs: Runs) -> None:
+    """``qiki-harness run smoke.yaml``: exit 0 (the fixture checks it), a result line, the
+    journal, the HTML report, JUnit, and the registrar's store for ``registrar query``."""
+    assert runs.stdout["smoke"].startswith("PASSED  smoke")
+    run = runs["smoke"]
+    journal = json.loads((run / "journal.json").read_text())
+    assert journal["verdict"] == "passed"
+    assert journal["backend"] == "process"
+    assert journal["nats_server_version"].count(".") == 2
+    assert {c["name"] for c in journal["checks"]} == {
+        "contract", "registrar.codes", "lag.max", "delivery"}
+    assert journal["delivery"]["lost"] == 0 and journal["delivery"]["acked"] > 0
+    assert journal["lag_samples"], "lag was sampled during the run"
+    kinds = [t["kind"] for t in journal["timeline"]]
+    assert kinds.index("steady_state") < kinds.index("load") < kinds.index("drain")
+    html = (run / "report.html").read_text()
+    assert "PASSED" in html and "<svg" in html
+    suite = ET.parse(run / "junit.xml").getroot().find("testsuite")
+    assert suite is not None and suite.get("failures") == "0" and suite.get("tests") == "6"
+    # the registrar's store is left for people: the query command reads it
+    q = run_qiki("registrar", "query", "--db", str(run / "registrar.db"), "--code", "210",
+                 "--limit", "3")
+    assert q.returncode == 0, q.stderr
+    rows = [json.loads(line) for line in q.stdout.splitlines()]
+    assert len(rows) == 3 and all(r["code"] == 210 for r in rows)
+
+
+def test_broken_variant_exits_1_and_names_the_check(runs: Runs) -> None:
+    """The smoke variant excluding 210 (which does occur): exit 1 (the fixture checks it),
+    that check and no other failed, named on stdout."""
+    assert "FAIL registrar.codes" in runs.stdout["failed"]
+    journal = json.loads((runs["failed"] / "journal.json").read_text())
+    assert journal["verdict"] == "failed"
+    failed = [c for c in journal["checks"] if not c["passed"]]
+    assert [c["name"] for c in failed] == ["registrar.codes"]
+    assert "code 210 excluded but recorded" in failed[0]["details"][0]
+
+
+def test_run_writes_ctrf_next_to_junit(runs: Runs) -> None:
     for name in ("smoke", "failed", "error"):
         d = runs[name]
         assert (d / "junit.xml").is_file()

@@ -84,6 +84,7 @@ def _with_user_service(text: str) -> str:
     return str(yaml.safe_dump(data))
 
 
+@pytest.mark.covers_scenario(SCENARIOS / "secure-smoke.yaml")
 def test_secure_smoke_token_as_the_qiki_deployment(scenario_journal: Runner) -> None:
     j = scenario_journal(SCENARIOS / "secure-smoke.yaml")
     _passed(j)
@@ -94,6 +95,7 @@ def test_secure_smoke_token_as_the_qiki_deployment(scenario_journal: Runner) -> 
     _secrets_kept_private(j)
 
 
+@pytest.mark.covers_scenario(SCENARIOS / "secure-mtls-chaos.yaml")
 def test_secure_mtls_chaos_exact_delivery_through_kill_and_latency(
         scenario_journal: Runner) -> None:
     j = scenario_journal(SCENARIOS / "secure-mtls-chaos.yaml")

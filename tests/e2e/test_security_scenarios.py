@@ -18,6 +18,7 @@ pytestmark = [pytest.mark.security]
 SCENARIOS = Path(__file__).resolve().parents[2] / "scenarios"
 
 
+@pytest.mark.covers_scenario(SCENARIOS / "least-privilege.yaml")
 def test_least_privilege_scenario_passes_with_denials_and_8xx_codes(
         scenario_journal: Callable[[Path], Any]) -> None:
     j = scenario_journal(SCENARIOS / "least-privilege.yaml").model_dump(mode="json")

@@ -74,6 +74,7 @@ def test_lazy_fsync_power_loss_loses_acked_events(qiki: Qiki, tmp_path: Path) ->
     assert _no_mount_left(j["run_id"])
 
 
+@pytest.mark.covers_scenario(SCENARIOS / "power-loss-sync-always.yaml")
 def test_sync_always_power_loss_loses_nothing_acked(run_shipped: Runner) -> None:
     j = run_shipped("power-loss-sync-always")
     assert j["delivery"]["acked"] > 0 and j["delivery"]["lost"] == 0
@@ -103,6 +104,7 @@ def test_disk_full_fails_publishes_and_the_stream_does_not_recover(
     assert _no_mount_left(j["run_id"])
 
 
+@pytest.mark.covers_scenario(SCENARIOS / "slow-disk-sync-always.yaml")
 def test_slow_disk_stalls_acks_and_loses_nothing(run_shipped: Runner) -> None:
     j = run_shipped("slow-disk-sync-always")
     assert j["delivery"]["lost"] == 0 and j["delivery"]["acked"] == j["delivery"]["attempted"]
@@ -113,6 +115,7 @@ def test_slow_disk_stalls_acks_and_loses_nothing(run_shipped: Runner) -> None:
     assert fault["action"] == "slow-disk" and "200.0 ms" in fault["detail"]
 
 
+@pytest.mark.covers_scenario(SCENARIOS / "power-loss-r3-minority.yaml")
 def test_r3_minority_power_loss_loses_nothing(run_shipped: Runner) -> None:
     j = run_shipped("power-loss-r3-minority")
     assert j["delivery"]["acked"] > 0 and j["delivery"]["lost"] == 0
@@ -140,6 +143,7 @@ def _event(j: dict[str, Any], kind: str) -> dict[str, Any]:
     return e
 
 
+@pytest.mark.covers_scenario(SCENARIOS / "power-loss-r3-stream-leader.yaml")
 def test_r3_stream_leader_power_loss_hits_the_leader_and_loses_nothing(
     run_shipped: Runner,
 ) -> None:
@@ -159,6 +163,7 @@ def test_r3_stream_leader_power_loss_hits_the_leader_and_loses_nothing(
     assert all(n > 0 for n in r["messages"].values())
 
 
+@pytest.mark.covers_scenario(SCENARIOS / "corrupt-r3-truncate.yaml")
 def test_corrupt_truncate_is_repaired_from_the_peers(run_shipped: Runner) -> None:
     j = run_shipped("corrupt-r3-truncate")
     cut = _event(j, "storage.corrupt")

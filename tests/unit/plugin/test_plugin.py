@@ -147,3 +147,44 @@ def test_report_dir_as_two_arguments_never_moves_the_rootdir_silently(tmp_path: 
     # Inside the project the two-argument form finds the same rootdir: nothing to refuse.
     inside = pytest_in_project("--qiki-report-dir", "tests")
     assert inside.returncode == 0, inside.stdout + inside.stderr
+
+
+COVERING_TEST = """\
+import pytest
+
+@pytest.mark.covers_scenario("../scenarios/storm.yaml")
+def test_storm_and_more():
+    pass
+
+def test_other():
+    pass
+"""
+
+
+def test_a_covered_scenario_runs_once_through_its_covering_test(
+        pytester: pytest.Pytester) -> None:
+    """``covers_scenario``: the scenario item is deselected while its covering test is
+    selected (the test takes its markers, so ``-m`` picks the test); alone, the item runs."""
+    write_scenario(pytester, "storm", "chaos")
+    write_scenario(pytester, "quick", "smoke")
+    (pytester.path / "tests").mkdir()
+    (pytester.path / "tests" / "test_cover.py").write_text(COVERING_TEST)
+
+    def collected(*args: str) -> list[str]:
+        result = pytester.runpytest("--collect-only", "-q", "-p", "no:cacheprovider", *args)
+        return [line for line in result.stdout.lines if "::" in line]
+
+    everything = collected("scenarios", "tests")
+    assert "scenarios/storm.yaml::storm" not in everything
+    assert {"scenarios/quick.yaml::quick", "tests/test_cover.py::test_storm_and_more",
+            "tests/test_cover.py::test_other"} <= set(everything)
+    # the test carries the scenario's marker: -m chaos still runs the storm, once
+    assert collected("-m", "chaos", "scenarios", "tests") == [
+        "tests/test_cover.py::test_storm_and_more"]
+    # the covering test not selected (-k, or not collected): the item runs
+    assert "scenarios/storm.yaml::storm" in collected("-k", "not and_more", "scenarios", "tests")
+    assert collected("scenarios") == ["scenarios/quick.yaml::quick",
+                                      "scenarios/storm.yaml::storm"]
+    # items run another way (--qiki-backend): nothing is deselected
+    assert "scenarios/storm.yaml::storm" in collected("--qiki-backend", "process",
+                                                      "scenarios", "tests")
