@@ -288,6 +288,18 @@ def _monitor(nc: Client, health: str, **kw: Any) -> LagMonitor:
     )
 
 
+async def _poll_until_events(monitor: LagMonitor, nc: Client, tap: _Tap, n: int) -> None:
+    """Poll until the tap holds ``n`` threshold events (at most 10 s): the consumer's pending
+    count follows the PubAck or the acks by a moment, so one poll right after may still see
+    the old lag (seen on a loaded CI run). Extra polls must not add events: the caller polls
+    once more and asserts the exact list."""
+    async with asyncio.timeout(10):
+        while len(tap.decoded()) < n:
+            await monitor.poll_once()
+            await nc.flush()
+            await asyncio.sleep(0.05)
+
+
 async def _catch_up(nc: Client, n: int) -> None:
     sub = await nc.jetstream().pull_subscribe_bind("worker", STREAM)
     for m in await sub.fetch(n, timeout=2):
@@ -328,7 +340,7 @@ async def test_restart_while_over_announces_no_second_crossing(
 
     # It falls back under: cleared, once, by the restarted monitor.
     await _catch_up(nc, 12)
-    await second.poll_once()
+    await _poll_until_events(second, nc, tap, 2)
     await second.poll_once()
     await nc.flush()
     assert [t for t, _ in tap.decoded()] == [THRESHOLD_CROSSED, THRESHOLD_CLEARED]
@@ -337,6 +349,7 @@ async def test_restart_while_over_announces_no_second_crossing(
     third = _monitor(nc, health)
     await third.poll_once()
     await _publish(nc, 6)
+    await _poll_until_events(third, nc, tap, 3)
     await third.poll_once()
     await nc.flush()
     assert [t for t, _ in tap.decoded()] == [
