@@ -46,16 +46,23 @@ checks:
 """
 
 
-def test_container_user_service_killed_and_restarted_loses_nothing(
-    qiki: Qiki, tmp_path: Path, report_dir: Path
-) -> None:
+def _run_echo_project(qiki: Qiki, tmp_path: Path, report_dir: Path,
+                      scenario: str) -> subprocess.CompletedProcess[str]:
+    """A user's project (the echo service with its Dockerfile, and ``scenario``) run with
+    ``qiki-harness run`` from its own directory."""
     root = tmp_path / "project"
     (root / "echo").mkdir(parents=True)
     shutil.copy(ECHO, root / "echo" / "echo.py")
     (root / "echo" / "Dockerfile").write_text(DOCKERFILE)
-    (root / "scenario.yaml").write_text(SCENARIO)
-    proc = qiki("run", "scenario.yaml", "--report-dir", str(report_dir), "--quiet",
+    (root / "scenario.yaml").write_text(scenario)
+    return qiki("run", "scenario.yaml", "--report-dir", str(report_dir), "--quiet",
                 cwd=root, timeout_s=600)
+
+
+def test_container_user_service_killed_and_restarted_loses_nothing(
+    qiki: Qiki, tmp_path: Path, report_dir: Path
+) -> None:
+    proc = _run_echo_project(qiki, tmp_path, report_dir, SCENARIO)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     run_dir = next(p for p in report_dir.iterdir() if p.is_dir())
     journal = json.loads((run_dir / "journal.json").read_text())
@@ -75,14 +82,8 @@ def test_container_user_service_killed_and_restarted_loses_nothing(
 def test_container_user_service_crash_exits_2_quoting_its_log(
     qiki: Qiki, tmp_path: Path, report_dir: Path
 ) -> None:
-    root = tmp_path / "project"
-    (root / "echo").mkdir(parents=True)
-    shutil.copy(ECHO, root / "echo" / "echo.py")
-    (root / "echo" / "Dockerfile").write_text(DOCKERFILE)
     text = SCENARIO.replace("ECHO_OUT: echo.v1.out,", "ECHO_OUT: echo.v1.out, ECHO_CRASH: 1,")
-    (root / "scenario.yaml").write_text(text)
-    proc = qiki("run", "scenario.yaml", "--report-dir", str(report_dir), "--quiet",
-                cwd=root, timeout_s=600)
+    proc = _run_echo_project(qiki, tmp_path, report_dir, text)
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert "cannot open the frobnicator" in proc.stdout
     run_dir = next(p for p in report_dir.iterdir() if p.is_dir())
@@ -103,13 +104,7 @@ def test_container_user_service_under_mtls_loses_nothing(
     qiki: Qiki, tmp_path: Path, report_dir: Path
 ) -> None:
     assert "verify_client: true" in MTLS_SCENARIO
-    root = tmp_path / "project"
-    (root / "echo").mkdir(parents=True)
-    shutil.copy(ECHO, root / "echo" / "echo.py")
-    (root / "echo" / "Dockerfile").write_text(DOCKERFILE)
-    (root / "scenario.yaml").write_text(MTLS_SCENARIO)
-    proc = qiki("run", "scenario.yaml", "--report-dir", str(report_dir), "--quiet",
-                cwd=root, timeout_s=600)
+    proc = _run_echo_project(qiki, tmp_path, report_dir, MTLS_SCENARIO)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     run_dir = next(p for p in report_dir.iterdir() if p.is_dir())
     journal = json.loads((run_dir / "journal.json").read_text())

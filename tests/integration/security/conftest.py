@@ -16,7 +16,8 @@ from typing import Any
 from harness.broker import NatsServer
 from harness.security import Identity, Permissions
 from harness.security.permissions import inbox_prefix
-from services.common.settings import NatsSettings
+from services.common.botspec import RuntimeConfig, provision
+from services.common.settings import NatsSettings, connect
 
 SYS_USER = "qiki-sys"
 
@@ -56,6 +57,15 @@ class AccountsBroker:
         return {"QIKI_NATS_URL": self.server.client_url, "QIKI_NATS_USER": name,
                 "QIKI_NATS_PASSWORD": self.passwords[name],
                 "QIKI_NATS_INBOX_PREFIX": inbox_prefix(name)}
+
+    async def provision(self, config: RuntimeConfig) -> None:
+        """Create the spec's streams and durables as the unrestricted ``harness`` identity
+        (the run does the same before any service starts)."""
+        nc = await connect(self.settings("harness"))
+        try:
+            await provision(nc.jetstream(), config)
+        finally:
+            await nc.close()
 
     def log_text(self) -> str:
         """The server's log so far."""

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from harness.security.permissions import identities_for_run, inbox_prefix
 from harness.security.probes import probe_permission, violations_in_log
-from services.common.botspec import load_runtime_config, provision
+from services.common.botspec import load_runtime_config
 from services.common.cloudevents import new_event, publish_event
 from services.common.settings import connect
 
@@ -23,11 +23,7 @@ SERVICES = ["registrar", "radar_sim"]
 async def test_own_inbox_works_and_another_identity_cannot_read_it(tmp_path: Path) -> None:
     config = load_runtime_config()
     async with accounts_broker(identities_for_run(config, SERVICES), tmp_path) as broker:
-        harness_nc = await connect(broker.settings("harness"))
-        try:
-            await provision(harness_nc.jetstream(), config)
-        finally:
-            await harness_nc.close()
+        await broker.provision(config)
 
         nc = await connect(broker.settings("registrar"))
         try:
@@ -67,11 +63,7 @@ async def test_a_client_keeping_the_shared_inbox_is_refused_and_named(tmp_path: 
     refused), and the server log names the identity and the client."""
     config = load_runtime_config()
     async with accounts_broker(identities_for_run(config, SERVICES), tmp_path) as broker:
-        harness_nc = await connect(broker.settings("harness"))
-        try:
-            await provision(harness_nc.jetstream(), config)
-        finally:
-            await harness_nc.close()
+        await broker.provision(config)
         careless = broker.settings("radar_sim").with_overrides(inbox_prefix=None,
                                                                 name="careless-radar")
         nc = await connect(careless)

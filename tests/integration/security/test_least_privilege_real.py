@@ -14,8 +14,7 @@ from typing import Any
 from harness._process import ManagedProcess
 from harness.security.permissions import identities_for_run
 from harness.security.probes import probe_permission
-from services.common.botspec import load_runtime_config, provision
-from services.common.settings import connect
+from services.common.botspec import load_runtime_config
 
 from .conftest import accounts_broker
 
@@ -53,11 +52,7 @@ async def test_reference_services_work_under_least_privilege(tmp_path: Path) -> 
     config = load_runtime_config()
     identities = identities_for_run(config, SERVICES)
     async with accounts_broker(identities, tmp_path) as broker:
-        harness_nc = await connect(broker.settings("harness"))
-        try:
-            await provision(harness_nc.jetstream(), config)
-        finally:
-            await harness_nc.close()
+        await broker.provision(config)
         urls: dict[str, str] = {}
         registrar = _service("registrar", ["--db", str(tmp_path / "reg.db"), "--http-port", "0",
                                            "--expires", "1"], broker.env("registrar"), urls)
