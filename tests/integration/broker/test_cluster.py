@@ -14,6 +14,7 @@ from nats.js.api import StreamConfig
 from harness._process import _proc_state
 from harness.broker import BrokerError, NatsCluster, open_broker
 from harness.broker._config import free_ports
+from tests.js_retry import until_answered
 
 
 # A tiny relay for these tests only: the real fault proxy lives in harness/faults. It
@@ -132,7 +133,10 @@ async def test_r3_stream_survives_stream_leader_kill(cluster: NatsCluster) -> No
         await js.add_stream(StreamConfig(name="R3", subjects=["r3.>"], num_replicas=3))
         # the create answers before the stream's Raft group has a leader: wait for it
         await cluster.stream_leader("R3", timeout_s=30)
-        await js.publish("r3.a", b"1", timeout=5)
+        await until_answered(
+            lambda: js.publish("r3.a", b"1", timeout=5, headers={"Nats-Msg-Id": "a"}),
+            "publish to the new stream",
+        )
         leader = await cluster.stream_leader("R3")
         await leader.kill()
         assert not leader.running
@@ -141,16 +145,13 @@ async def test_r3_stream_survives_stream_leader_kill(cluster: NatsCluster) -> No
         new_leader = await cluster.stream_leader("R3", timeout_s=30)
         assert new_leader is not leader and new_leader.running
         # Writes keep being accepted (retry while the client may reconnect elsewhere).
-        acked = 0
         for i in range(5):
-            for _ in range(50):
-                try:
-                    await js.publish(f"r3.b{i}", b"x", timeout=1)
-                    acked += 1
-                    break
-                except (nats.errors.Error, TimeoutError):
-                    await asyncio.sleep(0.05)
-        assert acked == 5
+            await until_answered(
+                lambda i=i: js.publish(
+                    f"r3.b{i}", b"x", timeout=1, headers={"Nats-Msg-Id": f"b{i}"}
+                ),
+                f"publish {i} after the leader kill",
+            )
         info = await js.stream_info("R3")
         assert info.state.messages == 6
         # The killed node comes back on the same ports and rejoins.

@@ -15,6 +15,7 @@ from harness.broker.container import ContainerBroker, ContainerNode, create_brok
 from harness.broker.errors import BrokerStartError
 from harness.containers.engine import docker_client, list_labelled, run_selector
 from harness.containers.faults import ContainerFault, run_fault
+from tests.js_retry import until_answered
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(180)]
 
@@ -157,14 +158,21 @@ async def test_cluster_r3_stream_survives_kill_and_partition() -> None:
             # the create answers before the stream's Raft group has a leader: wait for it
             await cluster.stream_leader("R", timeout_s=30)
             for i in range(3):
-                await js.publish("r.x", str(i).encode())
+                await until_answered(
+                    lambda i=i: js.publish("r.x", str(i).encode(), headers={"Nats-Msg-Id": str(i)}),
+                    f"publish {i} to the new stream",
+                )
 
             # kill the stream leader: a new one is elected, writes continue
             leader = await cluster.stream_leader("R")
             await leader.kill()
             new_leader = await cluster.stream_leader("R", timeout_s=30)
             assert new_leader is not leader
-            await js.publish("r.x", b"after-kill")
+            # the client may be reconnecting, the new leader's interest still on its way
+            await until_answered(
+                lambda: js.publish("r.x", b"after-kill", headers={"Nats-Msg-Id": "after-kill"}),
+                "publish after the leader kill",
+            )
             await leader.restart()
 
             # partition one follower off the network: quorum (2 of 3) still writes
@@ -179,7 +187,12 @@ async def test_cluster_r3_stream_survives_kill_and_partition() -> None:
                 return all(r.get("remote_name") != follower.name for r in routez["routes"])
 
             await eventually(routes_dropped, f"peers drop routes to {follower.name}")
-            await js.publish("r.x", b"during-partition")
+            await until_answered(
+                lambda: js.publish(
+                    "r.x", b"during-partition", headers={"Nats-Msg-Id": "during-partition"}
+                ),
+                "publish during the partition",
+            )
             await follower.connect()
 
             async def caught_up() -> bool:

@@ -17,6 +17,7 @@ from harness.broker._http import get as http_get
 from services.common.botspec import RuntimeConfig, load_runtime_config, provision
 from services.common.cloudevents import from_message
 from services.lagmon.events import THRESHOLD_CLEARED, THRESHOLD_CROSSED
+from tests.js_retry import until_answered
 
 
 async def _get(port: int, path: str) -> tuple[int, str]:
@@ -127,7 +128,12 @@ async def test_cluster_counts_each_consumer_once_from_its_leader() -> None:
                 ),
             )
             for i in range(4):
-                await js.publish("r3.x", str(i).encode())
+                await until_answered(
+                    lambda i=i: js.publish(
+                        "r3.x", str(i).encode(), headers={"Nats-Msg-Id": str(i)}
+                    ),
+                    f"publish {i} to the new stream",
+                )
             monitor = LagMonitor(nc, streams=["R3"])
 
             async def settled() -> LagSnapshot:

@@ -14,6 +14,7 @@ from harness.broker import NatsCluster, NatsServer
 from harness.security import Identity, Permissions
 from harness.security.credentials import AUTH_MODES, RunCredentials, default_identities
 from services.common.settings import NatsSettings, connect
+from tests.js_retry import until_answered
 
 pytestmark = pytest.mark.security
 
@@ -45,7 +46,11 @@ async def publish_acked(settings: NatsSettings, stream: str, replicas: int = 1) 
                     if info.cluster is not None and info.cluster.leader:
                         break
                     await asyncio.sleep(0.1)
-        return (await js.publish(f"{stream}.x", b"hello")).seq
+        ack = await until_answered(
+            lambda: js.publish(f"{stream}.x", b"hello", headers={"Nats-Msg-Id": "hello"}),
+            f"publish to {stream}",
+        )
+        return ack.seq
     finally:
         with contextlib.suppress(Exception):
             await nc.close()
