@@ -235,6 +235,10 @@ class ServiceContainer(StartClose):
                 # paused: a pause fault that overlaps a restart; it is resumed at its heal
                 alive = ("running", "created", "paused")
                 if status not in alive or time.monotonic() >= deadline:
+                    # The log above was read before this inspect: a service that printed its
+                    # error and exited in between would be quoted without it. Read it again.
+                    text = await self._docker("logs", self.log_text) or text
+                    self.last_log = text or self.last_log
                     tail = "\n".join(f"    {ln}" for ln in text[offset:].splitlines()[-15:])
                     what = "its ready probe did not pass" if probe is not None else (
                         f"no {self.ready_line.strip()!r} line")
