@@ -493,23 +493,12 @@ def cmd_locust(args: Sequence[str]) -> int:
     ``-f``), the harness's users importable and the ``--qiki-*`` gates setting the exit code.
 
     Locust runs in a child process under this interpreter: it monkeypatches the process it
-    runs in, which the harness never lets happen to itself. Ctrl-C reaches Locust (same
-    process group), which stops and writes its reports; its exit code is ours.
+    runs in, which the harness never lets happen to itself. A Ctrl-C, SIGINT or SIGTERM
+    stops Locust, which writes its reports; its exit code is ours.
     """
-    import signal
-    import subprocess
+    from harness.load.locust_run import locust_command, run_locust_relaying
 
-    from harness.load.locust_run import locust_command
-
-    argv = locust_command(args)
-    proc = subprocess.Popen(argv)
-    # Locust decides what Ctrl-C does; we wait for it rather than die first.
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        code = proc.wait()
-    finally:
-        signal.signal(signal.SIGINT, previous)
-    return code if code >= 0 else 128 - code
+    return run_locust_relaying(locust_command(args))
 
 
 def cmd_registrar(args: argparse.Namespace) -> int:

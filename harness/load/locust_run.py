@@ -21,7 +21,7 @@ from harness.load.gates import LocustGates, LocustStats
 
 __all__ = ["DEFAULT_LOCUSTFILE", "GATES_PLUGIN", "LocustOutcome", "LocustProcessError",
            "locust_argv", "locust_command", "read_locust_csv", "read_locust_rows",
-           "run_locust"]
+           "run_locust", "run_locust_relaying"]
 
 #: The platform locustfile shipped with the harness.
 DEFAULT_LOCUSTFILE = Path(__file__).with_name("locustfile.py")
@@ -65,6 +65,55 @@ def locust_command(args: Sequence[str], env: Mapping[str, str] | None = None) ->
     if not has_host and not env.get("LOCUST_HOST") and env.get("QIKI_NATS_URL"):
         out += ["--host", env["QIKI_NATS_URL"]]
     return [sys.executable, "-m", "locust", *out]
+
+
+#: ``si_code`` of a signal the kernel sent itself, as the terminal's Ctrl-C (``SI_KERNEL``)
+_SI_KERNEL = 0x80
+_STOPS = frozenset({signal.SIGINT, signal.SIGTERM})
+
+
+def _child_takes_stops() -> None:
+    """In the Locust child before exec: SIGINT and SIGTERM unblocked (the mask is inherited),
+    and Ctrl-C Python's KeyboardInterrupt even if we were started with SIGINT ignored (a
+    background job of a script): Locust stops on it and writes all its reports."""
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOPS)
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def run_locust_relaying(argv: Sequence[str]) -> int:
+    """Run ``argv`` (a Locust command) in the foreground and return its exit code
+    (``128 + N`` if signal N ended it). What ``qiki-harness locust`` does.
+
+    Locust decides what a stop means (it writes its reports and sets the code), so this
+    process never dies first:
+    - Ctrl-C at the terminal reaches Locust itself (same process group): nothing is relayed,
+      or Locust would get it twice and cut its own report writing short;
+    - a SIGINT sent to this process alone (``kill -INT``) is relayed as SIGINT;
+    - a SIGTERM (``kill``, ``timeout``, a CI job's cancel) is relayed as SIGTERM: before,
+      this process died of it and left Locust running with no one to wait for it.
+    """
+    import subprocess
+
+    # Blocked before the child exists, so no stop can end us between fork and the wait; the
+    # child unblocks them. sigtimedwait says who sent each one (the terminal or a kill).
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, _STOPS)
+    try:
+        proc = subprocess.Popen(list(argv), preexec_fn=_child_takes_stops)
+        while proc.poll() is None:
+            info = signal.sigtimedwait(_STOPS, 0.2)
+            if info is None:
+                continue
+            if info.si_signo == signal.SIGINT and info.si_code == _SI_KERNEL:
+                continue  # the terminal's Ctrl-C: Locust has it too
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(info.si_signo)
+        code = proc.returncode
+        # A stop that came after Locust ended is spent: it must not kill us on the unblock.
+        while signal.sigtimedwait(_STOPS, 0) is not None:
+            pass
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+    return code if code >= 0 else 128 - code
 
 
 class LocustProcessError(HarnessError):

@@ -241,6 +241,12 @@ def _install_cleanup(environment: Environment) -> None:
         close_shared()
 
     def on_quitting(**_kw: Any) -> None:
+        # Locust fires ``quitting`` before it stops the users when it is interrupted
+        # (Ctrl-C, SIGTERM): closing the connections under them failed their in-flight
+        # publishes, and a clean stop exited 1. Stop them first (a no-op once stopped).
+        runner = environment.runner
+        if runner is not None:
+            runner.stop()
         shutdown_shared()
 
     environment.events.test_stop.add_listener(on_test_stop)

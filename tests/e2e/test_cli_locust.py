@@ -3,11 +3,18 @@ headless, against a real nats-server (issue 12 §2)."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import fcntl
 import json
 import os
+import signal
 import sys
+import termios
+from collections.abc import Callable
 from pathlib import Path
 
+import psutil
 import pytest
 from nats.aio.client import Client
 from nats.js.api import StorageType, StreamConfig
@@ -103,3 +110,85 @@ async def test_own_locustfile_with_a_failing_gate_exits_1(
 
     passing = await run_locust([str(EXE), *args], timeout_s=120, cwd=tmp_path, env=_env())
     assert passing.returncode == 0, passing.output[-3000:]
+
+
+def _sigint_ignored() -> None:
+    """What a non-interactive shell does to a background job (``qiki-harness locust ... &``)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _on_a_terminal(slave: int) -> Callable[[], None]:
+    """A new session whose controlling terminal is the pty ``slave``, as a user's shell."""
+
+    def setup() -> None:
+        os.setsid()
+        fcntl.ioctl(slave, termios.TIOCSCTTY, 0)
+
+    return setup
+
+
+async def _publishing(nc: Client) -> None:
+    """Until Locust's users have published (generous; not a timing)."""
+    async with asyncio.timeout(90):
+        while True:
+            if sum((await _counts(nc)).values()) > 0:
+                return
+            await asyncio.sleep(0.2)
+
+
+@pytest.mark.parametrize("how", ["ctrl-c at the terminal", "kill -INT", "kill -TERM"])
+async def test_a_stop_ends_locust_with_its_reports_and_leaves_nothing_running(
+    nats_server: NatsServer, nats_client: Client, tmp_path: Path, how: str
+) -> None:
+    """A 10-minute run stopped after its first publishes: Locust itself stops, writes its
+    reports and exits 0, and is gone when ``qiki-harness locust`` returns. Before, a SIGINT
+    sent to ``qiki-harness locust`` was ignored, and a SIGTERM killed it and left Locust
+    running (the kill cases are started as a script's background job: SIGINT ignored)."""
+    await _streams(nats_client)
+    argv = [str(EXE), "locust", "--headless", "-u", "2", "-r", "2", "-t", "600s",
+            "--host", nats_server.client_url, "--csv", "run/locust",
+            "--html", "run/locust.html"]
+    master = slave = -1
+    if how == "ctrl-c at the terminal":
+        master, slave = os.openpty()
+        proc = await asyncio.create_subprocess_exec(
+            *argv, cwd=tmp_path, env=_env(), stdin=slave, stdout=slave, stderr=slave,
+            preexec_fn=_on_a_terminal(slave))
+        os.close(slave)
+        drained = bytearray()
+        loop = asyncio.get_running_loop()
+
+        def drain() -> None:  # the pty's buffer must not fill up and block Locust
+            with contextlib.suppress(OSError):
+                drained.extend(os.read(master, 65536))
+
+        loop.add_reader(master, drain)
+    else:
+        proc = await asyncio.create_subprocess_exec(
+            *argv, cwd=tmp_path, env=_env(), stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL, preexec_fn=_sigint_ignored)
+    locust: list[psutil.Process] = []
+    try:
+        await _publishing(nats_client)
+        locust = psutil.Process(proc.pid).children()
+        assert len(locust) == 1 and "locust" in " ".join(locust[0].cmdline())
+        if how == "ctrl-c at the terminal":
+            os.write(master, b"\x03")  # the terminal sends SIGINT to its foreground group
+        else:
+            proc.send_signal(signal.SIGINT if how == "kill -INT" else signal.SIGTERM)
+        await asyncio.wait_for(proc.wait(), 90)  # Locust would run for 10 minutes
+        gone = [not p.is_running() for p in locust]
+    finally:
+        if master >= 0:
+            asyncio.get_running_loop().remove_reader(master)
+            os.close(master)
+        for p in [*locust, psutil.Process(proc.pid)] if proc.returncode is None else locust:
+            with contextlib.suppress(psutil.Error):
+                p.kill()
+        await proc.wait()
+    assert gone == [True], "Locust outlived qiki-harness locust"
+    assert proc.returncode == 0
+    stats = read_locust_csv(tmp_path / "run" / "locust")
+    assert stats.requests > 0 and stats.failures == 0
+    if how != "kill -TERM":  # Locust writes its HTML report on a Ctrl-C, not on SIGTERM
+        assert (tmp_path / "run" / "locust.html").stat().st_size > 0
