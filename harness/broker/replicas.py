@@ -175,13 +175,18 @@ async def wait_converged(nodes: list[Any], stream: str, *,
 
 
 async def read_replicas(nodes: list[Any], stream: str, workdir: Path, *,
-                        settle_timeout_s: float = 10.0,
+                        settle_timeout_s: float = 10.0, flush_timeout_s: float = 5.0,
                         ) -> tuple[list[ReplicaContent], bool, dict[str, dict[str, Any]]]:
     """Read ``stream`` from every node's store (``node.store_dir``), one after the other.
 
     Returns (contents per node, whether the live replicas agreed before the copy, their
     live states). Works on process nodes (the store is a directory on this machine, plain
     or on the storage-fault filesystem).
+
+    A running node counts a message before its flusher has written it to the block file
+    (writes are coalesced): a copy taken in that moment lacks the newest messages. So a
+    copy that ends before the sequence the node itself reports is taken again, for up to
+    ``flush_timeout_s``; what is still missing then is a finding.
     """
     converged, states = await wait_converged(nodes, stream, timeout_s=settle_timeout_s)
     await asyncio.to_thread(workdir.mkdir, parents=True, exist_ok=True)
@@ -192,9 +197,17 @@ async def read_replicas(nodes: list[Any], stream: str, workdir: Path, *,
             if store is None:
                 contents.append(ReplicaContent(node=node.name, error="no local store dir"))
                 continue
+            reported = (states.get(node.name) or {}).get("last_seq") or 0
+            deadline = time.monotonic() + flush_timeout_s
             try:
-                contents.append(await read_store(Path(store), stream, node.name, workdir,
-                                                 binary=getattr(node, "binary", None)))
+                while True:
+                    content = await read_store(Path(store), stream, node.name, workdir,
+                                               binary=getattr(node, "binary", None))
+                    if (content.error or content.absent or content.last_seq >= reported
+                            or time.monotonic() >= deadline):
+                        break
+                    await asyncio.sleep(0.2)
+                contents.append(content)
             except Exception as exc:  # one unreadable replica is a finding, not a crash
                 contents.append(ReplicaContent(node=node.name,
                                                error=f"{type(exc).__name__}: {exc}"))
