@@ -411,6 +411,9 @@ class FaultStep(_Step):
     #: picks the block file and offset (``corrupt``) or the nodes (``broker:minority``):
     #: the same seed on the same store picks the same place, so a run can be reproduced
     seed: int = Field(default=0, ge=0)
+    #: ``corrupt``: where in the block the offset may land: anywhere (a record's length,
+    #: sequence, timestamp... or its payload), or only among message payload bytes
+    region: Literal["any", "payload"] = "any"
     # -- crash-loop (issue 11 §5): ``count`` crashes ``every_s`` apart (or for ``for_s``);
     #    each keeps the target down ``duration_s`` (default 0: restarted at once)
     every_s: float | None = Field(default=None, gt=0, le=3600)
@@ -453,6 +456,9 @@ class FaultStep(_Step):
                                          or not self.target.startswith("broker")):
             raise ValueError("action 'corrupt' needs a broker node target and stream: NAME "
                              "(whose message block file is damaged on that node)")
+        if self.region != "any" and self.action != "corrupt":
+            raise ValueError(f"region is for action 'corrupt' (where in the message block "
+                             f"the damage lands), not {self.action!r}")
         if self.action == "crash-loop":
             if self.every_s is None or (self.count is None) == (self.for_s is None):
                 raise ValueError("action 'crash-loop' needs every_s and exactly one of count "

@@ -19,7 +19,7 @@ from harness.broker._highwayhash import stream_meta_sum
 from harness.broker.replicas import find_stream_dir, read_replicas, read_store
 from harness.checks.observations import DeliveryLog
 from harness.checks.replicas import account_replicas, check_replicas
-from harness.faults.corrupt import corrupt_block
+from harness.faults.corrupt import block_files, block_records, corrupt_block
 
 STREAM = "REPL"
 N = 300
@@ -73,7 +73,16 @@ async def test_a_flipped_bit_shows_as_messages_missing_on_that_replica(tmp_path:
         ids = await _fill(cluster)
         n2 = cluster.node("n2")
         await n2.stop()
-        done = corrupt_block(n2.store_dir, STREAM, "bitflip", seed=0)
+        # The record layout the corrupt fault reads matches the server's own block: every
+        # record parses, in order, to the end of the file, each payload where it should be.
+        [blk] = block_files(n2.store_dir, STREAM)
+        data = blk.read_bytes()
+        records = block_records(data)
+        assert [r.seq for r in records] == list(range(1, N + 1))
+        assert records[-1].fields[-1][2] == len(data)
+        assert all(data[slice(*r.payload)] == b"x" * 200 for r in records)
+        done = corrupt_block(n2.store_dir, STREAM, "bitflip", seed=0, region="payload")
+        assert done["field"] == "payload" and done["byte_before"] == ord("x")
         damaged = await read_store(n2.store_dir, STREAM, "n2", tmp_path / "a")
         healthy = await read_store(cluster.node("n1").store_dir, STREAM, "n1", tmp_path / "b")
     assert done["byte_before"] != done["byte_after"]

@@ -81,7 +81,9 @@ R3 = BASE.replace("nodes: 1, store: fuse", "nodes: 3")
 def test_corrupt_and_minority_load() -> None:
     c = _fault("{at_s: 1, action: corrupt, target: broker:n2, stream: QIKI_EVENTS_V1, "
                "mode: truncate, seed: 7}", R3)
-    assert (c.stream, c.mode, c.seed) == ("QIKI_EVENTS_V1", "truncate", 7)
+    assert (c.stream, c.mode, c.seed, c.region) == ("QIKI_EVENTS_V1", "truncate", 7, "any")
+    assert _fault("{at_s: 1, action: corrupt, target: broker:n2, stream: S, "
+                  "region: payload}", R3).region == "payload"
     # bit flip is the default; the store may be a plain directory (no FUSE needed)
     assert _fault("{at_s: 1, action: corrupt, target: 'broker:stream-leader:S', "
                   "stream: S}", R3).mode == "bitflip"
@@ -96,6 +98,9 @@ def test_corrupt_and_minority_load() -> None:
      "needs a broker node target and stream"),
     ("{at_s: 1, action: corrupt, target: broker:n2, stream: S, mode: shred}", "bitflip"),
     ("{at_s: 1, action: kill, target: broker:minority}", "is for action 'power-loss'"),
+    ("{at_s: 1, action: kill, target: broker:n2, region: payload}",
+     "region is for action 'corrupt'"),
+    ("{at_s: 1, action: corrupt, target: broker:n2, stream: S, region: header}", "payload"),
 ])
 def test_bad_corrupt_or_minority_is_named(fault: str, needle: str) -> None:
     probs = _problems(R3.replace("FAULT", fault))
