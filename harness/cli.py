@@ -230,16 +230,24 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    """Check scenario files without running them."""
+    """Check scenario files without running them: each file, and the BotSpec, contracts and
+    default subjects it would run with."""
     from harness.scenario.loader import ScenarioError, load_scenario
+    from harness.scenario.runner import check_scenario_spec
+    from services.common.botspec import BotSpecError
 
     code = EXIT_OK
     for f in args.scenarios:
         try:
             s = load_scenario(f)
-            print(f"ok      {f} ({s.name}: {len(s.method)} step(s), {len(s.checks)} check(s))")
+            spec = check_scenario_spec(s, Path(f))
+            print(f"ok      {f} ({s.name}: {len(s.method)} step(s), {len(s.checks)} check(s); "
+                  f"spec {spec})")
         except ScenarioError as exc:
             _err(str(exc))
+            code = EXIT_ERROR
+        except (BotSpecError, ConfigError) as exc:
+            _err(f"{f}: {exc}")
             code = EXIT_ERROR
     return code
 

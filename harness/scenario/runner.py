@@ -1252,6 +1252,22 @@ def _step_label(step: Any) -> str:
     return f"{text} ({step.name})" if step.name else text
 
 
+def check_scenario_spec(scenario: Scenario, scenario_file: Path) -> Path:
+    """What ``run`` would load before anything starts, loaded now: the scenario's BotSpec
+    (``topology.spec`` relative to the file, else ``$QIKI_BOTSPEC`` or QIKI's), the contracts
+    its ``contract`` checks use, and the subject each load/publish step defaults to.
+    Returns the spec's path; raises BotSpecError or ConfigError naming the problem."""
+    from services.common.botspec import default_botspec_path, load_runtime_config
+
+    spec = ((scenario_file.parent / scenario.topology.spec).resolve()
+            if scenario.topology.spec else default_botspec_path())
+    config = load_runtime_config(spec)
+    registry_for_run(config, scenario)
+    for entry in scenario.method:
+        _with_default_subject(step_body(entry), config)
+    return spec
+
+
 def _with_default_subject(step: Any, config: RuntimeConfig) -> Any:
     """A load or publish step without ``subject`` publishes on the spec's sensor channel
     (``runtime.radar_sim.sensor``): no subject is spelled out in the harness."""

@@ -95,6 +95,31 @@ def test_greenhouse_broken_contract_fails_with_the_json_pointer(tmp_path: Path) 
     assert "/temperature_c" in text and "acme.climate.v1.Reading" in text
 
 
+def test_validate_loads_the_spec_and_contracts_a_scenario_runs_with(tmp_path: Path) -> None:
+    """``validate`` finds before any run what ``run`` would refuse at start-up: a contract
+    file that does not compile (it said ok), and a broken ``$QIKI_BOTSPEC`` a scenario
+    without ``topology.spec`` falls back to."""
+    project = tmp_path / "greenhouse"
+    shutil.copytree(GREENHOUSE, project)
+    ok = sh("qiki-harness", "validate", "scenarios/smoke.yaml", cwd=project)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert f"spec {project / 'specs' / 'greenhouse.yaml'}" in ok.stdout
+    (project / "contracts" / "set-target.schema.json").write_text('{"type": "objekt"}')
+    bad = sh("qiki-harness", "validate", "scenarios/smoke.yaml", cwd=project)
+    assert bad.returncode == 2, bad.stdout + bad.stderr
+    assert "set-target.schema.json: not a valid JSON Schema" in bad.stderr
+    assert "acme.climate.v1.SetTarget" in bad.stderr and "ok " not in bad.stdout
+
+    broken_spec = tmp_path / "broken.yaml"
+    broken_spec.write_text("version: 1\nstreams: [oops\n")
+    shipped_smoke = REPO / "scenarios" / "smoke.yaml"
+    res = subprocess.run([str(BIN / "qiki-harness"), "validate", str(shipped_smoke)],
+                         cwd=tmp_path, env=user_env(QIKI_BOTSPEC=str(broken_spec)),
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 2, res.stdout + res.stderr
+    assert f"{broken_spec}:3" in res.stderr and "YAML syntax error" in res.stderr
+
+
 def test_greenhouse_chaos_kill_and_latency_lose_nothing(tmp_path: Path) -> None:
     res = sh("qiki-harness", "run", "scenarios/chaos.yaml", "--report-dir", str(tmp_path), "-q",
              cwd=GREENHOUSE)
