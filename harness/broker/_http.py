@@ -10,7 +10,7 @@ import asyncio
 import json
 from typing import Any
 
-__all__ = ["HttpError", "get", "get_json"]
+__all__ = ["HttpError", "get", "get_json", "get_text"]
 
 
 class HttpError(OSError):
@@ -54,3 +54,10 @@ async def get_json(host: str, port: int, path: str, *, timeout_s: float = 1.0) -
         return json.loads(body)
     except ValueError as exc:
         raise HttpError(f"non-JSON answer from {host}:{port}{path}: {body[:200]!r}") from exc
+
+
+async def get_text(port: int, path: str, *, host: str = "127.0.0.1",
+                   timeout_s: float = 10.0) -> tuple[int, str]:
+    """GET ``path`` of a local endpoint (a service's health or metrics); (status, text)."""
+    status, body = await get(host, port, path, timeout_s=timeout_s)
+    return status, body.decode()

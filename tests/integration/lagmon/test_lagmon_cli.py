@@ -12,18 +12,11 @@ from nats.js import JetStreamContext, api
 
 from harness._process import ManagedProcess
 from harness.broker import NatsServer
-from harness.broker._config import HOST
-from harness.broker._http import get as http_get
+from harness.broker._http import get_text
 from services.common.botspec import RuntimeConfig, load_runtime_config, provision
 from services.common.cloudevents import from_message
 from services.lagmon.events import THRESHOLD_CLEARED, THRESHOLD_CROSSED
 from tests.js_retry import until_answered
-
-
-async def _get(port: int, path: str) -> tuple[int, str]:
-    """GET a service endpoint on 127.0.0.1 (the harness's monitoring-port client)."""
-    status, body = await http_get(HOST, port, path, timeout_s=10)
-    return status, body.decode()
 
 
 async def _events_behind(nc: nats.NATS) -> tuple[RuntimeConfig, JetStreamContext]:
@@ -61,7 +54,7 @@ async def test_cli_serves_lag_and_publishes_crossing() -> None:
             async with ManagedProcess(argv, name="lagmon", ready=probe) as proc:
                 port = int(ready[0].rsplit(":", 1)[1])
                 # READY comes after the first poll, which saw the 5 messages and published.
-                status, body = await _get(port, "/lag")
+                status, body = await get_text(port, "/lag")
                 assert status == 200
                 lag = json.loads(body)
                 rows = {(c["stream"], c["consumer"]): c for c in lag["snapshot"]["consumers"]}
@@ -70,15 +63,15 @@ async def test_cli_serves_lag_and_publishes_crossing() -> None:
                 assert lag["over_threshold"] == [
                     {"stream": "QIKI_EVENTS_V1", "consumer": "registrar-events"}
                 ]
-                status, text = await _get(port, "/metrics")
+                status, text = await get_text(port, "/metrics")
                 assert status == 200
                 assert (
                     'qiki_jetstream_consumer_lag{consumer="registrar-radar",'
                     'stream="QIKI_RADAR_V1"} 0.0' in text
                 )
                 assert "qiki_lagmon_poll_duration_seconds_count" in text
-                assert await _get(port, "/healthz") == (200, "ok\n")
-                assert (await _get(port, "/nope"))[0] == 404
+                assert await get_text(port, "/healthz") == (200, "ok\n")
+                assert (await get_text(port, "/nope"))[0] == 404
 
                 msg = await js.get_last_msg("QIKI_EVENTS_V1", config.subjects.health_events)
                 ev = from_message(msg.headers, msg.data or b"")
@@ -173,7 +166,7 @@ async def test_cli_keeps_polling_across_a_broker_restart() -> None:
             port = int(ready[0].rsplit(":", 1)[1])
 
             async def polls() -> float:
-                text = (await _get(port, "/metrics"))[1]
+                text = (await get_text(port, "/metrics"))[1]
                 return sum(
                     float(line.rsplit(" ", 1)[1])
                     for line in text.splitlines()
@@ -186,7 +179,7 @@ async def test_cli_keeps_polling_across_a_broker_restart() -> None:
             async def advanced() -> None:
                 # Polling a remote endpoint: there is no local event to wait on.
                 while await polls() < before + 3 or (  # noqa: ASYNC110
-                    await _get(port, "/healthz")
+                    await get_text(port, "/healthz")
                 )[0] != 200:
                     await asyncio.sleep(0.1)
 
@@ -222,7 +215,7 @@ async def test_cli_restart_while_over_sends_no_second_crossing() -> None:
             probe = _ready_probe(ready)
 
             async def polls(port: int) -> float:
-                text = (await _get(port, "/metrics"))[1]
+                text = (await get_text(port, "/metrics"))[1]
                 return sum(
                     float(line.rsplit(" ", 1)[1])
                     for line in text.splitlines()
@@ -251,7 +244,7 @@ async def test_cli_restart_while_over_sends_no_second_crossing() -> None:
                 await after_polls(port, 5)
                 assert await stored() == [THRESHOLD_CROSSED]
                 assert "restored threshold state: 1 consumers over" in proc.log_text()
-                lag = json.loads((await _get(port, "/lag"))[1])
+                lag = json.loads((await get_text(port, "/lag"))[1])
                 assert lag["over_threshold"] == [
                     {"stream": "QIKI_EVENTS_V1", "consumer": "registrar-events"}
                 ]

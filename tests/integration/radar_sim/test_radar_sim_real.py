@@ -12,8 +12,7 @@ from nats.js.api import ConsumerConfig, DeliverPolicy
 
 from harness._process import ManagedProcess
 from harness.broker import NatsServer
-from harness.broker._config import HOST
-from harness.broker._http import get as http_get
+from harness.broker._http import get_text
 from services.common.botspec import RuntimeConfig, load_runtime_config, provision
 from services.common.cloudevents import CloudEvent, from_message
 from services.radar_sim import events
@@ -143,12 +142,6 @@ async def _until(cond: Callable[[], Awaitable[bool]], what: str, timeout_s: floa
         raise AssertionError(f"timed out waiting for {what}") from None
 
 
-async def _get(port: int, path: str) -> tuple[int, str]:
-    """GET a service endpoint on 127.0.0.1 (the harness's monitoring-port client)."""
-    status, body = await http_get(HOST, port, path, timeout_s=10)
-    return status, body.decode()
-
-
 def _metric(text: str, prefix: str) -> float:
     lines = [line for line in text.splitlines() if line.startswith(prefix)]
     return sum(float(line.rsplit(" ", 1)[1]) for line in lines)
@@ -171,17 +164,18 @@ async def test_cli_survives_a_broker_restart_and_exits_0_on_sigterm() -> None:
                 "--status-interval-s", "0.2"]
         async with ManagedProcess(argv, name="radar_sim", ready=probe) as proc:
             port = int(ready[0].rsplit(":", 1)[1])
-            status, body = await _get(port, "/healthz")
+            status, body = await get_text(port, "/healthz")
             assert (status, body) == (200, "ok\n")
 
             async def published() -> float:
-                return _metric((await _get(port, "/metrics"))[1], "qiki_radar_sim_published_total")
+                _, text = await get_text(port, "/metrics")
+                return _metric(text, "qiki_radar_sim_published_total")
 
             await _until(lambda: _gt(published, 0), "first frames")
             await srv.node.restart()
             after_restart = await published()
             await _until(lambda: _gt(published, after_restart + 10), "frames after restart")
-            text = (await _get(port, "/metrics"))[1]
+            text = (await get_text(port, "/metrics"))[1]
             assert _metric(text, "qiki_radar_sim_reconnects_total") >= 1
             assert proc.running
             await proc.terminate()
