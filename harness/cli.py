@@ -317,7 +317,21 @@ def cmd_down(args: argparse.Namespace) -> int:
     print(f"removed {len(report.containers)} container(s), {len(report.networks)} network(s)")
     for name, error in report.errors.items():
         _err(f"could not remove {name}: {error}")
-    return EXIT_ERROR if report.errors or mounts.errors else EXIT_OK
+    image_errors: dict[str, str] = {}
+    if args.images is not None:
+        from harness.containers.images import prune_images
+
+        kinds = None if args.images == "all" else [k for k in args.images.split(",") if k]
+        pruned = prune_images(kinds)
+        print(f"removed {len(pruned.removed)} superseded image(s), kept the newest "
+              f"{len(pruned.kept)}" + (f"; {len(pruned.in_use)} still in use"
+                                       if pruned.in_use else ""))
+        for name in pruned.removed:
+            print(f"  removed {name}")
+        image_errors = pruned.errors
+        for name, error in image_errors.items():
+            _err(f"could not remove image {name}: {error}")
+    return EXIT_ERROR if report.errors or mounts.errors or image_errors else EXIT_OK
 
 
 # --------------------------------------------------------------------------- botspec / doctor
@@ -588,6 +602,10 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--run", metavar="RUN_ID", default=None,
                    help="only this run's resources (label qiki-harness.run=RUN_ID; mounts "
                    "named qiki-fusefs:RUN_ID)")
+    d.add_argument("--images", nargs="?", const="all", default=None, metavar="KIND[,KIND]",
+                   help="also remove the images the harness built that a newer build of the "
+                   "same kind superseded (kinds: nats, services, user-NAME; default all), "
+                   "keeping the newest of each and any still in use")
     d.set_defaults(func=cmd_down)
 
     b = sub.add_parser("botspec", help="validate a BotSpec or generate its runtime config")

@@ -25,7 +25,7 @@ import tarfile
 import tempfile
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -579,3 +579,76 @@ def _build_services_image(client: Any, plan: _Plan, tag: str, digest: str) -> Im
     return ImageInfo(
         tag=tag, source="built", content_hash=digest, build_s=time.perf_counter() - t0
     )
+
+
+#: Label naming what a harness-built image is: ``nats``, ``services`` or ``user-NAME``.
+LABEL_IMAGE_KIND = f"{LABEL_ROOT}.image"
+
+
+@dataclass
+class PruneReport:
+    """What :func:`prune_images` removed and kept (tags or ids), and what failed."""
+
+    removed: list[str] = field(default_factory=list)
+    #: the newest image of each kind (and NATS version)
+    kept: list[str] = field(default_factory=list)
+    #: superseded, but a container or a child image still uses it
+    in_use: list[str] = field(default_factory=list)
+    errors: dict[str, str] = field(default_factory=dict)
+
+
+def _image_name(image: Any) -> str:
+    return ", ".join(image.tags) if image.tags else image.short_id
+
+
+def prune_images(kinds: Iterable[str] | None = None, *, client: Any = None) -> PruneReport:
+    """Remove the images the harness built that a newer build of the same kind superseded.
+
+    Services and user images are tagged by content, so every change of the project or of a
+    user service's directory builds a new one and the old ones stay (117 MB each here, a
+    full copy per image on Docker's ``vfs`` driver). This keeps the newest of each kind
+    (``nats`` per server version, ``services``, ``user-NAME``) and removes the rest, or only
+    those of ``kinds``. An image a container or a child image still uses stays (``in_use``):
+    an image is never forced out from under a run. Rebuilding a removed one costs a build.
+    """
+    from docker.errors import APIError
+
+    wanted = None if kinds is None else set(kinds)
+    own_client = client is None
+    client = client or docker_client()
+    report = PruneReport()
+    try:
+        groups: dict[tuple[str, str], list[Any]] = {}
+        for image in client.images.list(filters={"label": LABEL_IMAGE_KIND}):
+            labels = image.labels or {}
+            kind = labels.get(LABEL_IMAGE_KIND, "")
+            if wanted is not None and kind not in wanted:
+                continue
+            key = (kind, labels.get(f"{LABEL_ROOT}.nats-version", ""))
+            groups.setdefault(key, []).append(image)
+        superseded: list[Any] = []
+        for images in groups.values():
+            images.sort(key=lambda i: str(i.attrs.get("Created", "")), reverse=True)
+            report.kept.append(_image_name(images[0]))
+            superseded += images[1:]
+        # User images are built FROM a services image: children first, then their parents
+        # (a parent with a child left is refused: tried again after the others).
+        for _ in range(2):
+            left = []
+            for image in superseded:
+                try:
+                    client.images.remove(image.id, noprune=False)
+                    report.removed.append(_image_name(image))
+                except APIError as exc:
+                    if exc.status_code == 404:
+                        continue  # removed concurrently
+                    if exc.status_code == 409:
+                        left.append(image)
+                    else:
+                        report.errors[_image_name(image)] = str(exc)
+            superseded = left
+        report.in_use = [_image_name(i) for i in superseded]
+    finally:
+        if own_client:
+            client.close()
+    return report

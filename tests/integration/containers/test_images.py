@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -102,4 +103,53 @@ async def test_service_container_runs_next_to_the_broker() -> None:
     try:
         assert list_labelled(client, run_selector(run_id)) == ([], [])
     finally:
+        client.close()
+
+
+def test_down_images_removes_superseded_builds_and_keeps_the_newest_and_those_in_use(
+    tmp_path: Path,
+) -> None:
+    """Three builds of one user service (content-tagged, as ``build:`` makes them); the
+    oldest is superseded and unused, the middle one has a container. ``qiki-harness down
+    --images KIND`` removes the oldest only; the other kinds are left alone."""
+    import subprocess
+    import sys
+
+    kind = f"user-prune{uuid.uuid4().hex[:8]}"
+    run = f"prune-{uuid.uuid4().hex[:8]}"
+    client = docker_client()
+    tags = []
+    container = None
+    try:
+        for i in range(3):
+            ctx = tmp_path / f"v{i}"
+            ctx.mkdir()
+            (ctx / "payload").write_text(f"build {i}\n")
+            (ctx / "Dockerfile").write_text(
+                f"FROM scratch\nCOPY payload /payload\n"
+                f'LABEL qiki-harness.image="{kind}" {LABEL_CONTENT_HASH}="{i}"\n')
+            tag = f"qiki/{kind}:v{i}"
+            client.images.build(path=str(ctx), tag=tag, rm=True, pull=False)
+            tags.append(tag)
+        # in use: a container (of no harness run, so `down --run` leaves it) holds build 1
+        container = client.containers.create(tags[1], command=["/payload"])
+        others_before = {i.id for i in client.images.list(filters={"label": "qiki-harness.image"})
+                         if i.labels.get("qiki-harness.image") != kind}
+        res = subprocess.run(
+            [str(Path(sys.executable).parent / "qiki-harness"), "down", "--run", run,
+             "--images", kind], capture_output=True, text=True, timeout=120)
+        assert res.returncode == 0, res.stdout + res.stderr
+        assert "removed 1 superseded image(s), kept the newest 1; 1 still in use" in res.stdout
+        assert f"removed {tags[0]}" in res.stdout
+        left = {t for i in client.images.list(name=f"qiki/{kind}") for t in i.tags}
+        assert left == {tags[1], tags[2]}
+        others_after = {i.id for i in client.images.list(filters={"label": "qiki-harness.image"})
+                        if i.labels.get("qiki-harness.image") != kind}
+        assert others_before <= others_after  # no other kind was touched
+    finally:
+        if container is not None:
+            container.remove(force=True)
+        for tag in tags:
+            with contextlib.suppress(Exception):
+                client.images.remove(tag, force=True)
         client.close()
