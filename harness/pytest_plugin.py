@@ -173,6 +173,12 @@ def _serial_lock_dir(testrunuid: str) -> Path:
     return Path(tempfile.gettempdir()) / "qiki-harness-locks" / f"session-{testrunuid}"
 
 
+def _xdist_controller(config: pytest.Config) -> bool:
+    """True in the controller of a pytest-xdist session (it runs no tests itself)."""
+    return not hasattr(config, "workerinput") and bool(getattr(config.option, "numprocesses",
+                                                               None))
+
+
 def xdist_worker(config: pytest.Config) -> str | None:
     """This process's pytest-xdist worker id (``gw0``...), None when not a worker."""
     workerinput = getattr(config, "workerinput", None)
@@ -221,6 +227,12 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     label = os.environ.get(SESSION_ENV)
     if _docker_gate_result is not None and _docker_gate_result[0] == "run" and label:
         cleanup(session_selector(label))
+    if label and _xdist_controller(session.config):
+        # Every worker is done: sweep what a crashed one left (it never ran the above).
+        from harness.containers.engine import cleanup_session_prefix, docker_available
+
+        if docker_available()[0]:
+            cleanup_session_prefix(f"{label}-gw")
     changed, before = session.config.stash.get(_SESSION_ENV_BEFORE, (False, None))
     if changed:
         if before is None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
@@ -181,6 +182,26 @@ def cleanup(selector: str = ROOT_SELECTOR, *, client: Any = None) -> CleanupRepo
             f"cleanup selector {selector!r} does not name a harness label "
             f"(expected {LABEL_ROOT!r} or {LABEL_RUN!r}=<run id>)"
         )
+    return _remove_matching(selector, lambda _labels: True, client)
+
+
+def cleanup_session_prefix(prefix: str, *, client: Any = None) -> CleanupReport:
+    """Remove every container then network whose session label starts with ``prefix``.
+
+    The controller of a pytest-xdist session sweeps its workers' labels (``<session>-gw0``,
+    ``-gw1``... and those of workers started to replace crashed ones) once they are all
+    done: a worker that crashed never ran its own clean-up. A label filter cannot match a
+    prefix, so the values are compared here."""
+    if not prefix:
+        raise ValueError("cleanup_session_prefix needs a non-empty prefix")
+    return _remove_matching(
+        LABEL_SESSION, lambda labels: labels.get(LABEL_SESSION, "").startswith(prefix), client)
+
+
+def _remove_matching(selector: str, keep: Callable[[dict[str, str]], bool],
+                     client: Any) -> CleanupReport:
+    """Containers (forced, with anonymous volumes) then networks matching the label
+    ``selector`` whose labels pass ``keep``; errors collected, not raised."""
     report = CleanupReport(selector=selector)
     own_client = client is None
     if own_client:
@@ -190,6 +211,8 @@ def cleanup(selector: str = ROOT_SELECTOR, *, client: Any = None) -> CleanupRepo
             return report  # no engine: nothing can be left behind on it
     try:
         for container in client.containers.list(all=True, filters={"label": selector}):
+            if not keep(container.labels or {}):
+                continue
             try:
                 container.remove(force=True, v=True)
                 report.containers.append(container.name)
@@ -198,6 +221,8 @@ def cleanup(selector: str = ROOT_SELECTOR, *, client: Any = None) -> CleanupRepo
                     continue  # removed concurrently: the goal is met
                 report.errors[f"container {container.name}"] = str(exc)
         for network in client.networks.list(filters={"label": selector}):
+            if not keep((network.attrs or {}).get("Labels") or {}):
+                continue
             try:
                 network.remove()
                 report.networks.append(network.name)
