@@ -60,15 +60,23 @@ async def test_injector_engine_under_each_mode(tmp_path: Path, mode: str, tls: b
         assert len(res.delivery_sets()[1]) == 300, res.summary()
 
 
-@pytest.mark.parametrize("fast", ["1", "0"], ids=["fast-publish", "nats-py"])
-async def test_locust_users_take_credentials_from_env(tmp_path: Path, fast: str) -> None:
-    async with secured(tmp_path, "user", tls=True, mtls=True) as srv:
+@pytest.mark.parametrize(("mode", "tls", "fast"), [
+    ("user", True, "1"), ("user", True, "0"),
+    # streams in the application account: the users' identity must land there
+    ("accounts", False, "1"),
+], ids=["mtls-fast-publish", "mtls-nats-py", "accounts-fast-publish"])
+async def test_locust_users_take_credentials_from_env(tmp_path: Path, mode: str, tls: bool,
+                                                      fast: str) -> None:
+    async with secured(tmp_path, mode, tls=tls, mtls=tls) as srv:
         s = srv.nats_settings()
-        assert s.password is not None and s.tls_ca_file and s.tls_cert_file and s.tls_key_file
+        assert s.password is not None
         env = {"QIKI_NATS_USER": str(s.user),
                "QIKI_NATS_PASSWORD": s.password.get_secret_value(),
-               "QIKI_NATS_CA": str(s.tls_ca_file), "QIKI_NATS_CERT": str(s.tls_cert_file),
-               "QIKI_NATS_KEY": str(s.tls_key_file), "QIKI_LOCUST_FAST_PUBLISH": fast}
+               "QIKI_LOCUST_FAST_PUBLISH": fast}
+        if tls:
+            assert s.tls_ca_file and s.tls_cert_file and s.tls_key_file
+            env.update({"QIKI_NATS_CA": str(s.tls_ca_file), "QIKI_NATS_CERT": str(s.tls_cert_file),
+                        "QIKI_NATS_KEY": str(s.tls_key_file)})
         argv = locust_argv(host=srv.client_url, users=4, run_time_s=3,
                            csv_prefix=tmp_path / "l", gates=LocustGates(max_fail_ratio=0.0))
         out = await run_locust(argv, timeout_s=90, env=env)
@@ -79,6 +87,15 @@ async def test_locust_users_take_credentials_from_env(tmp_path: Path, fast: str)
         # the warm-up connect uses the same credentials (without them it failed the TLS
         # handshake and held the run 30 s)
         assert "warm-up connect" not in out.output, out.output[-3000:]
+        # what Locust acked is in the streams the platform's identity sees (its account)
+        nc = await connect(s, first_connect_timeout_s=10)
+        try:
+            js = nc.jetstream(timeout=10)
+            stored = sum([(await js.stream_info(n)).state.messages
+                          for n in ("QIKI_RADAR_V1", "QIKI_EVENTS_V1")])
+        finally:
+            await nc.close()
+        assert stored >= stats.requests - stats.failures > 0
 
 
 async def test_fault_proxy_in_front_of_mtls(tmp_path: Path) -> None:
