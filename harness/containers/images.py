@@ -601,6 +601,15 @@ def _image_name(image: Any) -> str:
     return ", ".join(image.tags) if image.tags else image.short_id
 
 
+def _created_key(image: Any) -> tuple[str, str]:
+    """An image's creation time as a sortable key: Docker writes RFC 3339 in UTC with up to
+    nine fraction digits and trailing zeros dropped ("...:43.91444927Z"), which does not
+    sort as text ("39.5Z" after "39.50001Z"): the fraction is padded to nine digits."""
+    raw = str(image.attrs.get("Created", "")).rstrip("Z")
+    whole, _, fraction = raw.partition(".")
+    return whole, fraction.ljust(9, "0")
+
+
 def prune_images(kinds: Iterable[str] | None = None, *, client: Any = None) -> PruneReport:
     """Remove the images the harness built that a newer build of the same kind superseded.
 
@@ -628,7 +637,7 @@ def prune_images(kinds: Iterable[str] | None = None, *, client: Any = None) -> P
             groups.setdefault(key, []).append(image)
         superseded: list[Any] = []
         for images in groups.values():
-            images.sort(key=lambda i: str(i.attrs.get("Created", "")), reverse=True)
+            images.sort(key=_created_key, reverse=True)
             report.kept.append(_image_name(images[0]))
             superseded += images[1:]
         # User images are built FROM a services image: children first, then their parents
