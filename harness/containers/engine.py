@@ -182,7 +182,7 @@ def cleanup(selector: str = ROOT_SELECTOR, *, client: Any = None) -> CleanupRepo
             f"cleanup selector {selector!r} does not name a harness label "
             f"(expected {LABEL_ROOT!r} or {LABEL_RUN!r}=<run id>)"
         )
-    return _remove_matching(selector, lambda _labels: True, client)
+    return _remove_matching(selector, None, client)
 
 
 def cleanup_session_prefix(prefix: str, *, client: Any = None) -> CleanupReport:
@@ -198,10 +198,10 @@ def cleanup_session_prefix(prefix: str, *, client: Any = None) -> CleanupReport:
         LABEL_SESSION, lambda labels: labels.get(LABEL_SESSION, "").startswith(prefix), client)
 
 
-def _remove_matching(selector: str, keep: Callable[[dict[str, str]], bool],
+def _remove_matching(selector: str, keep: Callable[[dict[str, str]], bool] | None,
                      client: Any) -> CleanupReport:
     """Containers (forced, with anonymous volumes) then networks matching the label
-    ``selector`` whose labels pass ``keep``; errors collected, not raised."""
+    ``selector`` (and, with ``keep``, whose labels pass it); errors collected, not raised."""
     report = CleanupReport(selector=selector)
     own_client = client is None
     if own_client:
@@ -211,7 +211,7 @@ def _remove_matching(selector: str, keep: Callable[[dict[str, str]], bool],
             return report  # no engine: nothing can be left behind on it
     try:
         for container in client.containers.list(all=True, filters={"label": selector}):
-            if not keep(container.labels or {}):
+            if keep is not None and not keep(container.labels or {}):
                 continue
             try:
                 container.remove(force=True, v=True)
@@ -221,7 +221,7 @@ def _remove_matching(selector: str, keep: Callable[[dict[str, str]], bool],
                     continue  # removed concurrently: the goal is met
                 report.errors[f"container {container.name}"] = str(exc)
         for network in client.networks.list(filters={"label": selector}):
-            if not keep((network.attrs or {}).get("Labels") or {}):
+            if keep is not None and not keep((network.attrs or {}).get("Labels") or {}):
                 continue
             try:
                 network.remove()
