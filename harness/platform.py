@@ -60,6 +60,14 @@ def tap_subjects(config: RuntimeConfig) -> list[str]:
             if not any(o != s and filter_covers(o, s) for o in subjects)]
 
 
+def scenario_botspec_path(topology: Topology, scenario_dir: Path | None) -> Path:
+    """The BotSpec a scenario runs with: its ``topology.spec`` (relative to the scenario's
+    directory, else the working directory), else ``$QIKI_BOTSPEC`` or the QIKI spec."""
+    if topology.spec:
+        return ((scenario_dir or Path.cwd()) / topology.spec).resolve()
+    return default_botspec_path()
+
+
 #: Header the harness puts on messages it breaks on purpose, so the contract check can tell
 #: an injected malformed event from a platform bug.
 INJECTED_HEADER = "Qiki-Harness-Injected"
@@ -117,9 +125,7 @@ class Platform(AsyncResource):
         self.nats_url = nats_url or topology.broker.url
         #: the BotSpec: ``botspec``, else the scenario's ``topology.spec`` (relative to its
         #: directory), else the default (QIKI) spec
-        self.botspec = botspec or (
-            ((scenario_dir or Path.cwd()) / topology.spec).resolve() if topology.spec
-            else default_botspec_path())
+        self.botspec = botspec or scenario_botspec_path(topology, scenario_dir)
         self._given_broker = broker
         self.broker: Broker | None = broker
         #: per-run credentials and TLS material (``topology.broker.auth``/``tls``; issue 10)

@@ -40,7 +40,7 @@ from harness.contracts import ContractRegistry, registry_for_run
 from harness.errors import ConfigError, HarnessError
 from harness.faults.engine import ActiveFault, FaultEngine, fault_evidence_summary
 from harness.faults.partition import needs_route_proxies
-from harness.platform import INJECTED_HEADER, Platform
+from harness.platform import INJECTED_HEADER, Platform, scenario_botspec_path
 from harness.progress import ProgressSink, make_view
 from harness.report.journal import (
     Availability,
@@ -1257,10 +1257,9 @@ def check_scenario_spec(scenario: Scenario, scenario_file: Path) -> Path:
     (``topology.spec`` relative to the file, else ``$QIKI_BOTSPEC`` or QIKI's), the contracts
     its ``contract`` checks use, and the subject each load/publish step defaults to.
     Returns the spec's path; raises BotSpecError or ConfigError naming the problem."""
-    from services.common.botspec import default_botspec_path, load_runtime_config
+    from services.common.botspec import load_runtime_config
 
-    spec = ((scenario_file.parent / scenario.topology.spec).resolve()
-            if scenario.topology.spec else default_botspec_path())
+    spec = scenario_botspec_path(scenario.topology, scenario_file.parent.resolve())
     config = load_runtime_config(spec)
     registry_for_run(config, scenario)
     for entry in scenario.method:
