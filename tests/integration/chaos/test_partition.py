@@ -3,24 +3,21 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
 
 import nats
-import nats.errors
-import nats.js.errors
 import pytest
 from nats.js.api import StreamConfig
 
 from harness.broker import NatsCluster
 from harness.faults.partition import RouteProxies, cluster_state, wait_cluster_state
+from tests.js_retry import until_answered
 
 pytestmark = pytest.mark.chaos
 
 STREAM = "PART"
-T = TypeVar("T")
 
 
 @dataclass
@@ -41,19 +38,6 @@ async def routed(tmp_path: Path) -> AsyncIterator[Routed]:
                 yield Routed(cluster, routes)
         finally:
             await cluster.close()
-
-
-async def eventually(op: Callable[[], Awaitable[T]], *, attempts: int = 8) -> T:
-    """``op()`` until it succeeds: a JetStream request may time out while a loaded machine
-    settles elections (a retry is not a timed assertion; the last error is raised)."""
-    for i in range(attempts):
-        try:
-            return await op()
-        except (nats.errors.TimeoutError, nats.js.errors.APIError):
-            if i == attempts - 1:
-                raise
-            await asyncio.sleep(0.5)
-    raise AssertionError("unreachable")
 
 
 def routes_of(state: dict[str, object], name: str) -> int:
@@ -87,9 +71,11 @@ async def test_isolate_n3_then_heal(routed: Routed) -> None:
                             max_reconnect_attempts=-1)
     try:
         js = nc.jetstream(timeout=5.0)
-        await eventually(lambda: js.add_stream(
-            StreamConfig(name=STREAM, subjects=["part.>"], num_replicas=3)))
-        await eventually(lambda: js.publish("part.before", b"1", headers={"Nats-Msg-Id": "1"}))
+        await until_answered(lambda: js.add_stream(
+            StreamConfig(name=STREAM, subjects=["part.>"], num_replicas=3)), "create the stream")
+        await until_answered(
+            lambda: js.publish("part.before", b"1", headers={"Nats-Msg-Id": "1"}),
+            "publish before the partition")
 
         heal = await routed.routes.isolate(routed.routes.index_of("n3"))
         state, held, _ = await wait_cluster_state(
@@ -105,8 +91,9 @@ async def test_isolate_n3_then_heal(routed: Routed) -> None:
 
         # the majority (n1, n2) still accepts R3 writes through n1
         # (the message id makes a retry after a lost ack a no-op, not a second message)
-        ack = await eventually(
-            lambda: js.publish("part.during", b"2", headers={"Nats-Msg-Id": "2"}))
+        ack = await until_answered(
+            lambda: js.publish("part.during", b"2", headers={"Nats-Msg-Id": "2"}),
+            "publish during the partition")
         assert ack.seq == 2
 
         await heal()
