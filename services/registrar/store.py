@@ -127,6 +127,14 @@ def _padded_rows(n: int, max_rows: int) -> int:
     return min(max_rows, -(-n // step) * step)
 
 
+def _codes_of(rows: Sequence[Row]) -> dict[int, int]:
+    """{code: rows} of a batch stored whole (every row newly inserted)."""
+    counts: dict[int, int] = {}
+    for row in rows:
+        counts[row[0]] = counts.get(row[0], 0) + 1
+    return counts
+
+
 #: SQLite page cache of the writer connection, in KiB (64 MiB: the key index of ~3M records).
 WRITER_CACHE_KIB = 64 * 1024
 
@@ -342,18 +350,13 @@ class RegistrarStore:
             inserted = cur.rowcount
             if inserted == n:
                 self._last_seq = cur.lastrowid or before
-                counts: dict[int, int] = {}
-                for row in rows:
-                    counts[row[0]] = counts.get(row[0], 0) + 1
-                return counts
+                return _codes_of(rows)
         conn.execute("BEGIN IMMEDIATE")
         try:
             if n > self._max_rows:
                 inserted = self._insert_many(params)
             if inserted == n:
-                counts = {}
-                for row in rows:
-                    counts[row[0]] = counts.get(row[0], 0) + 1
+                counts = _codes_of(rows)
             else:
                 # Some keys were taken: by the same (source, id) (a redelivery: fine) or, in
                 # theory, by another event with the same hash. Walk each row's probe chain.
